@@ -1,0 +1,297 @@
+//! [`Db`]: the connection pool, configured from a `postgres://` URL.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use postgres_types::ToSql;
+use tokio_postgres::{NoTls, Row};
+
+use crate::error::{Error, Result};
+use crate::executor::{run_batch, run_execute, run_query, Executor, QueryCounter, Scope};
+use crate::session::Session;
+use crate::transaction::Transaction;
+
+/// How to build a [`Db`]. Start with [`Db::builder`].
+///
+/// ```no_run
+/// # async fn demo() -> matrx_orm::Result<()> {
+/// use std::time::Duration;
+/// let db = matrx_orm::Db::builder("postgres://root@localhost:5432/test")
+///     .pool_size(16)
+///     .connect_timeout(Duration::from_secs(3))
+///     .statement_timeout(Duration::from_secs(30))
+///     .connect()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct DbBuilder {
+    url: String,
+    pool_size: usize,
+    connect_timeout: Duration,
+    pool_wait: Duration,
+    statement_timeout: Option<Duration>,
+    search_path: Option<String>,
+    strict: bool,
+}
+
+impl DbBuilder {
+    /// Maximum number of pooled connections (default: 16).
+    pub fn pool_size(mut self, size: usize) -> Self {
+        self.pool_size = size.max(1);
+        self
+    }
+
+    /// How long opening a connection may take (default: 5 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long to wait for a free pooled connection before
+    /// [`Error::PoolTimeout`] (default: 30 s).
+    pub fn pool_wait(mut self, timeout: Duration) -> Self {
+        self.pool_wait = timeout;
+        self
+    }
+
+    /// The server-side `statement_timeout` of every connection; a statement running
+    /// longer fails with [`Error::StatementTimeout`]. Default: none.
+    pub fn statement_timeout(mut self, timeout: Duration) -> Self {
+        self.statement_timeout = Some(timeout);
+        self
+    }
+
+    /// The `search_path` of every connection: where models without a schema live.
+    pub fn search_path(mut self, schema: impl Into<String>) -> Self {
+        self.search_path = Some(schema.into());
+        self
+    }
+
+    /// Strict mode: every lazy relation load fails with [`Error::StrictLoad`].
+    pub fn strict(mut self, strict: bool) -> Self {
+        self.strict = strict;
+        self
+    }
+
+    /// Builds the pool and opens one connection to check the server answers.
+    pub async fn connect(self) -> Result<Db> {
+        let mut pg: tokio_postgres::Config = self
+            .url
+            .parse()
+            .map_err(|e| Error::InvalidInput(format!("invalid database URL: {e}")))?;
+        pg.connect_timeout(self.connect_timeout);
+        let mut options = pg.get_options().unwrap_or_default().to_owned();
+        if let Some(t) = self.statement_timeout {
+            options.push_str(&format!(" -c statement_timeout={}", t.as_millis()));
+        }
+        if let Some(path) = &self.search_path {
+            options.push_str(" -c search_path=");
+            options.push_str(&escape_option(&crate::sql::quote_ident(path)));
+        }
+        pg.options(options.trim());
+        let manager = Manager::from_config(
+            pg,
+            NoTls,
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(self.pool_size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(self.pool_wait))
+            .create_timeout(Some(self.connect_timeout))
+            .recycle_timeout(Some(self.connect_timeout))
+            .build()
+            .map_err(|e| Error::InvalidInput(format!("invalid pool configuration: {e}")))?;
+        let db = Db {
+            inner: Arc::new(DbInner {
+                pool,
+                scope: Scope {
+                    db_counter: Arc::new(QueryCounter::default()),
+                    session_counter: None,
+                    strict: self.strict,
+                },
+                pool_wait: self.pool_wait,
+                connect_timeout: self.connect_timeout,
+            }),
+        };
+        drop(db.conn().await?);
+        Ok(db)
+    }
+}
+
+/// Escapes a value for libpq's `options` (backslash and whitespace).
+fn escape_option(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for ch in value.chars() {
+        if ch == '\\' || ch.is_whitespace() {
+            out.push('\\');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+#[derive(Debug)]
+struct DbInner {
+    pool: Pool,
+    scope: Scope,
+    pool_wait: Duration,
+    connect_timeout: Duration,
+}
+
+/// A pool of connections to one PostgreSQL database. Cheap to clone.
+///
+/// Every statement run through a `Db` (directly, or through its sessions and
+/// transactions) is counted: see [`query_count`](Db::query_count).
+///
+/// ```no_run
+/// # async fn demo() -> matrx_orm::Result<()> {
+/// let db = matrx_orm::Db::connect("postgres://root@localhost:5432/test").await?;
+/// let before = db.query_count();
+/// db.execute_sql("SELECT 1", &[]).await?;
+/// assert_eq!(db.query_count() - before, 1);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Db {
+    inner: Arc<DbInner>,
+}
+
+impl Db {
+    /// Starts configuring a pool for `url` (`postgres://user@host:port/db?...`).
+    pub fn builder(url: impl Into<String>) -> DbBuilder {
+        DbBuilder {
+            url: url.into(),
+            pool_size: 16,
+            connect_timeout: Duration::from_secs(5),
+            pool_wait: Duration::from_secs(30),
+            statement_timeout: None,
+            search_path: None,
+            strict: false,
+        }
+    }
+
+    /// A pool with default settings; fails if the server does not answer.
+    pub async fn connect(url: &str) -> Result<Db> {
+        Db::builder(url).connect().await
+    }
+
+    /// Statements run through this pool so far (all sessions and transactions).
+    pub fn query_count(&self) -> u64 {
+        self.inner.scope.db_counter.get()
+    }
+
+    /// A new request scope. See [`Session`].
+    pub fn session(&self) -> Session {
+        Session::new(self.clone())
+    }
+
+    /// Begins a transaction on a connection of its own.
+    pub async fn begin(&self) -> Result<Transaction<'static>> {
+        Transaction::begin(self.conn().await?, self.inner.scope.clone()).await
+    }
+
+    /// Runs `f` in a transaction: committed if `f` returns `Ok`, rolled back if it
+    /// returns `Err` (or panics, or is cancelled).
+    ///
+    /// ```no_run
+    /// # async fn demo(db: &matrx_orm::Db) -> matrx_orm::Result<()> {
+    /// let n: u64 = db
+    ///     .transaction(async |tx| tx.execute_sql("DELETE FROM audit_log", &[]).await)
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn transaction<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: for<'s, 't> AsyncFnOnce(&'s mut Transaction<'t>) -> Result<T, E>,
+        E: From<Error>,
+    {
+        let tx = self.begin().await?;
+        tx.run(f).await
+    }
+
+    /// Runs one statement and returns its rows (parameters bound, never spliced).
+    pub async fn query_sql(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        self.query(sql, params).await
+    }
+
+    /// Runs one statement and returns the number of rows it affected.
+    pub async fn execute_sql(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
+        self.execute(sql, params).await
+    }
+
+    /// Runs several parameterless statements separated by `;` (DDL, scripts).
+    pub async fn batch_execute(&self, sql: &str) -> Result<()> {
+        let conn = self.conn().await?;
+        run_batch(&conn, &self.inner.scope, sql).await
+    }
+
+    /// The pool's current size and idle connections.
+    pub fn pool_status(&self) -> PoolStatus {
+        let s = self.inner.pool.status();
+        PoolStatus { max_size: s.max_size, size: s.size, available: s.available, waiting: s.waiting }
+    }
+
+
+    /// Takes a connection from the pool, with typed errors for timeouts.
+    pub(crate) async fn conn(&self) -> Result<Object> {
+        use deadpool_postgres::{PoolError, TimeoutType};
+        match self.inner.pool.get().await {
+            Ok(conn) => Ok(conn),
+            Err(PoolError::Timeout(TimeoutType::Wait)) => Err(Error::PoolTimeout(self.inner.pool_wait)),
+            Err(PoolError::Timeout(_)) => Err(Error::Connection(format!(
+                "could not connect within {:?}",
+                self.inner.connect_timeout
+            ))),
+            Err(other) => Err(other.into()),
+        }
+    }
+}
+
+/// A snapshot of the pool: see [`Db::pool_status`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStatus {
+    /// The configured maximum.
+    pub max_size: usize,
+    /// Connections open now.
+    pub size: usize,
+    /// Idle connections.
+    pub available: usize,
+    /// Callers waiting for a connection.
+    pub waiting: usize,
+}
+
+impl Executor for Db {
+    fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> impl Future<Output = Result<Vec<Row>>> + Send {
+        async move {
+            let conn = self.conn().await?;
+            run_query(&conn, &self.inner.scope, sql, params).await
+        }
+    }
+
+    fn execute(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> impl Future<Output = Result<u64>> + Send {
+        async move {
+            let conn = self.conn().await?;
+            run_execute(&conn, &self.inner.scope, sql, params).await
+        }
+    }
+
+    fn atomic(&self) -> impl Future<Output = Result<Transaction<'_>>> + Send {
+        async move { Transaction::begin(self.conn().await?, self.inner.scope.clone()).await }
+    }
+
+    fn scope(&self) -> &Scope {
+        &self.inner.scope
+    }
+}

@@ -1,0 +1,170 @@
+//! Where statements run: the [`Executor`] trait and the one function that sends a
+//! statement, counts it and traces it.
+//!
+//! [`Db`](crate::Db), [`Session`](crate::Session) and
+//! [`Transaction`](crate::Transaction) are executors, so every query and write runs
+//! the same way on each of them.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use deadpool_postgres::ClientWrapper;
+use postgres_types::ToSql;
+use tokio_postgres::Row;
+use tracing::Instrument;
+
+use crate::error::Result;
+use crate::transaction::Transaction;
+
+/// Something that runs statements: a [`Db`](crate::Db) (a pooled connection per
+/// statement), a [`Session`](crate::Session), or a [`Transaction`](crate::Transaction)
+/// (its one connection; concurrent statements are pipelined on it).
+///
+/// The methods are the low-level escape hatch; models and query builders call them.
+pub trait Executor: Send + Sync {
+    /// Runs a statement and returns its rows. The statement is prepared once per
+    /// connection and cached.
+    fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> impl Future<Output = Result<Vec<Row>>> + Send;
+
+    /// Runs a statement and returns the number of rows it affected.
+    fn execute(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> impl Future<Output = Result<u64>> + Send;
+
+    /// The counters and flags this executor reports to.
+    #[doc(hidden)]
+    fn scope(&self) -> &Scope;
+
+    /// A transaction for a multi-statement write: a new transaction on a `Db` or
+    /// session, a savepoint inside a transaction.
+    #[doc(hidden)]
+    fn atomic(&self) -> impl Future<Output = Result<Transaction<'_>>> + Send;
+}
+
+/// A query counter, shared by clones of the `Db` or session that owns it.
+#[derive(Debug, Default)]
+pub struct QueryCounter(AtomicU64);
+
+impl QueryCounter {
+    /// Statements run so far.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn bump(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Where an executor reports: the `Db`'s counter, a session's counter, strict mode.
+#[doc(hidden)]
+#[derive(Debug, Clone)]
+pub struct Scope {
+    pub(crate) db_counter: Arc<QueryCounter>,
+    pub(crate) session_counter: Option<Arc<QueryCounter>>,
+    pub(crate) strict: bool,
+}
+
+impl Scope {
+    fn count(&self) {
+        self.db_counter.bump();
+        if let Some(c) = &self.session_counter {
+            c.bump();
+        }
+    }
+
+    /// Whether lazy loads are refused.
+    pub fn strict(&self) -> bool {
+        self.strict
+    }
+}
+
+/// Runs one statement on one connection: prepare (cached), execute, count, trace.
+pub(crate) async fn run_query(
+    client: &ClientWrapper,
+    scope: &Scope,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<Row>> {
+    let span = tracing::debug_span!("matrx_orm.query", sql, rows = tracing::field::Empty);
+    async {
+        let started = Instant::now();
+        scope.count();
+        let stmt = client.prepare_cached(sql).await?;
+        let rows = client.query(&stmt, params).await?;
+        tracing::Span::current().record("rows", rows.len());
+        tracing::debug!(elapsed_us = started.elapsed().as_micros() as u64, rows = rows.len(), "query done");
+        Ok(rows)
+    }
+    .instrument(span)
+    .await
+}
+
+/// Like [`run_query`], for statements whose rows are not needed.
+pub(crate) async fn run_execute(
+    client: &ClientWrapper,
+    scope: &Scope,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<u64> {
+    let span = tracing::debug_span!("matrx_orm.execute", sql, rows = tracing::field::Empty);
+    async {
+        let started = Instant::now();
+        scope.count();
+        let stmt = client.prepare_cached(sql).await?;
+        let n = client.execute(&stmt, params).await?;
+        tracing::Span::current().record("rows", n);
+        tracing::debug!(elapsed_us = started.elapsed().as_micros() as u64, rows = n, "execute done");
+        Ok(n)
+    }
+    .instrument(span)
+    .await
+}
+
+/// Runs unprepared, parameterless statements (transaction control, DDL).
+pub(crate) async fn run_batch(client: &ClientWrapper, scope: &Scope, sql: &str) -> Result<()> {
+    let span = tracing::debug_span!("matrx_orm.batch", sql);
+    async {
+        scope.count();
+        client.batch_execute(sql).await?;
+        Ok(())
+    }
+    .instrument(span)
+    .await
+}
+
+/// An object-safe view of an [`Executor`], used by type-erased relation trees.
+#[doc(hidden)]
+pub trait DynExecutor: Send + Sync {
+    /// [`Executor::query`], boxed.
+    fn query_dyn<'a>(
+        &'a self,
+        sql: &'a str,
+        params: &'a [&'a (dyn ToSql + Sync)],
+    ) -> futures_util::future::BoxFuture<'a, Result<Vec<Row>>>;
+
+    /// [`Executor::scope`].
+    fn scope_dyn(&self) -> &Scope;
+}
+
+impl<E: Executor> DynExecutor for E {
+    fn query_dyn<'a>(
+        &'a self,
+        sql: &'a str,
+        params: &'a [&'a (dyn ToSql + Sync)],
+    ) -> futures_util::future::BoxFuture<'a, Result<Vec<Row>>> {
+        Box::pin(self.query(sql, params))
+    }
+
+    fn scope_dyn(&self) -> &Scope {
+        self.scope()
+    }
+}

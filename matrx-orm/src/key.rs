@@ -1,0 +1,101 @@
+//! Keys: primary keys and relation join keys, single-column or composite.
+//!
+//! A [`Key`] knows how to travel to the server as a set: one array parameter per key
+//! column (`= ANY($1)`, or `unnest($1::text[], $2::int4[])` for composite keys), so the
+//! SQL text never depends on how many keys there are.
+
+use std::borrow::Cow;
+use std::fmt::Debug;
+use std::hash::Hash;
+
+use postgres_types::{FromSql, ToSql};
+use tokio_postgres::Row;
+
+use crate::error::Result;
+use crate::value::{Param, SqlType};
+
+/// One column of a key: a scalar type that can be hashed and sent as an array.
+pub trait KeyPart:
+    Clone + Eq + Hash + Debug + ToSql + for<'a> FromSql<'a> + SqlType + Send + Sync + 'static
+{
+}
+
+macro_rules! key_parts {
+    ($($t:ty),*) => {$(
+        impl KeyPart for $t {}
+        impl Key for $t {
+            const ARITY: usize = 1;
+            fn params(&self) -> Vec<Param> { vec![Param::new(self.clone())] }
+            fn array_params(keys: &[Self]) -> Vec<Param> { vec![Param::new(keys.to_vec())] }
+            fn column_types() -> Vec<Cow<'static, str>> { vec![<$t as SqlType>::pg_type()] }
+            fn decode(row: &Row, offset: usize, model: &'static str) -> Result<Self> {
+                crate::model::decode_column(row, offset, model)
+            }
+        }
+        impl KeyField for $t {
+            type Part = $t;
+            fn key_part(&self) -> Option<$t> { Some(self.clone()) }
+        }
+        impl KeyField for Option<$t> {
+            type Part = $t;
+            fn key_part(&self) -> Option<$t> { self.clone() }
+        }
+    )*};
+}
+
+key_parts!(
+    i16,
+    i32,
+    i64,
+    bool,
+    String,
+    uuid::Uuid,
+    rust_decimal::Decimal,
+    chrono::NaiveDate,
+    chrono::NaiveDateTime,
+    chrono::DateTime<chrono::Utc>
+);
+
+/// A primary key or relation key: a [`KeyPart`] or a tuple of up to four of them.
+pub trait Key: Clone + Eq + Hash + Debug + Send + Sync + 'static {
+    /// The number of columns.
+    const ARITY: usize;
+    /// One parameter per column, for `WHERE (a, b) = ($1, $2)`.
+    fn params(&self) -> Vec<Param>;
+    /// One array parameter per column holding that column of every key.
+    fn array_params(keys: &[Self]) -> Vec<Param>;
+    /// The PostgreSQL type of each column, for the casts of `unnest($1::T[], ...)`.
+    fn column_types() -> Vec<Cow<'static, str>>;
+    /// Decodes the key from `ARITY` columns of `row` starting at `offset`.
+    fn decode(row: &Row, offset: usize, model: &'static str) -> Result<Self>;
+}
+
+/// A model field that holds one part of a key; `Option` fields give `None` for NULL.
+///
+/// Used by the code `#[derive(Model)]` emits to read relation keys off instances.
+pub trait KeyField {
+    /// The key part type.
+    type Part: KeyPart;
+    /// The value, or `None` when the field is NULL.
+    fn key_part(&self) -> Option<Self::Part>;
+}
+
+macro_rules! tuple_keys {
+    ($arity:literal: $($t:ident $i:tt),*) => {
+        impl<$($t: KeyPart),*> Key for ($($t,)*) {
+            const ARITY: usize = $arity;
+            fn params(&self) -> Vec<Param> { vec![$(Param::new(self.$i.clone())),*] }
+            fn array_params(keys: &[Self]) -> Vec<Param> {
+                vec![$(Param::new(keys.iter().map(|k| k.$i.clone()).collect::<Vec<$t>>())),*]
+            }
+            fn column_types() -> Vec<Cow<'static, str>> { vec![$(<$t as SqlType>::pg_type()),*] }
+            fn decode(row: &Row, offset: usize, model: &'static str) -> Result<Self> {
+                Ok(($(crate::model::decode_column::<$t>(row, offset + $i, model)?,)*))
+            }
+        }
+    };
+}
+
+tuple_keys!(2: A 0, B 1);
+tuple_keys!(3: A 0, B 1, C 2);
+tuple_keys!(4: A 0, B 1, C 2, D 3);

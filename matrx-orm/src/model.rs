@@ -1,0 +1,360 @@
+//! The [`Model`] trait and the static description of a table ([`ModelMeta`]).
+//!
+//! `#[derive(Model)]` implements the trait; everything else in the crate (SQL
+//! rendering, DDL, relation loading) works from the metadata it emits.
+
+use std::borrow::Cow;
+use std::future::Future;
+
+use tokio_postgres::Row;
+
+use crate::error::{Error, Result};
+use crate::key::Key;
+use crate::column::ColumnRef;
+use crate::executor::Executor;
+use crate::filter::Filter;
+use crate::query::Select;
+use crate::relation::{fetch, fetch_all_related, DynRelation, Loaded, Relation, RelationKind, RelationMeta};
+use crate::write::{self, Create, InsertRows};
+
+/// Static description of one column.
+#[derive(Debug)]
+pub struct ColumnMeta {
+    /// The SQL column name.
+    pub name: &'static str,
+    /// The Rust field name.
+    pub field: &'static str,
+    /// The PostgreSQL type used by DDL (e.g. `bigint`, `text[]`).
+    pub sql_type: fn() -> Cow<'static, str>,
+    /// Whether the column accepts NULL (the field is an `Option`).
+    pub nullable: bool,
+    /// Whether the column is part of the primary key.
+    pub primary_key: bool,
+    /// Whether the database fills the column when an insert leaves it out
+    /// (an identity column, or a column with a default).
+    pub auto: bool,
+    /// A default expression for DDL, written by the model's author.
+    pub default_sql: Option<&'static str>,
+    /// Whether DDL adds a `UNIQUE` constraint.
+    pub unique: bool,
+    /// Whether DDL adds an index.
+    pub indexed: bool,
+}
+
+/// Static description of one model: its table, columns and relations.
+#[derive(Debug)]
+pub struct ModelMeta {
+    /// The Rust type name, used in errors.
+    pub name: &'static str,
+    /// The schema, or `None` for the connection's `search_path`.
+    pub schema: Option<&'static str>,
+    /// The table name.
+    pub table: &'static str,
+    /// Every column, in field order.
+    pub columns: &'static [ColumnMeta],
+    /// Indexes into `columns` of the primary-key columns, in key order.
+    pub primary_key: &'static [usize],
+    /// The relations declared on the model.
+    pub relations: &'static [RelationMeta],
+}
+
+impl ModelMeta {
+    /// The column with this SQL name.
+    pub fn column(&self, name: &str) -> Option<&'static ColumnMeta> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+
+    /// The primary-key columns, in key order.
+    pub fn primary_key_columns(&self) -> impl Iterator<Item = &'static ColumnMeta> + '_ {
+        self.primary_key.iter().map(|&i| &self.columns[i])
+    }
+
+    /// The relation with this field name.
+    pub fn relation(&self, name: &str) -> Option<&'static RelationMeta> {
+        self.relations.iter().find(|r| r.name == name)
+    }
+}
+
+/// A Rust struct mapped to a table. Implement it with `#[derive(Model)]`.
+///
+/// ```
+/// use matrx_orm::Model;
+///
+/// #[derive(Model, Debug, Clone)]
+/// #[orm(table = "customers")]
+/// pub struct Customer {
+///     #[orm(primary_key, auto)]
+///     pub id: i64,
+///     pub name: String,
+///     #[orm(unique)]
+///     pub email: String,
+///     pub referred_by: Option<i64>,
+/// }
+///
+/// assert_eq!(Customer::META.table, "customers");
+/// assert_eq!(Customer::EMAIL.name(), "email");
+/// ```
+pub trait Model: Sized + Send + Sync + 'static {
+    /// The table description.
+    const META: &'static ModelMeta;
+
+    /// The primary key: a scalar, or a tuple for a composite key.
+    type Key: Key;
+
+    /// Decodes the model from `row`, whose columns `offset..offset + META.columns.len()`
+    /// are this model's columns in `META` order. Relation fields start not loaded.
+    fn decode(row: &Row, offset: usize) -> Result<Self>;
+
+    /// Decodes the model from `row` by column name (for raw SQL, whatever the order).
+    fn decode_named(row: &Row) -> Result<Self>;
+
+    /// The primary key of this instance.
+    fn key(&self) -> Self::Key;
+
+    /// The value of column `index` (in `META.columns` order), to bind as a parameter.
+    fn value(&self, index: usize) -> &(dyn postgres_types::ToSql + Sync);
+
+    /// The model's relations, by name (emitted by the derive; none by default).
+    fn relations() -> &'static [DynRelation<Self>] {
+        &[]
+    }
+
+    /// A query on every row of the model.
+    fn query() -> Select<Self> {
+        Select::new()
+    }
+
+    /// A query on the rows matching `filter`.
+    fn filter(filter: Filter<Self>) -> Select<Self> {
+        Select::new().filter(filter)
+    }
+
+    /// The row with primary key `key`, or [`Error::NotFound`].
+    ///
+    /// ```no_run
+    /// # use matrx_orm::Model;
+    /// # #[derive(Model, Debug)] #[orm(table = "warehouses")]
+    /// # pub struct Warehouse { #[orm(primary_key)] pub region: String, #[orm(primary_key)] pub code: i32, pub name: String }
+    /// # async fn demo(db: &matrx_orm::Db) -> matrx_orm::Result<()> {
+    /// let lagos = Warehouse::get(db, &("af".to_string(), 1)).await?;
+    /// # Ok(()) }
+    /// ```
+    fn get<E: Executor>(ex: &E, key: &Self::Key) -> impl Future<Output = Result<Self>> + Send {
+        async move {
+            write::get_by_key::<Self, E>(ex, key)
+                .await?
+                .ok_or(Error::NotFound { model: Self::META.name })
+        }
+    }
+
+    /// The row with primary key `key`, if there is one.
+    fn get_or_none<E: Executor>(
+        ex: &E,
+        key: &Self::Key,
+    ) -> impl Future<Output = Result<Option<Self>>> + Send {
+        write::get_by_key::<Self, E>(ex, key)
+    }
+
+    /// Inserts this instance (leaving `auto` columns to the database) and returns the
+    /// row as stored, defaults filled.
+    fn insert<E: Executor>(&self, ex: &E) -> impl Future<Output = Result<Self>> + Send {
+        async move {
+            let mut rows = InsertRows::new(std::slice::from_ref(self)).exec(ex).await?;
+            rows.pop().ok_or(Error::NotFound { model: Self::META.name })
+        }
+    }
+
+    /// Inserts many instances in one statement; returns them as stored, in order.
+    fn insert_many<E: Executor>(ex: &E, rows: &[Self]) -> impl Future<Output = Result<Vec<Self>>> + Send {
+        async move { InsertRows::new(rows).exec(ex).await }
+    }
+
+    /// An insert of `rows` with options: explicit `auto` columns, `ON CONFLICT`.
+    fn insert_rows(rows: &[Self]) -> InsertRows<'_, Self> {
+        InsertRows::new(rows)
+    }
+
+    /// Inserts this instance, or updates the row it conflicts with on `target`
+    /// (`ON CONFLICT (target) DO UPDATE`); returns the row as stored.
+    fn upsert<'a, E: Executor>(
+        &'a self,
+        ex: &'a E,
+        target: &'a [ColumnRef<Self>],
+    ) -> impl Future<Output = Result<Self>> + Send + 'a {
+        async move {
+            let mut rows = InsertRows::new(std::slice::from_ref(self))
+                .on_conflict_update(target, &[])
+                .exec(ex)
+                .await?;
+            rows.pop().ok_or(Error::NotFound { model: Self::META.name })
+        }
+    }
+
+    /// An insert of one row from chosen columns; the database fills the rest.
+    fn create() -> Create<Self> {
+        Create::new()
+    }
+
+    /// Writes every non-key column of this instance to its row, then refreshes the
+    /// instance from the stored row (relations become not loaded). [`Error::NotFound`]
+    /// if no row has this key.
+    fn update<E: Executor>(&mut self, ex: &E) -> impl Future<Output = Result<()>> + Send {
+        async move {
+            *self = write::update_instance(ex, &*self).await?;
+            Ok(())
+        }
+    }
+
+    /// Deletes this instance's row; [`Error::NotFound`] if no row has this key.
+    fn delete<E: Executor>(&self, ex: &E) -> impl Future<Output = Result<()>> + Send {
+        async move { write::delete_by_key::<Self, E>(ex, &self.key()).await }
+    }
+
+    /// Loads relation `rel` of this instance and attaches it (see
+    /// [`fetch`](crate::relation::fetch)): no query if it is loaded already or its key
+    /// is NULL, one query otherwise.
+    ///
+    /// ```no_run
+    /// # use matrx_orm::prelude::*;
+    /// # #[derive(Model, Debug)] #[orm(table = "customers")]
+    /// # pub struct Customer { #[orm(primary_key)] pub id: i64 }
+    /// # #[derive(Model, Debug)] #[orm(table = "orders")]
+    /// # pub struct Order { #[orm(primary_key)] pub id: i64, pub customer_id: i64,
+    /// #   #[orm(belongs_to(key = "customer_id"))] pub customer: One<Customer> }
+    /// # async fn demo(db: &matrx_orm::Db, order: Order) -> matrx_orm::Result<()> {
+    /// let customer = order.fetch(db, Order::CUSTOMER).await?; // Option<Arc<Customer>>
+    /// assert!(order.customer.state().is_some()); // now attached
+    /// # Ok(()) }
+    /// ```
+    fn fetch<R, E>(&self, ex: &E, rel: R) -> impl Future<Output = Result<Loaded<R>>> + Send
+    where
+        R: Relation<Source = Self>,
+        E: Executor,
+    {
+        let _ = rel;
+        fetch::<R>(ex, self)
+    }
+
+    /// [`fetch`](Self::fetch) for a `belongs_to` relation (the seed's name).
+    fn fetch_fk<R, E>(&self, ex: &E, rel: R) -> impl Future<Output = Result<Loaded<R>>> + Send
+    where
+        R: Relation<Source = Self>,
+        E: Executor,
+    {
+        self.fetch_kind(ex, rel, &[RelationKind::BelongsTo], "fetch_fk")
+    }
+
+    /// [`fetch`](Self::fetch) for a `has_many` or `has_one` relation (the seed's name).
+    fn fetch_ifk<R, E>(&self, ex: &E, rel: R) -> impl Future<Output = Result<Loaded<R>>> + Send
+    where
+        R: Relation<Source = Self>,
+        E: Executor,
+    {
+        self.fetch_kind(ex, rel, &[RelationKind::HasMany, RelationKind::HasOne], "fetch_ifk")
+    }
+
+    /// [`fetch`](Self::fetch) for a `many_to_many` relation (the seed's name).
+    fn fetch_m2m<R, E>(&self, ex: &E, rel: R) -> impl Future<Output = Result<Loaded<R>>> + Send
+    where
+        R: Relation<Source = Self>,
+        E: Executor,
+    {
+        self.fetch_kind(ex, rel, &[RelationKind::ManyToMany], "fetch_m2m")
+    }
+
+    #[doc(hidden)]
+    fn fetch_kind<R, E>(
+        &self,
+        ex: &E,
+        _rel: R,
+        kinds: &'static [RelationKind],
+        call: &'static str,
+    ) -> impl Future<Output = Result<Loaded<R>>> + Send
+    where
+        R: Relation<Source = Self>,
+        E: Executor,
+    {
+        async move {
+            if !kinds.contains(&R::META.kind) {
+                return Err(Error::InvalidInput(format!(
+                    "{call} on {}.{}, a {:?} relation; use fetch",
+                    Self::META.name,
+                    R::META.name,
+                    R::META.kind
+                )));
+            }
+            fetch::<R>(ex, self).await
+        }
+    }
+
+    /// Loads every relation of this instance concurrently (one query per relation not
+    /// loaded yet). Errors are returned, not logged.
+    fn fetch_all_related<E: Executor>(&self, ex: &E) -> impl Future<Output = Result<()>> + Send {
+        fetch_all_related(ex, self)
+    }
+
+    /// Runs raw SQL and decodes each row by column name. Values go in `params`
+    /// (`$1`, `$2`, ...), never into the SQL text.
+    ///
+    /// ```no_run
+    /// # use matrx_orm::Model;
+    /// # #[derive(Model, Debug)] #[orm(table = "customers")]
+    /// # pub struct Customer { #[orm(primary_key)] pub id: i64, pub email: String }
+    /// # async fn demo(db: &matrx_orm::Db) -> matrx_orm::Result<()> {
+    /// let found = Customer::raw(db, "SELECT * FROM customers WHERE email LIKE $1", &[&"%@example.com"]).await?;
+    /// # Ok(()) }
+    /// ```
+    fn raw<E: Executor>(
+        ex: &E,
+        sql: &str,
+        params: &[&(dyn postgres_types::ToSql + Sync)],
+    ) -> impl Future<Output = Result<Vec<Self>>> + Send {
+        async move {
+            let rows = ex.query(sql, params).await?;
+            rows.iter().map(Self::decode_named).collect()
+        }
+    }
+}
+
+/// Decodes one column of a row; on failure the error names model, column and types.
+///
+/// Used by the code `#[derive(Model)]` emits.
+#[doc(hidden)]
+pub fn decode_column<'r, T: postgres_types::FromSql<'r>>(
+    row: &'r Row,
+    index: usize,
+    model: &'static str,
+) -> Result<T> {
+    row.try_get(index).map_err(|err| decode_error::<T>(row, index, model, err))
+}
+
+/// Decodes one column of a row by name; on failure the error names model, column and types.
+#[doc(hidden)]
+pub fn decode_column_named<'r, T: postgres_types::FromSql<'r>>(
+    row: &'r Row,
+    name: &'static str,
+    model: &'static str,
+) -> Result<T> {
+    match row.columns().iter().position(|c| c.name() == name) {
+        Some(index) => decode_column(row, index, model),
+        None => Err(Error::Decode {
+            model,
+            column: name.to_owned(),
+            rust_type: std::any::type_name::<T>(),
+            pg_type: "<missing>".to_owned(),
+            message: "the row has no column of that name".to_owned(),
+        }),
+    }
+}
+
+fn decode_error<T>(row: &Row, index: usize, model: &'static str, err: tokio_postgres::Error) -> Error {
+    let (column, pg_type) = match row.columns().get(index) {
+        Some(c) => (c.name().to_owned(), c.type_().name().to_owned()),
+        None => (format!("#{index}"), "<missing>".to_owned()),
+    };
+    let message = match std::error::Error::source(&err) {
+        Some(source) => source.to_string(),
+        None => err.to_string(),
+    };
+    Error::Decode { model, column, rust_type: std::any::type_name::<T>(), pg_type, message }
+}

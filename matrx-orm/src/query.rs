@@ -1,0 +1,361 @@
+//! [`Select`]: the query builder for reads, updates and deletes by filter.
+
+use std::marker::PhantomData;
+
+use crate::column::{Column, OrderBy};
+use crate::error::{Error, Result};
+use crate::executor::Executor;
+use crate::filter::{Filter, Node};
+use crate::model::Model;
+use crate::relation::{IntoPrefetch, Prefetch};
+use crate::sql::SqlBuf;
+use crate::value::{as_sql_refs, Param};
+
+/// The alias of the root table in every statement this crate writes.
+pub(crate) const ROOT: &str = "t";
+
+/// A query on model `M`: filters, ordering and paging, run by a terminal method
+/// ([`all`](Self::all), [`first`](Self::first), [`one`](Self::one), [`count`](Self::count),
+/// [`exists`](Self::exists), [`delete`](Self::delete), [`update`](Self::update)).
+///
+/// ```no_run
+/// # use matrx_orm::Model;
+/// # #[derive(Model, Debug)] #[orm(table = "orders")]
+/// # pub struct Order { #[orm(primary_key)] pub id: i64, pub status: String, pub total_cents: i64 }
+/// # async fn demo(db: &matrx_orm::Db) -> matrx_orm::Result<()> {
+/// let big_paid: Vec<Order> = Order::query()
+///     .filter(Order::STATUS.eq("paid") & Order::TOTAL_CENTS.gte(10_000))
+///     .order_by(Order::TOTAL_CENTS.desc())
+///     .limit(10)
+///     .all(db)
+///     .await?;
+/// # Ok(()) }
+/// ```
+pub struct Select<M> {
+    prefetch: Prefetch<M>,
+    filter: Option<Node>,
+    order: Vec<OrderBy<M>>,
+    limit: Option<u64>,
+    offset: Option<u64>,
+    _marker: PhantomData<fn() -> M>,
+}
+
+impl<M> Clone for Select<M> {
+    fn clone(&self) -> Self {
+        Select {
+            prefetch: self.prefetch.clone(),
+            filter: self.filter.clone(),
+            order: self.order.clone(),
+            limit: self.limit,
+            offset: self.offset,
+            _marker: PhantomData,
+        }
+    }
+}
+
+impl<M> std::fmt::Debug for Select<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Select")
+            .field("filter", &self.filter)
+            .field("order", &self.order)
+            .field("limit", &self.limit)
+            .field("offset", &self.offset)
+            .finish()
+    }
+}
+
+impl<M: Model> Default for Select<M> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<M: Model> Select<M> {
+    /// All rows of `M`.
+    pub fn new() -> Self {
+        Select {
+            prefetch: Prefetch::default(),
+            filter: None,
+            order: Vec::new(),
+            limit: None,
+            offset: None,
+            _marker: PhantomData,
+        }
+    }
+
+    /// Loads a relation tree on the results: one query per edge, whatever the number
+    /// of rows (see [`Path`](crate::Path) for nesting and customising edges).
+    pub fn prefetch(mut self, tree: impl IntoPrefetch<M>) -> Self {
+        self.prefetch.add(tree);
+        self
+    }
+
+    /// Like [`prefetch`](Self::prefetch) with a string path (`"items__product"`); an
+    /// unknown relation name is an [`Error::InvalidInput`] naming it.
+    pub fn prefetch_path(mut self, path: &str) -> Result<Self> {
+        self.prefetch.add(Prefetch::<M>::parse(path)?);
+        Ok(self)
+    }
+
+    /// Keeps rows matching `filter` (combined with earlier filters by AND).
+    pub fn filter(mut self, filter: Filter<M>) -> Self {
+        self.filter = Some(match self.filter.take() {
+            None => filter.node,
+            Some(Node::And(mut nodes)) => {
+                nodes.push(filter.node);
+                Node::And(nodes)
+            }
+            Some(prev) => Node::And(vec![prev, filter.node]),
+        });
+        self
+    }
+
+    /// Drops rows matching `filter`.
+    pub fn exclude(self, filter: Filter<M>) -> Self {
+        self.filter(!filter)
+    }
+
+    /// Adds an ordering term (earlier terms take precedence).
+    pub fn order_by(mut self, order: OrderBy<M>) -> Self {
+        self.order.push(order);
+        self
+    }
+
+    /// Returns at most `n` rows.
+    pub fn limit(mut self, n: u64) -> Self {
+        self.limit = Some(n);
+        self
+    }
+
+    /// Skips the first `n` rows.
+    pub fn offset(mut self, n: u64) -> Self {
+        self.offset = Some(n);
+        self
+    }
+
+    /// The filter, rendered with columns qualified by `alias` (`TRUE` when unfiltered).
+    pub(crate) fn render_where(&self, alias: &str, sql: &mut SqlBuf) {
+        match &self.filter {
+            Some(node) => node.render(alias, sql),
+            None => {
+                sql.push("TRUE");
+            }
+        }
+    }
+
+    pub(crate) fn render_order(&self, alias: &str, sql: &mut SqlBuf) {
+        if self.order.is_empty() {
+            return;
+        }
+        sql.push(" ORDER BY ");
+        for (i, term) in self.order.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            term.render(alias, sql);
+        }
+    }
+
+    pub(crate) fn has_order(&self) -> bool {
+        !self.order.is_empty()
+    }
+
+    fn render_paging(&self, sql: &mut SqlBuf) -> Result<()> {
+        if let Some(n) = self.limit {
+            sql.push(" LIMIT ").param(Param::new(to_i64(n, "limit")?));
+        }
+        if let Some(n) = self.offset {
+            sql.push(" OFFSET ").param(Param::new(to_i64(n, "offset")?));
+        }
+        Ok(())
+    }
+
+    /// `SELECT <columns> FROM <table> AS "t" WHERE ... ORDER BY ... LIMIT ... OFFSET ...`
+    pub(crate) fn render_select(&self) -> Result<SqlBuf> {
+        let mut sql = SqlBuf::new();
+        sql.push("SELECT ").columns(ROOT, M::META).push(" FROM ").table_as(M::META, ROOT);
+        sql.push(" WHERE ");
+        self.render_where(ROOT, &mut sql);
+        self.render_order(ROOT, &mut sql);
+        self.render_paging(&mut sql)?;
+        Ok(sql)
+    }
+
+    /// Runs the query, decodes every row, and loads the prefetched relations.
+    pub async fn all<E: Executor>(&self, ex: &E) -> Result<Vec<M>> {
+        let sql = self.render_select()?;
+        let rows: Vec<M> = fetch_models(ex, &sql).await?;
+        if !self.prefetch.is_empty() {
+            let parents: Vec<&M> = rows.iter().collect();
+            self.prefetch.load(ex, &parents).await?;
+        }
+        Ok(rows)
+    }
+
+    /// The first row (by the query's ordering, else by primary key), if any.
+    pub async fn first<E: Executor>(&self, ex: &E) -> Result<Option<M>> {
+        let mut query = self.clone().limit(1);
+        if !query.has_order() {
+            query.order = primary_key_order::<M>();
+        }
+        Ok(query.all(ex).await?.into_iter().next())
+    }
+
+    /// Exactly one row: [`Error::NotFound`] if none, [`Error::MultipleRows`] if more.
+    pub async fn one<E: Executor>(&self, ex: &E) -> Result<M> {
+        let mut rows = self.clone().limit(2).all(ex).await?;
+        match rows.len() {
+            0 => Err(Error::NotFound { model: M::META.name }),
+            1 => rows.pop().ok_or(Error::NotFound { model: M::META.name }),
+            count => Err(Error::MultipleRows { model: M::META.name, count }),
+        }
+    }
+
+    /// At most one row: `None` if none, [`Error::MultipleRows`] if more.
+    pub async fn one_or_none<E: Executor>(&self, ex: &E) -> Result<Option<M>> {
+        match self.one(ex).await {
+            Ok(row) => Ok(Some(row)),
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The number of matching rows (after limit and offset, if set).
+    pub async fn count<E: Executor>(&self, ex: &E) -> Result<u64> {
+        let mut sql = SqlBuf::new();
+        sql.push("SELECT count(*) FROM (SELECT 1 FROM ").table_as(M::META, ROOT);
+        sql.push(" WHERE ");
+        self.render_where(ROOT, &mut sql);
+        self.render_paging(&mut sql)?;
+        sql.push(") AS \"c\"");
+        let rows = ex.query(&sql.text, &as_sql_refs(&sql.params)).await?;
+        let count: i64 = match rows.first() {
+            Some(row) => crate::model::decode_column(row, 0, M::META.name)?,
+            None => 0,
+        };
+        Ok(count.max(0) as u64)
+    }
+
+    /// Whether any row matches.
+    pub async fn exists<E: Executor>(&self, ex: &E) -> Result<bool> {
+        let mut sql = SqlBuf::new();
+        sql.push("SELECT EXISTS (SELECT 1 FROM ").table_as(M::META, ROOT);
+        sql.push(" WHERE ");
+        self.render_where(ROOT, &mut sql);
+        sql.push(")");
+        let rows = ex.query(&sql.text, &as_sql_refs(&sql.params)).await?;
+        match rows.first() {
+            Some(row) => crate::model::decode_column(row, 0, M::META.name),
+            None => Ok(false),
+        }
+    }
+
+    /// Deletes the matching rows and returns them. Ordering and paging are refused.
+    pub async fn delete<E: Executor>(&self, ex: &E) -> Result<Vec<M>> {
+        self.refuse_paging("delete")?;
+        let mut sql = SqlBuf::new();
+        sql.push("DELETE FROM ").table_as(M::META, ROOT).push(" WHERE ");
+        self.render_where(ROOT, &mut sql);
+        sql.push(" RETURNING ").columns(ROOT, M::META);
+        fetch_models(ex, &sql).await
+    }
+
+    /// Starts an update of the matching rows: add columns with
+    /// [`set`](Update::set), then run it with [`exec`](Update::exec).
+    pub fn update(self) -> Update<M> {
+        Update { query: self, sets: Vec::new() }
+    }
+
+    fn refuse_paging(&self, what: &str) -> Result<()> {
+        if self.limit.is_some() || self.offset.is_some() || !self.order.is_empty() {
+            return Err(Error::InvalidInput(format!(
+                "{what} by filter on {} takes no ordering, limit or offset",
+                M::META.name
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn to_i64(n: u64, what: &str) -> Result<i64> {
+    i64::try_from(n).map_err(|_| Error::InvalidInput(format!("{what} {n} is out of range")))
+}
+
+pub(crate) fn primary_key_order<M: Model>() -> Vec<OrderBy<M>> {
+    M::META
+        .primary_key
+        .iter()
+        .map(|&i| Column::<M, ()>::new(i).asc())
+        .collect()
+}
+
+/// Runs a statement that returns rows of `M` in `META` column order and decodes them.
+pub(crate) async fn fetch_models<M: Model, E: Executor>(ex: &E, sql: &SqlBuf) -> Result<Vec<M>> {
+    let rows = ex.query(&sql.text, &as_sql_refs(&sql.params)).await?;
+    rows.iter().map(|row| M::decode(row, 0)).collect()
+}
+
+/// An update by filter: `UPDATE ... SET col = $n, ... WHERE ... RETURNING ...`.
+///
+/// ```no_run
+/// # use matrx_orm::Model;
+/// # #[derive(Model, Debug)] #[orm(table = "orders")]
+/// # pub struct Order { #[orm(primary_key)] pub id: i64, pub status: String }
+/// # async fn demo(db: &matrx_orm::Db) -> matrx_orm::Result<()> {
+/// let shipped = Order::query()
+///     .filter(Order::STATUS.eq("paid"))
+///     .update()
+///     .set(Order::STATUS, "shipped")
+///     .exec(db)
+///     .await?;
+/// println!("{} orders shipped", shipped.len());
+/// # Ok(()) }
+/// ```
+pub struct Update<M> {
+    query: Select<M>,
+    sets: Vec<(&'static str, Param)>,
+}
+
+impl<M: Model> Update<M> {
+    /// Sets `column` to `value` on every matching row.
+    pub fn set<T, V>(mut self, column: Column<M, T>, value: V) -> Self
+    where
+        V: Into<T>,
+        T: postgres_types::ToSql + Send + Sync + 'static,
+    {
+        self.sets.push((column.name(), Param::new(value.into())));
+        self
+    }
+
+    /// Sets a nullable `column` to NULL on every matching row.
+    pub fn set_null<T>(mut self, column: Column<M, T>) -> Self
+    where
+        T: postgres_types::ToSql + Send + Sync + 'static,
+    {
+        self.sets.push((column.name(), Param::new(None::<T>)));
+        self
+    }
+
+    /// Runs the update; returns the updated rows as stored.
+    pub async fn exec<E: Executor>(&self, ex: &E) -> Result<Vec<M>> {
+        self.query.refuse_paging("update")?;
+        if self.sets.is_empty() {
+            return Err(Error::InvalidInput(format!(
+                "update of {} sets no column",
+                M::META.name
+            )));
+        }
+        let mut sql = SqlBuf::new();
+        sql.push("UPDATE ").table_as(M::META, ROOT).push(" SET ");
+        for (i, (column, value)) in self.sets.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.ident(column).push(" = ").param(value.clone());
+        }
+        sql.push(" WHERE ");
+        self.query.render_where(ROOT, &mut sql);
+        sql.push(" RETURNING ").columns(ROOT, M::META);
+        fetch_models(ex, &sql).await
+    }
+}

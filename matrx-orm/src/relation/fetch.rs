@@ -1,0 +1,48 @@
+//! Lazy, per-instance relation loads: the seed's `fetch_fk` / `fetch_ifk` /
+//! `fetch_m2m`, done through the batch primitive with one key.
+
+use futures_util::future::{try_join_all, BoxFuture};
+
+use crate::error::{Error, Result};
+use crate::executor::DynExecutor;
+use crate::model::Model;
+use crate::relation::batch::load_edge;
+use crate::relation::stitch::attach;
+use crate::relation::{Related, Relation, Slot};
+
+/// What loading relation `R` returns: `Option<Arc<Target>>` or `Vec<Arc<Target>>`.
+pub type Loaded<R> = <<R as Relation>::Slot as Slot<<R as Relation>::Target>>::Value;
+
+/// Loads relation `R` of one instance and attaches it. Costs no query when the
+/// relation is already loaded or its key is NULL, one query otherwise. In strict mode a
+/// load that would run a query fails with [`Error::StrictLoad`].
+pub async fn fetch<R: Relation>(ex: &dyn DynExecutor, source: &R::Source) -> Result<Loaded<R>> {
+    let slot = R::slot(source);
+    if let Some(value) = slot.loaded_value() {
+        return Ok(value);
+    }
+    if R::source_key(source).is_some() && ex.scope_dyn().strict() {
+        return Err(Error::StrictLoad {
+            model: <R::Source as Model>::META.name,
+            relation: R::META.name,
+        });
+    }
+    let groups = load_edge::<R>(ex, R::source_key(source), &Related::default()).await?;
+    attach::<R>([source], &groups);
+    slot.loaded_value().ok_or(Error::NotFound { model: <R::Target as Model>::META.name })
+}
+
+/// [`fetch`] with the value dropped, as a plain function pointer for [`DynRelation`](crate::DynRelation).
+pub(crate) fn fetch_erased<'a, R: Relation>(
+    ex: &'a dyn DynExecutor,
+    source: &'a R::Source,
+) -> BoxFuture<'a, Result<()>> {
+    Box::pin(async move { fetch::<R>(ex, source).await.map(drop) })
+}
+
+/// Loads every relation of one instance, concurrently: one query per relation not
+/// loaded yet (none for NULL keys). The first error is returned.
+pub async fn fetch_all_related<S: Model>(ex: &dyn DynExecutor, source: &S) -> Result<()> {
+    try_join_all(S::relations().iter().map(|rel| (rel.fetch)(ex, source))).await?;
+    Ok(())
+}

@@ -1,0 +1,321 @@
+//! Prefetch trees: batch-load relations over a collection, one query per edge, nested
+//! to any depth.
+//!
+//! A tree is built from typed relation constants (`Order::ITEMS.with(OrderItem::PRODUCT)`)
+//! or parsed from a string path (`"items__product"`). Loading an edge calls the batch
+//! primitive once with the keys of every parent, loads the edge's children on the
+//! distinct targets (sibling edges run concurrently), then attaches the targets to the
+//! parents.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use futures_util::future::{try_join_all, BoxFuture};
+
+use crate::column::OrderBy;
+use crate::error::{Error, Result};
+use crate::executor::DynExecutor;
+use crate::filter::Filter;
+use crate::model::Model;
+use crate::relation::batch::load_edge;
+use crate::relation::stitch::attach;
+use crate::relation::{Related, Relation, Slot};
+
+/// A type-erased edge of a prefetch tree whose parents are `S`.
+pub(crate) trait Node<S>: Send + Sync + 'static {
+    /// Loads the edge and its subtree for `parents`.
+    fn load<'a>(&'a self, ex: &'a dyn DynExecutor, parents: &'a [&'a S]) -> BoxFuture<'a, Result<()>>;
+    /// For merging equal edges.
+    fn as_any(&self) -> &dyn Any;
+    /// A new node holding both subtrees, if `other` loads the same rows.
+    fn merged(&self, other: &dyn Node<S>) -> Option<Arc<dyn Node<S>>>;
+}
+
+/// A set of relation trees to load on parents of type `S`. Equal edges are merged, so
+/// `"items"` and `"items__product"` load items once.
+pub struct Prefetch<S> {
+    nodes: Vec<Arc<dyn Node<S>>>,
+}
+
+impl<S> Clone for Prefetch<S> {
+    fn clone(&self) -> Self {
+        Prefetch { nodes: self.nodes.clone() }
+    }
+}
+
+impl<S> Default for Prefetch<S> {
+    fn default() -> Self {
+        Prefetch { nodes: Vec::new() }
+    }
+}
+
+impl<S> std::fmt::Debug for Prefetch<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Prefetch({} edges)", self.nodes.len())
+    }
+}
+
+impl<S: Model> Prefetch<S> {
+    /// Whether there is nothing to load.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Adds a tree, merging it with an equal edge already present.
+    pub fn add(&mut self, tree: impl IntoPrefetch<S>) {
+        for node in tree.into_prefetch().nodes {
+            self.add_node(node);
+        }
+    }
+
+    fn add_node(&mut self, node: Arc<dyn Node<S>>) {
+        for existing in &mut self.nodes {
+            if let Some(merged) = existing.merged(&*node) {
+                *existing = merged;
+                return;
+            }
+        }
+        self.nodes.push(node);
+    }
+
+    /// Parses a string path of relation names joined by `__` (`"items__product"`).
+    /// An unknown name gives [`Error::InvalidInput`] naming it and the valid ones.
+    pub fn parse(path: &str) -> Result<Prefetch<S>> {
+        let segments: Vec<&str> = path.split("__").collect();
+        Self::parse_segments(&segments)
+    }
+
+    /// Parses an already split path.
+    #[doc(hidden)]
+    pub fn parse_segments(segments: &[&str]) -> Result<Prefetch<S>> {
+        let Some((first, rest)) = segments.split_first() else {
+            return Ok(Prefetch::default());
+        };
+        match S::relations().iter().find(|r| r.name == *first) {
+            Some(rel) => (rel.edge)(rest),
+            None => {
+                let valid: Vec<&str> = S::relations().iter().map(|r| r.name).collect();
+                Err(Error::InvalidInput(format!(
+                    "{} has no relation `{first}`; its relations are: {}",
+                    S::META.name,
+                    if valid.is_empty() { "(none)".to_owned() } else { valid.join(", ") }
+                )))
+            }
+        }
+    }
+
+    /// Loads every tree on `parents`: one query per edge, sibling edges concurrently.
+    pub(crate) async fn load(&self, ex: &dyn DynExecutor, parents: &[&S]) -> Result<()> {
+        if parents.is_empty() {
+            return Ok(());
+        }
+        try_join_all(self.nodes.iter().map(|n| n.load(ex, parents))).await?;
+        Ok(())
+    }
+}
+
+/// Anything that can be turned into a prefetch tree on `S`: a relation constant
+/// (`Order::CUSTOMER`), a customised [`Path`], or a [`Prefetch`].
+pub trait IntoPrefetch<S> {
+    /// The tree.
+    fn into_prefetch(self) -> Prefetch<S>;
+}
+
+impl<S> IntoPrefetch<S> for Prefetch<S> {
+    fn into_prefetch(self) -> Prefetch<S> {
+        self
+    }
+}
+
+impl<R: Relation> IntoPrefetch<R::Source> for R {
+    fn into_prefetch(self) -> Prefetch<R::Source> {
+        Path::<R>::new().into_prefetch()
+    }
+}
+
+impl<R: Relation> IntoPrefetch<R::Source> for Path<R> {
+    fn into_prefetch(self) -> Prefetch<R::Source> {
+        Prefetch { nodes: vec![Arc::new(self)] }
+    }
+}
+
+/// One relation edge with its customisation and nested edges. Build it from a
+/// relation constant:
+///
+/// ```no_run
+/// # use matrx_orm::prelude::*;
+/// # #[derive(Model, Debug)] #[orm(table = "products")]
+/// # pub struct Product { #[orm(primary_key)] pub id: i64 }
+/// # #[derive(Model, Debug)] #[orm(table = "order_items")]
+/// # pub struct OrderItem { #[orm(primary_key)] pub id: i64, pub order_id: i64, pub product_id: i64,
+/// #   #[orm(belongs_to(key = "product_id"))] pub product: One<Product> }
+/// # #[derive(Model, Debug)] #[orm(table = "orders")]
+/// # pub struct Order { #[orm(primary_key)] pub id: i64,
+/// #   #[orm(has_many(foreign_key = "order_id"))] pub items: Many<OrderItem> }
+/// # async fn demo(db: &matrx_orm::Db) -> matrx_orm::Result<()> {
+/// // Each order with its three most expensive items and their products: 3 queries.
+/// let orders = Order::query()
+///     .prefetch(
+///         Order::ITEMS
+///             .order_by(OrderItem::ID.desc())
+///             .limit_per_parent(3)
+///             .with(OrderItem::PRODUCT),
+///     )
+///     .all(db)
+///     .await?;
+/// # Ok(()) }
+/// ```
+pub struct Path<R: Relation> {
+    related: Related<R::Target>,
+    children: Prefetch<R::Target>,
+}
+
+impl<R: Relation> Clone for Path<R> {
+    fn clone(&self) -> Self {
+        Path { related: self.related.clone(), children: self.children.clone() }
+    }
+}
+
+impl<R: Relation> Default for Path<R> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<R: Relation> Path<R> {
+    /// The plain edge.
+    pub fn new() -> Self {
+        Path { related: Related::default(), children: Prefetch::default() }
+    }
+
+    /// Also loads `child` on the targets of this edge.
+    pub fn with(mut self, child: impl IntoPrefetch<R::Target>) -> Self {
+        self.children.add(child);
+        self
+    }
+
+    /// Keeps only targets matching `filter`. The relation then holds that subset.
+    pub fn filter(mut self, filter: Filter<R::Target>) -> Self {
+        self.related.add_filter(filter);
+        self
+    }
+
+    /// Orders each parent's targets (default: by primary key).
+    pub fn order_by(mut self, order: OrderBy<R::Target>) -> Self {
+        self.related.order.push(order);
+        self
+    }
+
+    /// Keeps at most `n` targets per parent (top-N per parent, still one query).
+    pub fn limit_per_parent(mut self, n: u64) -> Self {
+        self.related.limit_per_parent = Some(n);
+        self
+    }
+
+    /// Builds the edge from a parsed path's remaining segments.
+    #[doc(hidden)]
+    pub fn from_segments(rest: &[&str]) -> Result<Prefetch<R::Source>> {
+        let mut path = Path::<R>::new();
+        if !rest.is_empty() {
+            path.children = Prefetch::<R::Target>::parse_segments(rest)?;
+        }
+        Ok(path.into_prefetch())
+    }
+}
+
+impl<R: Relation> Node<R::Source> for Path<R> {
+    fn load<'a>(
+        &'a self,
+        ex: &'a dyn DynExecutor,
+        parents: &'a [&'a R::Source],
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let keys: Vec<R::Key> = parents
+                .iter()
+                .filter(|p| !R::slot(p).is_loaded())
+                .filter_map(|p| R::source_key(p))
+                .collect();
+            let groups = load_edge::<R>(ex, keys, &self.related).await?;
+            attach::<R>(parents.iter().copied(), &groups);
+            if self.children.is_empty() {
+                return Ok(());
+            }
+            // Children load on every target now attached, fresh or loaded before.
+            let mut targets = Vec::with_capacity(groups.targets().len());
+            for parent in parents {
+                R::slot(parent).loaded_targets(&mut targets);
+            }
+            let refs = distinct(&targets);
+            self.children.load(ex, &refs).await
+        })
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn merged(&self, other: &dyn Node<R::Source>) -> Option<Arc<dyn Node<R::Source>>> {
+        let other = other.as_any().downcast_ref::<Path<R>>()?;
+        if !self.related.is_default() || !other.related.is_default() {
+            return None;
+        }
+        let mut merged = self.clone();
+        for node in &other.children.nodes {
+            merged.children.add_node(node.clone());
+        }
+        Some(Arc::new(merged))
+    }
+}
+
+/// The distinct rows of `targets` (by identity: a shared row counts once).
+fn distinct<T>(targets: &[Arc<T>]) -> Vec<&T> {
+    let mut seen = std::collections::HashSet::with_capacity(targets.len());
+    targets.iter().filter(|t| seen.insert(Arc::as_ptr(t) as usize)).map(|t| &**t).collect()
+}
+
+/// A relation of `S` found by name at run time (for string paths and
+/// `fetch_all_related`). `#[derive(Model)]` emits one per relation field.
+pub struct DynRelation<S> {
+    /// The relation's field name.
+    pub name: &'static str,
+    /// Builds the edge for this relation with the path's remaining segments.
+    pub edge: fn(&[&str]) -> Result<Prefetch<S>>,
+    /// Lazily loads this relation of one instance.
+    pub fetch: for<'a> fn(&'a dyn DynExecutor, &'a S) -> BoxFuture<'a, Result<()>>,
+}
+
+impl<S: Model> DynRelation<S> {
+    /// The entry for relation `R`.
+    pub const fn of<R: Relation<Source = S>>(name: &'static str) -> Self {
+        DynRelation {
+            name,
+            edge: Path::<R>::from_segments,
+            fetch: crate::relation::fetch::fetch_erased::<R>,
+        }
+    }
+}
+
+/// Loads relation trees on an existing collection: one query per edge, whatever the
+/// collection's size; no query at all for an empty collection.
+///
+/// ```no_run
+/// # use matrx_orm::prelude::*;
+/// # #[derive(Model, Debug)] #[orm(table = "customers")]
+/// # pub struct Customer { #[orm(primary_key)] pub id: i64 }
+/// # #[derive(Model, Debug)] #[orm(table = "orders")]
+/// # pub struct Order { #[orm(primary_key)] pub id: i64, pub customer_id: i64,
+/// #   #[orm(belongs_to(key = "customer_id"))] pub customer: One<Customer> }
+/// # async fn demo(db: &matrx_orm::Db, orders: Vec<Order>) -> matrx_orm::Result<()> {
+/// matrx_orm::prefetch_related(db, &orders, Order::CUSTOMER).await?;
+/// let first_customer = orders[0].customer.get();
+/// # Ok(()) }
+/// ```
+pub async fn prefetch_related<'p, S, E, I>(ex: &E, parents: I, tree: impl IntoPrefetch<S>) -> Result<()>
+where
+    S: Model,
+    E: crate::executor::Executor,
+    I: IntoIterator<Item = &'p S>,
+{
+    let parents: Vec<&S> = parents.into_iter().collect();
+    tree.into_prefetch().load(ex, &parents).await
+}

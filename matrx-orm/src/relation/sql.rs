@@ -1,0 +1,198 @@
+//! The one place that writes the SQL loading a relation for a set of parent keys.
+//!
+//! Shapes (`t` is the target, `j` the junction, keys travel as one array per column):
+//!
+//! ```text
+//! FK / IFK, one key column:  SELECT t.* FROM target t WHERE t.k = ANY($1) ORDER BY ...
+//! FK / IFK, composite key:   SELECT t.* FROM target t
+//!                            JOIN unnest($1::text[], $2::int4[]) AS k(k0, k1) ON (t.a, t.b) = (k.k0, k.k1)
+//! M2M:                       SELECT j.<source key>, j.<target key>, t.* FROM junction j
+//!                            JOIN target t ON t.pk = j.<target key> WHERE j.<source key> = ANY($1)
+//! per-parent limit:          SELECT * FROM (SELECT ..., row_number() OVER (PARTITION BY <key>
+//!                            ORDER BY ...) AS "__rn" FROM ...) s WHERE "__rn" <= $n ORDER BY "__rn"
+//! ```
+//!
+//! The text depends only on the relation and its customisation, never on how many keys
+//! are sent, so each statement is prepared once per connection.
+
+use std::borrow::Cow;
+
+use crate::error::{Error, Result};
+use crate::model::ModelMeta;
+use crate::relation::{Related, RelationKind, RelationMeta};
+use crate::sql::{qualified, SqlBuf};
+use crate::value::Param;
+
+const TARGET: &str = "t";
+const JUNCTION: &str = "j";
+const KEYS: &str = "k";
+
+/// Where the key columns of an edge live: the table alias and column names the parent
+/// keys are matched against.
+struct KeySide {
+    alias: &'static str,
+    columns: Vec<&'static str>,
+}
+
+/// The statement loading `rel` for the keys in `key_params` (one array per key column,
+/// typed `key_types`). Rows come back as: for many-to-many, the source key columns,
+/// then the target key columns, then the target's columns; otherwise the target's
+/// columns only.
+pub(crate) fn edge_statement<T>(
+    source: &ModelMeta,
+    rel: &RelationMeta,
+    key_params: Vec<Param>,
+    key_types: &[Cow<'static, str>],
+    related: &Related<T>,
+) -> Result<SqlBuf> {
+    let target = (rel.target)();
+    let mut sql = SqlBuf::new();
+    let key_side = key_side(source, rel)?;
+    if key_side.columns.len() != key_params.len() || key_types.len() != key_params.len() {
+        return Err(Error::InvalidInput(format!(
+            "relation {}.{}: {} key columns but {} key values per parent",
+            source.name,
+            rel.name,
+            key_side.columns.len(),
+            key_params.len()
+        )));
+    }
+    let limited = related.limit_per_parent.is_some();
+    if limited {
+        sql.push("SELECT * FROM (");
+    }
+    sql.push("SELECT ");
+    if let Some(through) = &rel.through {
+        for col in through.source_columns.iter().chain(through.target_columns) {
+            sql.column(JUNCTION, col).push(", ");
+        }
+    }
+    sql.columns(TARGET, target);
+    if limited {
+        sql.push(", row_number() OVER (PARTITION BY ");
+        push_columns(&mut sql, key_side.alias, &key_side.columns);
+        sql.push(" ORDER BY ");
+        render_order(&mut sql, target, related);
+        sql.push(") AS \"__rn\"");
+    }
+    sql.push(" FROM ");
+    match &rel.through {
+        Some(through) => {
+            sql.push(&qualified(through.schema.or(source.schema), through.table));
+            sql.push(" AS ").ident(JUNCTION).push(" JOIN ").table_as(target, TARGET).push(" ON ");
+            let pk: Vec<&str> = target.primary_key_columns().map(|c| c.name).collect();
+            if pk.len() != through.target_columns.len() {
+                return Err(Error::InvalidInput(format!(
+                    "relation {}.{}: the junction lists {} target columns but {} has a {}-column primary key",
+                    source.name,
+                    rel.name,
+                    through.target_columns.len(),
+                    target.name,
+                    pk.len()
+                )));
+            }
+            for (i, (t, j)) in pk.iter().zip(through.target_columns).enumerate() {
+                if i > 0 {
+                    sql.push(" AND ");
+                }
+                sql.column(TARGET, t).push(" = ").column(JUNCTION, j);
+            }
+        }
+        None => {
+            sql.table_as(target, TARGET);
+        }
+    }
+    let single = key_params.len() == 1;
+    if !single {
+        sql.push(" JOIN unnest(");
+        for (i, (p, ty)) in key_params.into_iter().zip(key_types).enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.param_cast(p, &format!("{ty}[]"));
+        }
+        sql.push(") AS ").ident(KEYS).push("(");
+        let names: Vec<String> = (0..key_side.columns.len()).map(|i| format!("k{i}")).collect();
+        for (i, name) in names.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.ident(name);
+        }
+        sql.push(") ON (");
+        push_columns(&mut sql, key_side.alias, &key_side.columns);
+        sql.push(") = (");
+        let key_refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        push_columns(&mut sql, KEYS, &key_refs);
+        sql.push(")");
+        sql.push(" WHERE TRUE");
+    } else {
+        let mut params = key_params.into_iter();
+        sql.push(" WHERE ").column(key_side.alias, key_side.columns[0]).push(" = ANY(");
+        if let (Some(p), Some(ty)) = (params.next(), key_types.first()) {
+            sql.param_cast(p, &format!("{ty}[]"));
+        }
+        sql.push(")");
+    }
+    if let Some(filter) = &related.filter {
+        sql.push(" AND ");
+        filter.render(TARGET, &mut sql);
+    }
+    match related.limit_per_parent {
+        Some(n) => {
+            let n = i64::try_from(n)
+                .map_err(|_| Error::InvalidInput(format!("limit per parent {n} is out of range")))?;
+            sql.push(") AS \"s\" WHERE \"s\".\"__rn\" <= ").param(Param::new(n));
+            sql.push(" ORDER BY \"s\".\"__rn\"");
+        }
+        None => {
+            sql.push(" ORDER BY ");
+            render_order(&mut sql, target, related);
+        }
+    }
+    Ok(sql)
+}
+
+fn key_side(source: &ModelMeta, rel: &RelationMeta) -> Result<KeySide> {
+    Ok(match rel.kind {
+        // Target rows are matched on the columns the source's foreign key references.
+        RelationKind::BelongsTo => KeySide { alias: TARGET, columns: rel.target_columns()? },
+        // Target rows are matched on their foreign-key columns.
+        RelationKind::HasMany | RelationKind::HasOne => {
+            KeySide { alias: TARGET, columns: rel.target_columns()? }
+        }
+        RelationKind::ManyToMany => match &rel.through {
+            Some(through) => KeySide { alias: JUNCTION, columns: through.source_columns.to_vec() },
+            None => {
+                return Err(Error::InvalidInput(format!(
+                    "relation {}.{} is many-to-many but names no junction table",
+                    source.name, rel.name
+                )))
+            }
+        },
+    })
+}
+
+fn push_columns(sql: &mut SqlBuf, alias: &str, columns: &[&str]) {
+    for (i, col) in columns.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.column(alias, col);
+    }
+}
+
+/// The related query's ordering, else the target's primary key.
+fn render_order<T>(sql: &mut SqlBuf, target: &ModelMeta, related: &Related<T>) {
+    if related.order.is_empty() {
+        let pk: Vec<&str> = target.primary_key_columns().map(|c| c.name).collect();
+        push_columns(sql, TARGET, &pk);
+        return;
+    }
+    for (i, term) in related.order.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        term.render(TARGET, sql);
+    }
+}

@@ -1,0 +1,109 @@
+//! [`Session`]: one request's scope over a [`Db`].
+
+use std::future::Future;
+use std::sync::Arc;
+
+use postgres_types::ToSql;
+use tokio_postgres::Row;
+
+use crate::db::Db;
+use crate::error::{Error, Result};
+use crate::executor::{run_execute, run_query, Executor, QueryCounter, Scope};
+use crate::transaction::Transaction;
+
+/// One request's scope: its own query counter and strict-mode switch over a shared
+/// [`Db`]. Cheap to create; drop it at the end of the request.
+///
+/// ```no_run
+/// # async fn demo(db: &matrx_orm::Db) -> matrx_orm::Result<()> {
+/// let session = db.session();
+/// session.execute_sql("SELECT 1", &[]).await?;
+/// assert_eq!(session.query_count(), 1);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Session {
+    db: Db,
+    scope: Scope,
+}
+
+impl Session {
+    pub(crate) fn new(db: Db) -> Session {
+        let mut scope = db.scope().clone();
+        scope.session_counter = Some(Arc::new(QueryCounter::default()));
+        Session { db, scope }
+    }
+
+    /// The pool this session runs on.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Statements run through this session so far.
+    pub fn query_count(&self) -> u64 {
+        self.scope.session_counter.as_ref().map_or(0, |c| c.get())
+    }
+
+    /// Turns strict mode on or off: in strict mode every lazy relation load fails with
+    /// [`Error::StrictLoad`], to prove a code path has no hidden per-instance queries.
+    pub fn set_strict(&mut self, strict: bool) {
+        self.scope.strict = strict;
+    }
+
+    /// Begins a transaction that reports to this session.
+    pub async fn begin(&self) -> Result<Transaction<'static>> {
+        Transaction::begin(self.db.conn().await?, self.scope.clone()).await
+    }
+
+    /// Runs `f` in a transaction; see [`Db::transaction`].
+    pub async fn transaction<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: for<'s, 't> AsyncFnOnce(&'s mut Transaction<'t>) -> Result<T, E>,
+        E: From<Error>,
+    {
+        let tx = self.begin().await?;
+        tx.run(f).await
+    }
+
+    /// Runs one statement and returns its rows.
+    pub async fn query_sql(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        self.query(sql, params).await
+    }
+
+    /// Runs one statement and returns the number of rows it affected.
+    pub async fn execute_sql(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
+        self.execute(sql, params).await
+    }
+}
+
+impl Executor for Session {
+    fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> impl Future<Output = Result<Vec<Row>>> + Send {
+        async move {
+            let conn = self.db.conn().await?;
+            run_query(&conn, &self.scope, sql, params).await
+        }
+    }
+
+    fn execute(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> impl Future<Output = Result<u64>> + Send {
+        async move {
+            let conn = self.db.conn().await?;
+            run_execute(&conn, &self.scope, sql, params).await
+        }
+    }
+
+    fn atomic(&self) -> impl Future<Output = Result<Transaction<'_>>> + Send {
+        async move { Transaction::begin(self.db.conn().await?, self.scope.clone()).await }
+    }
+
+    fn scope(&self) -> &Scope {
+        &self.scope
+    }
+}

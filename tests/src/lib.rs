@@ -1,0 +1,1 @@
+//! Integration tests of matrx-orm live in `tests/`.
