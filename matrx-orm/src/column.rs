@@ -38,7 +38,10 @@ impl<M: Model, T> Column<M, T> {
     /// The handle of column `index` of `M::META.columns` (emitted by the derive).
     #[doc(hidden)]
     pub const fn new(index: usize) -> Self {
-        Column { index, _marker: PhantomData }
+        Column {
+            index,
+            _marker: PhantomData,
+        }
     }
 
     /// The column's position in `M::META.columns`.
@@ -68,18 +71,28 @@ impl<M: Model, T> Column<M, T> {
 
     /// `column IS NULL`.
     pub fn is_null(self) -> Filter<M> {
-        Filter::new(Node::IsNull { column: self.name(), negated: false })
+        Filter::new(Node::IsNull {
+            column: self.name(),
+            negated: false,
+        })
     }
 
     /// `column IS NOT NULL`.
     pub fn is_not_null(self) -> Filter<M> {
-        Filter::new(Node::IsNull { column: self.name(), negated: true })
+        Filter::new(Node::IsNull {
+            column: self.name(),
+            negated: true,
+        })
     }
 }
 
 impl<M: Model, T: ToSql + Send + Sync + 'static> Column<M, T> {
     fn cmp(self, op: CmpOp, value: T) -> Filter<M> {
-        Filter::new(Node::Cmp { column: self.name(), op, value: Param::new(value) })
+        Filter::new(Node::Cmp {
+            column: self.name(),
+            op,
+            value: Param::new(value),
+        })
     }
 
     /// `column = value`.
@@ -131,13 +144,21 @@ impl<M: Model, T: ToSql + Send + Sync + 'static> Column<M, T> {
     /// `column = ANY($n)`: one array parameter, whatever the number of values.
     pub fn is_in<V: Into<T>>(self, values: impl IntoIterator<Item = V>) -> Filter<M> {
         let values: Vec<T> = values.into_iter().map(Into::into).collect();
-        Filter::new(Node::Any { column: self.name(), values: Param::new(values), negated: false })
+        Filter::new(Node::Any {
+            column: self.name(),
+            values: Param::new(values),
+            negated: false,
+        })
     }
 
     /// `column <> ALL($n)`: the negation of [`is_in`](Self::is_in).
     pub fn not_in<V: Into<T>>(self, values: impl IntoIterator<Item = V>) -> Filter<M> {
         let values: Vec<T> = values.into_iter().map(Into::into).collect();
-        Filter::new(Node::Any { column: self.name(), values: Param::new(values), negated: true })
+        Filter::new(Node::Any {
+            column: self.name(),
+            values: Param::new(values),
+            negated: true,
+        })
     }
 }
 
@@ -170,13 +191,23 @@ impl<M> Copy for OrderBy<M> {}
 
 impl<M> std::fmt::Debug for OrderBy<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.column, if self.descending { "DESC" } else { "ASC" })
+        write!(
+            f,
+            "{} {}",
+            self.column,
+            if self.descending { "DESC" } else { "ASC" }
+        )
     }
 }
 
 impl<M> OrderBy<M> {
     fn new(column: &'static str, descending: bool) -> Self {
-        OrderBy { column, descending, nulls_first: None, _marker: PhantomData }
+        OrderBy {
+            column,
+            descending,
+            nulls_first: None,
+            _marker: PhantomData,
+        }
     }
 
     /// Puts NULLs first.
@@ -236,6 +267,9 @@ impl<M: Model> std::fmt::Debug for ColumnRef<M> {
 
 impl<M, T> From<Column<M, T>> for ColumnRef<M> {
     fn from(column: Column<M, T>) -> Self {
-        ColumnRef { index: column.index, _marker: PhantomData }
+        ColumnRef {
+            index: column.index,
+            _marker: PhantomData,
+        }
     }
 }

@@ -1,6 +1,5 @@
 //! [`Db`]: the connection pool, configured from a `postgres://` URL.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -95,7 +94,9 @@ impl DbBuilder {
         let manager = Manager::from_config(
             pg,
             NoTls,
-            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
         );
         let pool = Pool::builder(manager)
             .max_size(self.pool_size)
@@ -232,16 +233,22 @@ impl Db {
     /// The pool's current size and idle connections.
     pub fn pool_status(&self) -> PoolStatus {
         let s = self.inner.pool.status();
-        PoolStatus { max_size: s.max_size, size: s.size, available: s.available, waiting: s.waiting }
+        PoolStatus {
+            max_size: s.max_size,
+            size: s.size,
+            available: s.available,
+            waiting: s.waiting,
+        }
     }
-
 
     /// Takes a connection from the pool, with typed errors for timeouts.
     pub(crate) async fn conn(&self) -> Result<Object> {
         use deadpool_postgres::{PoolError, TimeoutType};
         match self.inner.pool.get().await {
             Ok(conn) => Ok(conn),
-            Err(PoolError::Timeout(TimeoutType::Wait)) => Err(Error::PoolTimeout(self.inner.pool_wait)),
+            Err(PoolError::Timeout(TimeoutType::Wait)) => {
+                Err(Error::PoolTimeout(self.inner.pool_wait))
+            }
             Err(PoolError::Timeout(_)) => Err(Error::Connection(format!(
                 "could not connect within {:?}",
                 self.inner.connect_timeout
@@ -265,30 +272,18 @@ pub struct PoolStatus {
 }
 
 impl Executor for Db {
-    fn query(
-        &self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> impl Future<Output = Result<Vec<Row>>> + Send {
-        async move {
-            let conn = self.conn().await?;
-            run_query(&conn, &self.inner.scope, sql, params).await
-        }
+    async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        let conn = self.conn().await?;
+        run_query(&conn, &self.inner.scope, sql, params).await
     }
 
-    fn execute(
-        &self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> impl Future<Output = Result<u64>> + Send {
-        async move {
-            let conn = self.conn().await?;
-            run_execute(&conn, &self.inner.scope, sql, params).await
-        }
+    async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
+        let conn = self.conn().await?;
+        run_execute(&conn, &self.inner.scope, sql, params).await
     }
 
-    fn atomic(&self) -> impl Future<Output = Result<Transaction<'_>>> + Send {
-        async move { Transaction::begin(self.conn().await?, self.inner.scope.clone()).await }
+    async fn atomic(&self) -> Result<Transaction<'_>> {
+        Transaction::begin(self.conn().await?, self.inner.scope.clone()).await
     }
 
     fn scope(&self) -> &Scope {

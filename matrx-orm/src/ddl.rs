@@ -51,9 +51,13 @@ pub fn create_statements(models: &[&'static ModelMeta]) -> Result<Vec<String>> {
                     }
                 }
                 RelationKind::ManyToMany => {
-                    let Some(through) = &rel.through else { continue };
+                    let Some(through) = &rel.through else {
+                        continue;
+                    };
                     let schema = through.schema.or(meta.schema);
-                    let taken = models.iter().any(|m| m.schema == schema && m.table == through.table);
+                    let taken = models
+                        .iter()
+                        .any(|m| m.schema == schema && m.table == through.table);
                     if !taken && junctions.insert((schema, through.table)) {
                         let (table, fks, idx) = junction(meta, rel, through, schema)?;
                         tables.push(table);
@@ -109,7 +113,11 @@ fn quote(ident: &str) -> String {
 }
 
 fn column_list(columns: &[&str]) -> String {
-    columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ")
+    columns
+        .iter()
+        .map(|c| quote(c))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn column_ddl(col: &ColumnMeta) -> String {
@@ -138,7 +146,11 @@ fn create_table(meta: &ModelMeta) -> String {
     for col in meta.columns.iter().filter(|c| c.indexed) {
         indexed.push(col.name);
     }
-    let mut sql = format!("CREATE TABLE IF NOT EXISTS {} (\n    {}\n)", table_name(meta), parts.join(",\n    "));
+    let mut sql = format!(
+        "CREATE TABLE IF NOT EXISTS {} (\n    {}\n)",
+        table_name(meta),
+        parts.join(",\n    ")
+    );
     for name in indexed {
         sql.push_str(";\n");
         sql.push_str(&index(&table_name(meta), meta.table, &[name]));
@@ -146,7 +158,12 @@ fn create_table(meta: &ModelMeta) -> String {
     sql
 }
 
-fn foreign_key(meta: &ModelMeta, name: &str, columns: &[&str], rel: &RelationMeta) -> Result<String> {
+fn foreign_key(
+    meta: &ModelMeta,
+    name: &str,
+    columns: &[&str],
+    rel: &RelationMeta,
+) -> Result<String> {
     let target = (rel.target)();
     let target_cols = rel.target_columns()?;
     Ok(format!(
@@ -185,9 +202,17 @@ fn junction(
     };
     parts.extend(typed(through.source_columns, source));
     parts.extend(typed(through.target_columns, target));
-    let all: Vec<&str> = through.source_columns.iter().chain(through.target_columns).copied().collect();
+    let all: Vec<&str> = through
+        .source_columns
+        .iter()
+        .chain(through.target_columns)
+        .copied()
+        .collect();
     parts.push(format!("PRIMARY KEY ({})", column_list(&all)));
-    let table = format!("CREATE TABLE IF NOT EXISTS {name} (\n    {}\n)", parts.join(",\n    "));
+    let table = format!(
+        "CREATE TABLE IF NOT EXISTS {name} (\n    {}\n)",
+        parts.join(",\n    ")
+    );
     let fk = |cols: &[&str], meta: &ModelMeta, side: &str| {
         let pk: Vec<&str> = meta.primary_key_columns().map(|c| c.name).collect();
         format!(
@@ -202,5 +227,9 @@ fn junction(
         fk(through.source_columns, source, "source"),
         fk(through.target_columns, target, "target"),
     ];
-    Ok((table, fks, index(&name, through.table, through.target_columns)))
+    Ok((
+        table,
+        fks,
+        index(&name, through.table, through.target_columns),
+    ))
 }

@@ -89,7 +89,9 @@ pub enum Error {
     },
 
     /// A column's value could not be decoded into the model field's Rust type.
-    #[error("cannot decode {model}.{column} (PostgreSQL type {pg_type}) as {rust_type}: {message}")]
+    #[error(
+        "cannot decode {model}.{column} (PostgreSQL type {pg_type}) as {rust_type}: {message}"
+    )]
     Decode {
         /// The model being decoded.
         model: &'static str,
@@ -174,14 +176,30 @@ impl From<tokio_postgres::Error> for Error {
         let table = db.table().map(str::to_owned);
         let code = db.code();
         if *code == SqlState::UNIQUE_VIOLATION {
-            Error::UniqueViolation { constraint, table, message }
+            Error::UniqueViolation {
+                constraint,
+                table,
+                message,
+            }
         } else if *code == SqlState::FOREIGN_KEY_VIOLATION {
-            Error::ForeignKeyViolation { constraint, table, message }
+            Error::ForeignKeyViolation {
+                constraint,
+                table,
+                message,
+            }
         } else if *code == SqlState::CHECK_VIOLATION {
-            Error::CheckViolation { constraint, table, message }
+            Error::CheckViolation {
+                constraint,
+                table,
+                message,
+            }
         } else if *code == SqlState::NOT_NULL_VIOLATION {
             let column = db.column().unwrap_or("<unknown>").to_owned();
-            Error::NotNullViolation { column, table, message }
+            Error::NotNullViolation {
+                column,
+                table,
+                message,
+            }
         } else if *code == SqlState::QUERY_CANCELED {
             Error::StatementTimeout(message)
         } else if *code == SqlState::CHARACTER_NOT_IN_REPERTOIRE
@@ -194,7 +212,10 @@ impl From<tokio_postgres::Error> for Error {
         } else if code.code().starts_with("08") || *code == SqlState::ADMIN_SHUTDOWN {
             Error::Connection(message)
         } else {
-            Error::Database { code: code.code().to_owned(), message }
+            Error::Database {
+                code: code.code().to_owned(),
+                message,
+            }
         }
     }
 }

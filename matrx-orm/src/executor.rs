@@ -101,7 +101,11 @@ pub(crate) async fn run_query(
         let stmt = client.prepare_cached(sql).await?;
         let rows = client.query(&stmt, params).await?;
         tracing::Span::current().record("rows", rows.len());
-        tracing::debug!(elapsed_us = started.elapsed().as_micros() as u64, rows = rows.len(), "query done");
+        tracing::debug!(
+            elapsed_us = started.elapsed().as_micros() as u64,
+            rows = rows.len(),
+            "query done"
+        );
         Ok(rows)
     }
     .instrument(span)
@@ -122,7 +126,11 @@ pub(crate) async fn run_execute(
         let stmt = client.prepare_cached(sql).await?;
         let n = client.execute(&stmt, params).await?;
         tracing::Span::current().record("rows", n);
-        tracing::debug!(elapsed_us = started.elapsed().as_micros() as u64, rows = n, "execute done");
+        tracing::debug!(
+            elapsed_us = started.elapsed().as_micros() as u64,
+            rows = n,
+            "execute done"
+        );
         Ok(n)
     }
     .instrument(span)

@@ -40,10 +40,25 @@ impl CmpOp {
 /// The untyped filter tree.
 #[derive(Debug, Clone)]
 pub(crate) enum Node {
-    Cmp { column: &'static str, op: CmpOp, value: Param },
-    Any { column: &'static str, values: Param, negated: bool },
-    IsNull { column: &'static str, negated: bool },
-    Between { column: &'static str, low: Param, high: Param },
+    Cmp {
+        column: &'static str,
+        op: CmpOp,
+        value: Param,
+    },
+    Any {
+        column: &'static str,
+        values: Param,
+        negated: bool,
+    },
+    IsNull {
+        column: &'static str,
+        negated: bool,
+    },
+    Between {
+        column: &'static str,
+        low: Param,
+        high: Param,
+    },
     And(Vec<Node>),
     Or(Vec<Node>),
     Not(Box<Node>),
@@ -53,9 +68,15 @@ impl Node {
     pub(crate) fn render(&self, alias: &str, sql: &mut SqlBuf) {
         match self {
             Node::Cmp { column, op, value } => {
-                sql.column(alias, column).push(op.sql()).param(value.clone());
+                sql.column(alias, column)
+                    .push(op.sql())
+                    .param(value.clone());
             }
-            Node::Any { column, values, negated } => {
+            Node::Any {
+                column,
+                values,
+                negated,
+            } => {
                 sql.column(alias, column);
                 sql.push(if *negated { " <> ALL(" } else { " = ANY(" });
                 sql.param(values.clone()).push(")");
@@ -65,7 +86,9 @@ impl Node {
                 sql.push(if *negated { " IS NOT NULL" } else { " IS NULL" });
             }
             Node::Between { column, low, high } => {
-                sql.column(alias, column).push(" BETWEEN ").param(low.clone());
+                sql.column(alias, column)
+                    .push(" BETWEEN ")
+                    .param(low.clone());
                 sql.push(" AND ").param(high.clone());
             }
             Node::And(nodes) => render_list(nodes, " AND ", "TRUE", alias, sql),
@@ -125,7 +148,10 @@ impl<M> std::fmt::Debug for Filter<M> {
 
 impl<M> Filter<M> {
     pub(crate) fn new(node: Node) -> Self {
-        Filter { node, _marker: PhantomData }
+        Filter {
+            node,
+            _marker: PhantomData,
+        }
     }
 
     /// Both conditions.

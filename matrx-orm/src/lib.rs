@@ -6,17 +6,17 @@
 
 pub mod column;
 mod db;
-pub mod executor;
-mod session;
-mod transaction;
+pub mod ddl;
 pub mod error;
+pub mod executor;
 pub mod filter;
 pub mod key;
-pub mod ddl;
 pub mod model;
 mod query;
 pub mod relation;
+mod session;
 pub mod sql;
+mod transaction;
 pub mod value;
 mod write;
 
@@ -24,18 +24,19 @@ pub use column::{Column, ColumnRef, OrderBy};
 pub use db::{Db, DbBuilder, PoolStatus};
 pub use error::{Error, Result};
 pub use executor::{Executor, QueryCounter};
-pub use session::Session;
-pub use transaction::Transaction;
 pub use filter::Filter;
 pub use key::{Key, KeyField, KeyPart};
 pub use model::{ColumnMeta, Model, ModelMeta};
 pub use query::{Select, Update};
-pub use write::{Create, InsertRows};
 pub use relation::{
-    fetch, fetch_all_related, load_edge, prefetch_related, DynRelation, Groups, IntoPrefetch, Loaded,
-    Many, One, Path, Prefetch, Related, Relation, RelationKind, RelationMeta, Slot, Through,
+    fetch, fetch_all_related, load_edge, prefetch_related, DynRelation, Groups, IntoPrefetch,
+    Loaded, Many, One, Path, Prefetch, Related, Relation, RelationKind, RelationMeta, Slot,
+    Through,
 };
+pub use session::Session;
+pub use transaction::Transaction;
 pub use value::{Param, SqlType};
+pub use write::{Create, InsertRows};
 
 pub use matrx_orm_derive::Model;
 

@@ -8,13 +8,16 @@ use std::future::Future;
 
 use tokio_postgres::Row;
 
-use crate::error::{Error, Result};
-use crate::key::Key;
 use crate::column::ColumnRef;
+use crate::error::{Error, Result};
 use crate::executor::Executor;
 use crate::filter::Filter;
+use crate::key::Key;
 use crate::query::Select;
-use crate::relation::{fetch, fetch_all_related, DynRelation, Loaded, Relation, RelationKind, RelationMeta};
+use crate::relation::m2m::{self, SetOutcome, TargetKey};
+use crate::relation::{
+    fetch, fetch_all_related, DynRelation, Loaded, Relation, RelationKind, RelationMeta, Slot,
+};
 use crate::write::{self, Create, InsertRows};
 
 /// Static description of one column.
@@ -143,7 +146,9 @@ pub trait Model: Sized + Send + Sync + 'static {
         async move {
             write::get_by_key::<Self, E>(ex, key)
                 .await?
-                .ok_or(Error::NotFound { model: Self::META.name })
+                .ok_or(Error::NotFound {
+                    model: Self::META.name,
+                })
         }
     }
 
@@ -160,12 +165,17 @@ pub trait Model: Sized + Send + Sync + 'static {
     fn insert<E: Executor>(&self, ex: &E) -> impl Future<Output = Result<Self>> + Send {
         async move {
             let mut rows = InsertRows::new(std::slice::from_ref(self)).exec(ex).await?;
-            rows.pop().ok_or(Error::NotFound { model: Self::META.name })
+            rows.pop().ok_or(Error::NotFound {
+                model: Self::META.name,
+            })
         }
     }
 
     /// Inserts many instances in one statement; returns them as stored, in order.
-    fn insert_many<E: Executor>(ex: &E, rows: &[Self]) -> impl Future<Output = Result<Vec<Self>>> + Send {
+    fn insert_many<E: Executor>(
+        ex: &E,
+        rows: &[Self],
+    ) -> impl Future<Output = Result<Vec<Self>>> + Send {
         async move { InsertRows::new(rows).exec(ex).await }
     }
 
@@ -186,7 +196,9 @@ pub trait Model: Sized + Send + Sync + 'static {
                 .on_conflict_update(target, &[])
                 .exec(ex)
                 .await?;
-            rows.pop().ok_or(Error::NotFound { model: Self::META.name })
+            rows.pop().ok_or(Error::NotFound {
+                model: Self::META.name,
+            })
         }
     }
 
@@ -250,7 +262,12 @@ pub trait Model: Sized + Send + Sync + 'static {
         R: Relation<Source = Self>,
         E: Executor,
     {
-        self.fetch_kind(ex, rel, &[RelationKind::HasMany, RelationKind::HasOne], "fetch_ifk")
+        self.fetch_kind(
+            ex,
+            rel,
+            &[RelationKind::HasMany, RelationKind::HasOne],
+            "fetch_ifk",
+        )
     }
 
     /// [`fetch`](Self::fetch) for a `many_to_many` relation (the seed's name).
@@ -293,6 +310,85 @@ pub trait Model: Sized + Send + Sync + 'static {
         fetch_all_related(ex, self)
     }
 
+    /// Links this instance to the targets with keys `targets` through many-to-many
+    /// relation `rel`, skipping existing links; returns how many links were created.
+    /// One statement. The relation's field on this instance becomes not loaded.
+    ///
+    /// ```no_run
+    /// # use matrx_orm::prelude::*;
+    /// # #[derive(Model, Debug)] #[orm(table = "tags")]
+    /// # pub struct Tag { #[orm(primary_key)] pub id: i64 }
+    /// # #[derive(Model, Debug)] #[orm(table = "orders")]
+    /// # pub struct Order { #[orm(primary_key)] pub id: i64,
+    /// #   #[orm(many_to_many(through = "order_tags", source = "order_id", target = "tag_id"))] pub tags: Many<Tag> }
+    /// # async fn demo(db: &matrx_orm::Db, mut order: Order) -> matrx_orm::Result<()> {
+    /// let created = order.m2m_add(db, Order::TAGS, [1, 2, 3]).await?;
+    /// let outcome = order.m2m_set(db, Order::TAGS, [2, 4]).await?; // removes 1 and 3, adds 4
+    /// # Ok(()) }
+    /// ```
+    fn m2m_add<R, E>(
+        &mut self,
+        ex: &E,
+        rel: R,
+        targets: impl IntoIterator<Item = TargetKey<R>>,
+    ) -> impl Future<Output = Result<u64>> + Send
+    where
+        R: Relation<Source = Self>,
+        E: Executor,
+    {
+        let _ = rel;
+        let targets: Vec<TargetKey<R>> = targets.into_iter().collect();
+        R::slot_mut(self).reset();
+        m2m::add::<R, E>(ex, self, targets)
+    }
+
+    /// Unlinks this instance from the targets with keys `targets`; returns how many
+    /// links were deleted. One statement.
+    fn m2m_remove<R, E>(
+        &mut self,
+        ex: &E,
+        rel: R,
+        targets: impl IntoIterator<Item = TargetKey<R>>,
+    ) -> impl Future<Output = Result<u64>> + Send
+    where
+        R: Relation<Source = Self>,
+        E: Executor,
+    {
+        let _ = rel;
+        let targets: Vec<TargetKey<R>> = targets.into_iter().collect();
+        R::slot_mut(self).reset();
+        m2m::remove::<R, E>(ex, self, targets)
+    }
+
+    /// Makes `targets` exactly this instance's links: deletes the others, adds the
+    /// missing, in one atomic statement.
+    fn m2m_set<R, E>(
+        &mut self,
+        ex: &E,
+        rel: R,
+        targets: impl IntoIterator<Item = TargetKey<R>>,
+    ) -> impl Future<Output = Result<SetOutcome>> + Send
+    where
+        R: Relation<Source = Self>,
+        E: Executor,
+    {
+        let _ = rel;
+        let targets: Vec<TargetKey<R>> = targets.into_iter().collect();
+        R::slot_mut(self).reset();
+        m2m::set::<R, E>(ex, self, targets)
+    }
+
+    /// Deletes every link of this instance through `rel`; returns how many.
+    fn m2m_clear<R, E>(&mut self, ex: &E, rel: R) -> impl Future<Output = Result<u64>> + Send
+    where
+        R: Relation<Source = Self>,
+        E: Executor,
+    {
+        let _ = rel;
+        R::slot_mut(self).reset();
+        m2m::clear::<R, E>(ex, self)
+    }
+
     /// Runs raw SQL and decodes each row by column name. Values go in `params`
     /// (`$1`, `$2`, ...), never into the SQL text.
     ///
@@ -325,7 +421,8 @@ pub fn decode_column<'r, T: postgres_types::FromSql<'r>>(
     index: usize,
     model: &'static str,
 ) -> Result<T> {
-    row.try_get(index).map_err(|err| decode_error::<T>(row, index, model, err))
+    row.try_get(index)
+        .map_err(|err| decode_error::<T>(row, index, model, err))
 }
 
 /// Decodes one column of a row by name; on failure the error names model, column and types.
@@ -347,7 +444,12 @@ pub fn decode_column_named<'r, T: postgres_types::FromSql<'r>>(
     }
 }
 
-fn decode_error<T>(row: &Row, index: usize, model: &'static str, err: tokio_postgres::Error) -> Error {
+fn decode_error<T>(
+    row: &Row,
+    index: usize,
+    model: &'static str,
+    err: tokio_postgres::Error,
+) -> Error {
     let (column, pg_type) = match row.columns().get(index) {
         Some(c) => (c.name().to_owned(), c.type_().name().to_owned()),
         None => (format!("#{index}"), "<missing>".to_owned()),
@@ -356,5 +458,11 @@ fn decode_error<T>(row: &Row, index: usize, model: &'static str, err: tokio_post
         Some(source) => source.to_string(),
         None => err.to_string(),
     };
-    Error::Decode { model, column, rust_type: std::any::type_name::<T>(), pg_type, message }
+    Error::Decode {
+        model,
+        column,
+        rust_type: std::any::type_name::<T>(),
+        pg_type,
+        message,
+    }
 }

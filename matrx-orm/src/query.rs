@@ -173,7 +173,10 @@ impl<M: Model> Select<M> {
     /// `SELECT <columns> FROM <table> AS "t" WHERE ... ORDER BY ... LIMIT ... OFFSET ...`
     pub(crate) fn render_select(&self) -> Result<SqlBuf> {
         let mut sql = SqlBuf::new();
-        sql.push("SELECT ").columns(ROOT, M::META).push(" FROM ").table_as(M::META, ROOT);
+        sql.push("SELECT ")
+            .columns(ROOT, M::META)
+            .push(" FROM ")
+            .table_as(M::META, ROOT);
         sql.push(" WHERE ");
         self.render_where(ROOT, &mut sql);
         self.render_order(ROOT, &mut sql);
@@ -205,9 +208,16 @@ impl<M: Model> Select<M> {
     pub async fn one<E: Executor>(&self, ex: &E) -> Result<M> {
         let mut rows = self.clone().limit(2).all(ex).await?;
         match rows.len() {
-            0 => Err(Error::NotFound { model: M::META.name }),
-            1 => rows.pop().ok_or(Error::NotFound { model: M::META.name }),
-            count => Err(Error::MultipleRows { model: M::META.name, count }),
+            0 => Err(Error::NotFound {
+                model: M::META.name,
+            }),
+            1 => rows.pop().ok_or(Error::NotFound {
+                model: M::META.name,
+            }),
+            count => Err(Error::MultipleRows {
+                model: M::META.name,
+                count,
+            }),
         }
     }
 
@@ -223,7 +233,8 @@ impl<M: Model> Select<M> {
     /// The number of matching rows (after limit and offset, if set).
     pub async fn count<E: Executor>(&self, ex: &E) -> Result<u64> {
         let mut sql = SqlBuf::new();
-        sql.push("SELECT count(*) FROM (SELECT 1 FROM ").table_as(M::META, ROOT);
+        sql.push("SELECT count(*) FROM (SELECT 1 FROM ")
+            .table_as(M::META, ROOT);
         sql.push(" WHERE ");
         self.render_where(ROOT, &mut sql);
         self.render_paging(&mut sql)?;
@@ -239,7 +250,8 @@ impl<M: Model> Select<M> {
     /// Whether any row matches.
     pub async fn exists<E: Executor>(&self, ex: &E) -> Result<bool> {
         let mut sql = SqlBuf::new();
-        sql.push("SELECT EXISTS (SELECT 1 FROM ").table_as(M::META, ROOT);
+        sql.push("SELECT EXISTS (SELECT 1 FROM ")
+            .table_as(M::META, ROOT);
         sql.push(" WHERE ");
         self.render_where(ROOT, &mut sql);
         sql.push(")");
@@ -254,7 +266,9 @@ impl<M: Model> Select<M> {
     pub async fn delete<E: Executor>(&self, ex: &E) -> Result<Vec<M>> {
         self.refuse_paging("delete")?;
         let mut sql = SqlBuf::new();
-        sql.push("DELETE FROM ").table_as(M::META, ROOT).push(" WHERE ");
+        sql.push("DELETE FROM ")
+            .table_as(M::META, ROOT)
+            .push(" WHERE ");
         self.render_where(ROOT, &mut sql);
         sql.push(" RETURNING ").columns(ROOT, M::META);
         fetch_models(ex, &sql).await
@@ -263,7 +277,10 @@ impl<M: Model> Select<M> {
     /// Starts an update of the matching rows: add columns with
     /// [`set`](Update::set), then run it with [`exec`](Update::exec).
     pub fn update(self) -> Update<M> {
-        Update { query: self, sets: Vec::new() }
+        Update {
+            query: self,
+            sets: Vec::new(),
+        }
     }
 
     fn refuse_paging(&self, what: &str) -> Result<()> {

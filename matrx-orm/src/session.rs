@@ -1,6 +1,5 @@
 //! [`Session`]: one request's scope over a [`Db`].
 
-use std::future::Future;
 use std::sync::Arc;
 
 use postgres_types::ToSql;
@@ -77,30 +76,18 @@ impl Session {
 }
 
 impl Executor for Session {
-    fn query(
-        &self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> impl Future<Output = Result<Vec<Row>>> + Send {
-        async move {
-            let conn = self.db.conn().await?;
-            run_query(&conn, &self.scope, sql, params).await
-        }
+    async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        let conn = self.db.conn().await?;
+        run_query(&conn, &self.scope, sql, params).await
     }
 
-    fn execute(
-        &self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> impl Future<Output = Result<u64>> + Send {
-        async move {
-            let conn = self.db.conn().await?;
-            run_execute(&conn, &self.scope, sql, params).await
-        }
+    async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
+        let conn = self.db.conn().await?;
+        run_execute(&conn, &self.scope, sql, params).await
     }
 
-    fn atomic(&self) -> impl Future<Output = Result<Transaction<'_>>> + Send {
-        async move { Transaction::begin(self.db.conn().await?, self.scope.clone()).await }
+    async fn atomic(&self) -> Result<Transaction<'_>> {
+        Transaction::begin(self.db.conn().await?, self.scope.clone()).await
     }
 
     fn scope(&self) -> &Scope {

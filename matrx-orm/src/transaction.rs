@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::executor::{run_batch, run_execute, run_query, Executor, Scope};
 
 enum Conn<'a> {
-    Owned(Option<Object>),
+    Owned(Option<Box<Object>>),
     Nested(&'a ClientWrapper),
 }
 
@@ -60,7 +60,9 @@ struct Shared {
 
 impl std::fmt::Debug for Transaction<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Transaction").field("savepoint", &self.savepoint).finish_non_exhaustive()
+        f.debug_struct("Transaction")
+            .field("savepoint", &self.savepoint)
+            .finish_non_exhaustive()
     }
 }
 
@@ -68,7 +70,7 @@ impl Transaction<'static> {
     pub(crate) async fn begin(conn: Object, scope: Scope) -> Result<Transaction<'static>> {
         run_batch(&conn, &scope, "BEGIN").await?;
         Ok(Transaction {
-            conn: Conn::Owned(Some(conn)),
+            conn: Conn::Owned(Some(Box::new(conn))),
             scope,
             savepoint: 0,
             shared: Arc::default(),
@@ -85,7 +87,6 @@ impl<'a> Transaction<'a> {
             Conn::Nested(client) => Ok(client),
         }
     }
-
 
     /// Runs the savepoint rollbacks owed by dropped nested transactions.
     async fn settle(&self) -> Result<()> {
@@ -200,7 +201,7 @@ impl<'a> Transaction<'a> {
     fn discard_connection(&mut self) {
         if let Conn::Owned(conn) = &mut self.conn {
             if let Some(conn) = conn.take() {
-                drop(Object::take(conn));
+                drop(Object::take(*conn));
             }
         }
     }
@@ -224,9 +225,9 @@ impl Drop for Transaction<'_> {
                 let Some(conn) = conn.take() else { return };
                 match tokio::runtime::Handle::try_current() {
                     Ok(runtime) => {
-                        runtime.spawn(rollback_then_release(conn));
+                        runtime.spawn(rollback_then_release(*conn));
                     }
-                    Err(_) => drop(Object::take(conn)),
+                    Err(_) => drop(Object::take(*conn)),
                 }
             }
         }
@@ -255,26 +256,14 @@ async fn rollback_then_release(conn: Object) {
 }
 
 impl Executor for Transaction<'_> {
-    fn query(
-        &self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> impl Future<Output = Result<Vec<Row>>> + Send {
-        async move {
-            self.settle().await?;
-            run_query(self.client()?, &self.scope, sql, params).await
-        }
+    async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        self.settle().await?;
+        run_query(self.client()?, &self.scope, sql, params).await
     }
 
-    fn execute(
-        &self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> impl Future<Output = Result<u64>> + Send {
-        async move {
-            self.settle().await?;
-            run_execute(self.client()?, &self.scope, sql, params).await
-        }
+    async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
+        self.settle().await?;
+        run_execute(self.client()?, &self.scope, sql, params).await
     }
 
     fn scope(&self) -> &Scope {

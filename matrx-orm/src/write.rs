@@ -49,7 +49,11 @@ pub struct InsertRows<'r, M> {
 
 impl<'r, M: Model> InsertRows<'r, M> {
     pub(crate) fn new(rows: &'r [M]) -> Self {
-        InsertRows { rows, include_auto: false, conflict: Conflict::Error }
+        InsertRows {
+            rows,
+            include_auto: false,
+            conflict: Conflict::Error,
+        }
     }
 
     /// Writes `auto` columns too (explicit ids, for example).
@@ -102,7 +106,12 @@ impl<'r, M: Model> InsertRows<'r, M> {
         Ok(stored)
     }
 
-    async fn exec_chunk<E: Executor>(&self, ex: &E, rows: &[M], columns: &[usize]) -> Result<Vec<M>> {
+    async fn exec_chunk<E: Executor>(
+        &self,
+        ex: &E,
+        rows: &[M],
+        columns: &[usize],
+    ) -> Result<Vec<M>> {
         let text = self.render(rows.len(), columns)?;
         let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(rows.len() * columns.len());
         for row in rows {
@@ -133,7 +142,8 @@ impl<'r, M: Model> InsertRows<'r, M> {
                 sql.push(if r > 0 { ", (" } else { "(" });
                 for c in 0..columns.len() {
                     n += 1;
-                    sql.push(if c > 0 { ", $" } else { "$" }).push(&n.to_string());
+                    sql.push(if c > 0 { ", $" } else { "$" })
+                        .push(&n.to_string());
                 }
                 sql.push(")");
             }
@@ -177,7 +187,10 @@ impl<'r, M: Model> InsertRows<'r, M> {
                 if update.is_empty() {
                     // Nothing to change, but the row must still come back: touch the
                     // first target column with its own value.
-                    sql.push("UPDATE SET ").ident(target[0]).push(" = EXCLUDED.").ident(target[0]);
+                    sql.push("UPDATE SET ")
+                        .ident(target[0])
+                        .push(" = EXCLUDED.")
+                        .ident(target[0]);
                     return Ok(());
                 }
                 sql.push("UPDATE SET ");
@@ -225,7 +238,10 @@ pub struct Create<M> {
 
 impl<M: Model> Create<M> {
     pub(crate) fn new() -> Self {
-        Create { sets: Vec::new(), _marker: PhantomData }
+        Create {
+            sets: Vec::new(),
+            _marker: PhantomData,
+        }
     }
 
     /// Sets `column` to `value`.
@@ -271,9 +287,16 @@ impl<M: Model> Create<M> {
 
 fn single<M: Model>(mut rows: Vec<M>) -> Result<M> {
     match rows.len() {
-        1 => rows.pop().ok_or(Error::NotFound { model: M::META.name }),
-        0 => Err(Error::NotFound { model: M::META.name }),
-        count => Err(Error::MultipleRows { model: M::META.name, count }),
+        1 => rows.pop().ok_or(Error::NotFound {
+            model: M::META.name,
+        }),
+        0 => Err(Error::NotFound {
+            model: M::META.name,
+        }),
+        count => Err(Error::MultipleRows {
+            model: M::META.name,
+            count,
+        }),
     }
 }
 
@@ -304,7 +327,10 @@ pub(crate) fn render_key_filter<M: Model>(key: &M::Key, sql: &mut SqlBuf) {
 /// `SELECT ... WHERE pk = key`.
 pub(crate) async fn get_by_key<M: Model, E: Executor>(ex: &E, key: &M::Key) -> Result<Option<M>> {
     let mut sql = SqlBuf::new();
-    sql.push("SELECT ").columns(ROOT, M::META).push(" FROM ").table_as(M::META, ROOT);
+    sql.push("SELECT ")
+        .columns(ROOT, M::META)
+        .push(" FROM ")
+        .table_as(M::META, ROOT);
     render_key_filter::<M>(key, &mut sql);
     Ok(fetch_models::<M, E>(ex, &sql).await?.pop())
 }
@@ -319,13 +345,20 @@ pub(crate) async fn update_instance<M: Model, E: Executor>(ex: &E, row: &M) -> R
     let mut sql = SqlBuf::new();
     sql.push("UPDATE ").table_as(meta, ROOT).push(" SET ");
     let mut first = true;
-    for (i, col) in meta.columns.iter().enumerate().filter(|(_, c)| !c.primary_key) {
+    for (i, col) in meta
+        .columns
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| !c.primary_key)
+    {
         if !first {
             sql.push(", ");
         }
         first = false;
         params.push(row.value(i));
-        sql.ident(col.name).push(" = $").push(&params.len().to_string());
+        sql.ident(col.name)
+            .push(" = $")
+            .push(&params.len().to_string());
     }
     if first {
         return Err(Error::InvalidInput(format!(
@@ -333,7 +366,9 @@ pub(crate) async fn update_instance<M: Model, E: Executor>(ex: &E, row: &M) -> R
             meta.name
         )));
     }
-    sql.push(&key_sql.text).push(" RETURNING ").columns(ROOT, meta);
+    sql.push(&key_sql.text)
+        .push(" RETURNING ")
+        .columns(ROOT, meta);
     let rows = ex.query(&sql.text, &params).await?;
     let updated: Result<Vec<M>> = rows.iter().map(|r| M::decode(r, 0)).collect();
     single(updated?)
@@ -345,7 +380,9 @@ pub(crate) async fn delete_by_key<M: Model, E: Executor>(ex: &E, key: &M::Key) -
     sql.push("DELETE FROM ").table_as(M::META, ROOT);
     render_key_filter::<M>(key, &mut sql);
     match ex.execute(&sql.text, &as_sql_refs(&sql.params)).await? {
-        0 => Err(Error::NotFound { model: M::META.name }),
+        0 => Err(Error::NotFound {
+            model: M::META.name,
+        }),
         _ => Ok(()),
     }
 }

@@ -2,7 +2,7 @@
 //! schema (`shop`), a model with a column of every supported type, and checks of the
 //! emitted metadata, column constants, relation types and keys.
 
-#![deny(missing_docs)]
+#![deny(missing_docs, warnings, clippy::all, clippy::pedantic)]
 
 use std::marker::PhantomData;
 
@@ -58,7 +58,11 @@ pub mod shop {
         #[orm(has_many(foreign_key = "product_id"))]
         pub stock: Many<Stock>,
         /// Warehouses (composite key) listing the product.
-        #[orm(many_to_many(through = "product_warehouses", source = "product_id", target = "region, code"))]
+        #[orm(many_to_many(
+            through = "product_warehouses",
+            source = "product_id",
+            target = "region, code"
+        ))]
         pub warehouses: Many<Warehouse>,
     }
 
@@ -244,7 +248,12 @@ pub mod kinds {
         #[orm(has_many(foreign_key = "parent_id"))]
         pub children: Many<Self>,
         /// Related categories (self many-to-many).
-        #[orm(many_to_many(through = "category_links", through_schema = "meta", source = "from_id", target = "to_id"))]
+        #[orm(many_to_many(
+            through = "category_links",
+            through_schema = "meta",
+            source = "from_id",
+            target = "to_id"
+        ))]
         pub related: Many<Category>,
         /// The one label whose `category_code` is our `code`.
         #[orm(has_one(foreign_key = "category_code", references = "code"))]
@@ -306,7 +315,12 @@ fn order(id: i64, customer_id: i64) -> Order {
 }
 
 fn warehouse(region: &str, code: i32) -> Warehouse {
-    Warehouse { region: region.into(), code, name: "w".into(), stock: Many::default() }
+    Warehouse {
+        region: region.into(),
+        code,
+        name: "w".into(),
+        stock: Many::default(),
+    }
 }
 
 fn stock(product_id: i64, region: &str, code: i32) -> Stock {
@@ -325,7 +339,10 @@ fn column_names(meta: &ModelMeta) -> Vec<&'static str> {
 }
 
 fn sql_types(meta: &ModelMeta) -> Vec<String> {
-    meta.columns.iter().map(|c| (c.sql_type)().into_owned()).collect()
+    meta.columns
+        .iter()
+        .map(|c| (c.sql_type)().into_owned())
+        .collect()
 }
 
 fn relation<R: Relation>(_: R) -> &'static RelationMeta {
@@ -345,10 +362,20 @@ fn customer_meta() {
     assert_eq!(meta.name, "Customer");
     assert_eq!(meta.schema, Some("shop"));
     assert_eq!(meta.table, "customers");
-    assert_eq!(column_names(meta), ["id", "name", "email", "created_at", "referred_by"]);
-    assert_eq!(sql_types(meta), ["bigint", "text", "text", "timestamptz", "bigint"]);
+    assert_eq!(
+        column_names(meta),
+        ["id", "name", "email", "created_at", "referred_by"]
+    );
+    assert_eq!(
+        sql_types(meta),
+        ["bigint", "text", "text", "timestamptz", "bigint"]
+    );
     assert_eq!(meta.primary_key, [0]);
-    let flags: Vec<_> = meta.columns.iter().map(|c| (c.nullable, c.primary_key, c.auto, c.unique, c.indexed)).collect();
+    let flags: Vec<_> = meta
+        .columns
+        .iter()
+        .map(|c| (c.nullable, c.primary_key, c.auto, c.unique, c.indexed))
+        .collect();
     assert_eq!(
         flags,
         [
@@ -430,8 +457,16 @@ fn every_type() {
             "citext",
         ]
     );
-    let nullable: Vec<_> = meta.columns.iter().filter(|c| c.nullable).map(|c| c.field).collect();
-    assert_eq!(nullable, ["opt_big", "opt_text", "opt_time", "opt_doc", "ref"]);
+    let nullable: Vec<_> = meta
+        .columns
+        .iter()
+        .filter(|c| c.nullable)
+        .map(|c| c.field)
+        .collect();
+    assert_eq!(
+        nullable,
+        ["opt_big", "opt_text", "opt_time", "opt_doc", "ref"]
+    );
     let fields: Vec<_> = meta.columns.iter().map(|c| c.field).collect();
     assert_eq!(fields[7], "label");
     assert_eq!(meta.columns[7].name, "display_name");
@@ -467,9 +502,19 @@ fn belongs_to_keys() {
     relation_types(Customer::REFERRER, PhantomData::<(Customer, Customer, i64)>);
     let root = customer(1, None);
     let referred = customer(2, Some(1));
-    assert_eq!(<__CustomerRel_referrer as Relation>::source_key(&root), None, "NULL self-reference");
-    assert_eq!(<__CustomerRel_referrer as Relation>::source_key(&referred), Some(1));
-    assert_eq!(<__CustomerRel_referrer as Relation>::target_key(&root), Some(1));
+    assert_eq!(
+        <__CustomerRel_referrer as Relation>::source_key(&root),
+        None,
+        "NULL self-reference"
+    );
+    assert_eq!(
+        <__CustomerRel_referrer as Relation>::source_key(&referred),
+        Some(1)
+    );
+    assert_eq!(
+        <__CustomerRel_referrer as Relation>::target_key(&root),
+        Some(1)
+    );
     assert_eq!(relation(Customer::REFERRER).name, "referrer");
 
     relation_types(Order::CUSTOMER, PhantomData::<(Order, Customer, i64)>);
@@ -477,10 +522,19 @@ fn belongs_to_keys() {
     assert_eq!(<__OrderRel_customer as Relation>::source_key(&o), Some(2));
     assert_eq!(relation(Order::CUSTOMER).source_columns, ["customer_id"]);
 
-    relation_types(Stock::WAREHOUSE, PhantomData::<(Stock, Warehouse, (String, i32))>);
+    relation_types(
+        Stock::WAREHOUSE,
+        PhantomData::<(Stock, Warehouse, (String, i32))>,
+    );
     let s = stock(1, "eu", 3);
-    assert_eq!(<__StockRel_warehouse as Relation>::source_key(&s), Some(("eu".to_string(), 3)));
-    assert_eq!(<__StockRel_warehouse as Relation>::target_key(&warehouse("eu", 3)), Some(("eu".to_string(), 3)));
+    assert_eq!(
+        <__StockRel_warehouse as Relation>::source_key(&s),
+        Some(("eu".to_string(), 3))
+    );
+    assert_eq!(
+        <__StockRel_warehouse as Relation>::target_key(&warehouse("eu", 3)),
+        Some(("eu".to_string(), 3))
+    );
     let meta = relation(Stock::WAREHOUSE);
     assert_eq!(meta.source_columns, ["region", "code"]);
     assert!(meta.target_fields.is_empty());
@@ -502,12 +556,24 @@ fn has_many_keys() {
     };
     assert_eq!(<__OrderRel_items as Relation>::source_key(&o), Some(10));
     assert_eq!(<__OrderRel_items as Relation>::target_key(&item), Some(10));
-    assert_eq!(<__OrderItemRel_product as Relation>::source_key(&item), Some(3));
+    assert_eq!(
+        <__OrderItemRel_product as Relation>::source_key(&item),
+        Some(3)
+    );
 
-    relation_types(Warehouse::STOCK, PhantomData::<(Warehouse, Stock, (String, i32))>);
+    relation_types(
+        Warehouse::STOCK,
+        PhantomData::<(Warehouse, Stock, (String, i32))>,
+    );
     let w = warehouse("us", 4);
-    assert_eq!(<__WarehouseRel_stock as Relation>::source_key(&w), Some(("us".to_string(), 4)));
-    assert_eq!(<__WarehouseRel_stock as Relation>::target_key(&stock(1, "us", 4)), Some(("us".to_string(), 4)));
+    assert_eq!(
+        <__WarehouseRel_stock as Relation>::source_key(&w),
+        Some(("us".to_string(), 4))
+    );
+    assert_eq!(
+        <__WarehouseRel_stock as Relation>::target_key(&stock(1, "us", 4)),
+        Some(("us".to_string(), 4))
+    );
     let meta = relation(Warehouse::STOCK);
     assert_eq!(meta.kind, RelationKind::HasMany);
     assert_eq!(meta.source_columns, ["region", "code"]);
@@ -532,13 +598,19 @@ fn many_to_many() {
     assert_eq!(through.target_columns, ["tag_id"]);
     let o = order(10, 2);
     assert_eq!(<__OrderRel_tags as Relation>::source_key(&o), Some(10));
-    let tag = Tag { id: 1, name: "new".into() };
+    let tag = Tag {
+        id: 1,
+        name: "new".into(),
+    };
     assert_eq!(<__OrderRel_tags as Relation>::target_key(&tag), None);
 
     let through = relation(Product::WAREHOUSES).through.as_ref().unwrap();
     assert_eq!(through.table, "product_warehouses");
     assert_eq!(through.target_columns, ["region", "code"]);
-    assert_eq!((relation(Product::WAREHOUSES).target)().primary_key.len(), 2);
+    assert_eq!(
+        (relation(Product::WAREHOUSES).target)().primary_key.len(),
+        2
+    );
 
     let through = relation(Category::RELATED).through.as_ref().unwrap();
     assert_eq!(through.schema, Some("meta"));
@@ -556,30 +628,72 @@ fn self_and_explicit_references() {
         related: Many::default(),
         label: One::default(),
     };
-    let child = Category { id: 2, parent_id: Some(1), code: "leaf".into(), ..parent.clone() };
+    let child = Category {
+        id: 2,
+        parent_id: Some(1),
+        code: "leaf".into(),
+        ..parent.clone()
+    };
     relation_types(Category::PARENT, PhantomData::<(Category, Category, i32)>);
     relation_types(Category::CHILDREN, PhantomData::<(Category, Category, i32)>);
-    assert_eq!(<__CategoryRel_parent as Relation>::source_key(&parent), None);
-    assert_eq!(<__CategoryRel_parent as Relation>::source_key(&child), Some(1));
-    assert_eq!(<__CategoryRel_children as Relation>::source_key(&parent), Some(1));
-    assert_eq!(<__CategoryRel_children as Relation>::target_key(&child), Some(1));
-    assert_eq!(<__CategoryRel_children as Relation>::target_key(&parent), None);
+    assert_eq!(
+        <__CategoryRel_parent as Relation>::source_key(&parent),
+        None
+    );
+    assert_eq!(
+        <__CategoryRel_parent as Relation>::source_key(&child),
+        Some(1)
+    );
+    assert_eq!(
+        <__CategoryRel_children as Relation>::source_key(&parent),
+        Some(1)
+    );
+    assert_eq!(
+        <__CategoryRel_children as Relation>::target_key(&child),
+        Some(1)
+    );
+    assert_eq!(
+        <__CategoryRel_children as Relation>::target_key(&parent),
+        None
+    );
 
     // has_one with `references`: keyed by the referenced field's type, not the PK's.
-    relation_types(Category::LABEL, PhantomData::<(Category, CategoryLabel, String)>);
+    relation_types(
+        Category::LABEL,
+        PhantomData::<(Category, CategoryLabel, String)>,
+    );
     let meta = relation(Category::LABEL);
     assert_eq!(meta.kind, RelationKind::HasOne);
     assert_eq!(meta.source_columns, ["category_code"]);
     assert_eq!(meta.target_fields, ["category_code"]);
-    let label = CategoryLabel { id: uuid::Uuid::nil(), category_code: Some("root".into()), category: One::default() };
-    assert_eq!(<__CategoryRel_label as Relation>::source_key(&parent), Some("root".into()));
-    assert_eq!(<__CategoryRel_label as Relation>::target_key(&label), Some("root".into()));
+    let label = CategoryLabel {
+        id: uuid::Uuid::nil(),
+        category_code: Some("root".into()),
+        category: One::default(),
+    };
+    assert_eq!(
+        <__CategoryRel_label as Relation>::source_key(&parent),
+        Some("root".into())
+    );
+    assert_eq!(
+        <__CategoryRel_label as Relation>::target_key(&label),
+        Some("root".into())
+    );
 
     // belongs_to with `references`: target fields named, read off the target.
-    relation_types(CategoryLabel::CATEGORY, PhantomData::<(CategoryLabel, Category, String)>);
+    relation_types(
+        CategoryLabel::CATEGORY,
+        PhantomData::<(CategoryLabel, Category, String)>,
+    );
     let meta = relation(CategoryLabel::CATEGORY);
     assert_eq!(meta.source_columns, ["category_code"]);
     assert_eq!(meta.target_fields, ["code"]);
-    assert_eq!(<__CategoryLabelRel_category as Relation>::target_key(&parent), Some("root".into()));
-    assert_eq!(<__CategoryLabelRel_category as Relation>::source_key(&label), Some("root".into()));
+    assert_eq!(
+        <__CategoryLabelRel_category as Relation>::target_key(&parent),
+        Some("root".into())
+    );
+    assert_eq!(
+        <__CategoryLabelRel_category as Relation>::source_key(&label),
+        Some("root".into())
+    );
 }

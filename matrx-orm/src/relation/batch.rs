@@ -22,7 +22,10 @@ pub struct Groups<K, T> {
 
 impl<K, T> Default for Groups<K, T> {
     fn default() -> Self {
-        Groups { by_key: HashMap::new(), targets: Vec::new() }
+        Groups {
+            by_key: HashMap::new(),
+            targets: Vec::new(),
+        }
     }
 }
 
@@ -41,7 +44,9 @@ impl<K: Key, T> Groups<K, T> {
 /// Removes duplicates, keeping first occurrences in order.
 pub(crate) fn dedup_keys<K: Key>(keys: impl IntoIterator<Item = K>) -> Vec<K> {
     let mut seen = HashSet::new();
-    keys.into_iter().filter(|k| seen.insert(k.clone())).collect()
+    keys.into_iter()
+        .filter(|k| seen.insert(k.clone()))
+        .collect()
 }
 
 /// Loads `R` for `keys` (de-duplicated here; an empty set costs no query).
@@ -81,14 +86,22 @@ pub async fn load_edge<R: Relation>(
                     t
                 }
             };
-            groups.by_key.entry(key).or_insert_with(Vec::new).push(target);
+            groups
+                .by_key
+                .entry(key)
+                .or_insert_with(Vec::new)
+                .push(target);
         }
     } else {
         groups.targets.reserve(rows.len());
         for row in &rows {
             let target = Arc::new(R::Target::decode(row, 0)?);
             if let Some(key) = R::target_key(&target) {
-                groups.by_key.entry(key).or_insert_with(Vec::new).push(target.clone());
+                groups
+                    .by_key
+                    .entry(key)
+                    .or_insert_with(Vec::new)
+                    .push(target.clone());
             }
             groups.targets.push(target);
         }

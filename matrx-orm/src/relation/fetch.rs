@@ -29,7 +29,9 @@ pub async fn fetch<R: Relation>(ex: &dyn DynExecutor, source: &R::Source) -> Res
     }
     let groups = load_edge::<R>(ex, R::source_key(source), &Related::default()).await?;
     attach::<R>([source], &groups);
-    slot.loaded_value().ok_or(Error::NotFound { model: <R::Target as Model>::META.name })
+    slot.loaded_value().ok_or(Error::NotFound {
+        model: <R::Target as Model>::META.name,
+    })
 }
 
 /// [`fetch`] with the value dropped, as a plain function pointer for [`DynRelation`](crate::DynRelation).

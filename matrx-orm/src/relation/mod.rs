@@ -3,6 +3,7 @@
 
 pub(crate) mod batch;
 mod fetch;
+pub(crate) mod m2m;
 pub(crate) mod prefetch;
 mod related;
 mod slot;
@@ -11,6 +12,7 @@ mod stitch;
 
 pub use batch::{load_edge, Groups};
 pub use fetch::{fetch, fetch_all_related, Loaded};
+pub use m2m::{SetOutcome, TargetKey};
 pub use prefetch::{prefetch_related, DynRelation, IntoPrefetch, Path, Prefetch};
 pub use related::Related;
 pub use slot::{Many, One, Slot};
@@ -91,12 +93,17 @@ impl RelationMeta {
         self.target_fields
             .iter()
             .map(|field| {
-                target.columns.iter().find(|c| c.field == *field).map(|c| c.name).ok_or_else(|| {
-                    Error::InvalidInput(format!(
-                        "relation {}: {} has no field `{field}`",
-                        self.name, target.name
-                    ))
-                })
+                target
+                    .columns
+                    .iter()
+                    .find(|c| c.field == *field)
+                    .map(|c| c.name)
+                    .ok_or_else(|| {
+                        Error::InvalidInput(format!(
+                            "relation {}: {} has no field `{field}`",
+                            self.name, target.name
+                        ))
+                    })
             })
             .collect()
     }

@@ -24,7 +24,11 @@ use crate::relation::{Related, Relation, Slot};
 /// A type-erased edge of a prefetch tree whose parents are `S`.
 pub(crate) trait Node<S>: Send + Sync + 'static {
     /// Loads the edge and its subtree for `parents`.
-    fn load<'a>(&'a self, ex: &'a dyn DynExecutor, parents: &'a [&'a S]) -> BoxFuture<'a, Result<()>>;
+    fn load<'a>(
+        &'a self,
+        ex: &'a dyn DynExecutor,
+        parents: &'a [&'a S],
+    ) -> BoxFuture<'a, Result<()>>;
     /// For merging equal edges.
     fn as_any(&self) -> &dyn Any;
     /// A new node holding both subtrees, if `other` loads the same rows.
@@ -39,7 +43,9 @@ pub struct Prefetch<S> {
 
 impl<S> Clone for Prefetch<S> {
     fn clone(&self) -> Self {
-        Prefetch { nodes: self.nodes.clone() }
+        Prefetch {
+            nodes: self.nodes.clone(),
+        }
     }
 }
 
@@ -98,7 +104,11 @@ impl<S: Model> Prefetch<S> {
                 Err(Error::InvalidInput(format!(
                     "{} has no relation `{first}`; its relations are: {}",
                     S::META.name,
-                    if valid.is_empty() { "(none)".to_owned() } else { valid.join(", ") }
+                    if valid.is_empty() {
+                        "(none)".to_owned()
+                    } else {
+                        valid.join(", ")
+                    }
                 )))
             }
         }
@@ -135,7 +145,9 @@ impl<R: Relation> IntoPrefetch<R::Source> for R {
 
 impl<R: Relation> IntoPrefetch<R::Source> for Path<R> {
     fn into_prefetch(self) -> Prefetch<R::Source> {
-        Prefetch { nodes: vec![Arc::new(self)] }
+        Prefetch {
+            nodes: vec![Arc::new(self)],
+        }
     }
 }
 
@@ -172,7 +184,10 @@ pub struct Path<R: Relation> {
 
 impl<R: Relation> Clone for Path<R> {
     fn clone(&self) -> Self {
-        Path { related: self.related.clone(), children: self.children.clone() }
+        Path {
+            related: self.related.clone(),
+            children: self.children.clone(),
+        }
     }
 }
 
@@ -185,7 +200,10 @@ impl<R: Relation> Default for Path<R> {
 impl<R: Relation> Path<R> {
     /// The plain edge.
     pub fn new() -> Self {
-        Path { related: Related::default(), children: Prefetch::default() }
+        Path {
+            related: Related::default(),
+            children: Prefetch::default(),
+        }
     }
 
     /// Also loads `child` on the targets of this edge.
@@ -270,7 +288,11 @@ impl<R: Relation> Node<R::Source> for Path<R> {
 /// The distinct rows of `targets` (by identity: a shared row counts once).
 fn distinct<T>(targets: &[Arc<T>]) -> Vec<&T> {
     let mut seen = std::collections::HashSet::with_capacity(targets.len());
-    targets.iter().filter(|t| seen.insert(Arc::as_ptr(t) as usize)).map(|t| &**t).collect()
+    targets
+        .iter()
+        .filter(|t| seen.insert(Arc::as_ptr(t) as usize))
+        .map(|t| &**t)
+        .collect()
 }
 
 /// A relation of `S` found by name at run time (for string paths and
@@ -310,7 +332,11 @@ impl<S: Model> DynRelation<S> {
 /// let first_customer = orders[0].customer.get();
 /// # Ok(()) }
 /// ```
-pub async fn prefetch_related<'p, S, E, I>(ex: &E, parents: I, tree: impl IntoPrefetch<S>) -> Result<()>
+pub async fn prefetch_related<'p, S, E, I>(
+    ex: &E,
+    parents: I,
+    tree: impl IntoPrefetch<S>,
+) -> Result<()>
 where
     S: Model,
     E: crate::executor::Executor,

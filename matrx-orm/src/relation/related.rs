@@ -13,7 +13,11 @@ pub struct Related<T> {
 
 impl<T> Default for Related<T> {
     fn default() -> Self {
-        Related { filter: None, order: Vec::new(), limit_per_parent: None }
+        Related {
+            filter: None,
+            order: Vec::new(),
+            limit_per_parent: None,
+        }
     }
 }
 

@@ -79,7 +79,11 @@ pub(crate) fn edge_statement<T>(
     match &rel.through {
         Some(through) => {
             sql.push(&qualified(through.schema.or(source.schema), through.table));
-            sql.push(" AS ").ident(JUNCTION).push(" JOIN ").table_as(target, TARGET).push(" ON ");
+            sql.push(" AS ")
+                .ident(JUNCTION)
+                .push(" JOIN ")
+                .table_as(target, TARGET)
+                .push(" ON ");
             let pk: Vec<&str> = target.primary_key_columns().map(|c| c.name).collect();
             if pk.len() != through.target_columns.len() {
                 return Err(Error::InvalidInput(format!(
@@ -112,7 +116,9 @@ pub(crate) fn edge_statement<T>(
             sql.param_cast(p, &format!("{ty}[]"));
         }
         sql.push(") AS ").ident(KEYS).push("(");
-        let names: Vec<String> = (0..key_side.columns.len()).map(|i| format!("k{i}")).collect();
+        let names: Vec<String> = (0..key_side.columns.len())
+            .map(|i| format!("k{i}"))
+            .collect();
         for (i, name) in names.iter().enumerate() {
             if i > 0 {
                 sql.push(", ");
@@ -128,7 +134,9 @@ pub(crate) fn edge_statement<T>(
         sql.push(" WHERE TRUE");
     } else {
         let mut params = key_params.into_iter();
-        sql.push(" WHERE ").column(key_side.alias, key_side.columns[0]).push(" = ANY(");
+        sql.push(" WHERE ")
+            .column(key_side.alias, key_side.columns[0])
+            .push(" = ANY(");
         if let (Some(p), Some(ty)) = (params.next(), key_types.first()) {
             sql.param_cast(p, &format!("{ty}[]"));
         }
@@ -140,9 +148,11 @@ pub(crate) fn edge_statement<T>(
     }
     match related.limit_per_parent {
         Some(n) => {
-            let n = i64::try_from(n)
-                .map_err(|_| Error::InvalidInput(format!("limit per parent {n} is out of range")))?;
-            sql.push(") AS \"s\" WHERE \"s\".\"__rn\" <= ").param(Param::new(n));
+            let n = i64::try_from(n).map_err(|_| {
+                Error::InvalidInput(format!("limit per parent {n} is out of range"))
+            })?;
+            sql.push(") AS \"s\" WHERE \"s\".\"__rn\" <= ")
+                .param(Param::new(n));
             sql.push(" ORDER BY \"s\".\"__rn\"");
         }
         None => {
@@ -156,13 +166,20 @@ pub(crate) fn edge_statement<T>(
 fn key_side(source: &ModelMeta, rel: &RelationMeta) -> Result<KeySide> {
     Ok(match rel.kind {
         // Target rows are matched on the columns the source's foreign key references.
-        RelationKind::BelongsTo => KeySide { alias: TARGET, columns: rel.target_columns()? },
+        RelationKind::BelongsTo => KeySide {
+            alias: TARGET,
+            columns: rel.target_columns()?,
+        },
         // Target rows are matched on their foreign-key columns.
-        RelationKind::HasMany | RelationKind::HasOne => {
-            KeySide { alias: TARGET, columns: rel.target_columns()? }
-        }
+        RelationKind::HasMany | RelationKind::HasOne => KeySide {
+            alias: TARGET,
+            columns: rel.target_columns()?,
+        },
         RelationKind::ManyToMany => match &rel.through {
-            Some(through) => KeySide { alias: JUNCTION, columns: through.source_columns.to_vec() },
+            Some(through) => KeySide {
+                alias: JUNCTION,
+                columns: through.source_columns.to_vec(),
+            },
             None => {
                 return Err(Error::InvalidInput(format!(
                     "relation {}.{} is many-to-many but names no junction table",

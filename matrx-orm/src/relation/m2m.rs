@@ -1,0 +1,271 @@
+//! Writes to many-to-many links: add, remove, set, clear. Each is one statement
+//! (so `set` is atomic: it applies the difference in one data-modifying CTE), with
+//! target keys sent as one array per key column.
+
+use std::borrow::Cow;
+
+use crate::error::{Error, Result};
+use crate::executor::Executor;
+use crate::key::Key;
+use crate::model::Model;
+use crate::relation::batch::dedup_keys;
+use crate::relation::{Relation, RelationKind, Through};
+use crate::sql::{qualified, SqlBuf};
+use crate::value::{as_sql_refs, Param};
+
+/// The target key type of relation `R`.
+pub type TargetKey<R> = <<R as Relation>::Target as Model>::Key;
+
+/// Counts returned by [`set`](crate::Model::m2m_set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SetOutcome {
+    /// Links created.
+    pub added: u64,
+    /// Links deleted.
+    pub removed: u64,
+}
+
+fn through<R: Relation>() -> Result<&'static Through> {
+    match (&R::META.kind, &R::META.through) {
+        (RelationKind::ManyToMany, Some(through)) => Ok(through),
+        _ => Err(Error::InvalidInput(format!(
+            "{}.{} is not a many-to-many relation",
+            <R::Source as Model>::META.name,
+            R::META.name
+        ))),
+    }
+}
+
+/// The pieces every junction statement shares.
+struct Junction {
+    table: String,
+    source: &'static [&'static str],
+    target: &'static [&'static str],
+}
+
+impl Junction {
+    fn of<R: Relation>() -> Result<Junction> {
+        let t = through::<R>()?;
+        if t.target_columns.len() != TargetKey::<R>::ARITY
+            || t.source_columns.len() != R::Key::ARITY
+        {
+            return Err(Error::InvalidInput(format!(
+                "{}.{}: the junction's key columns do not match the key arity",
+                <R::Source as Model>::META.name,
+                R::META.name
+            )));
+        }
+        let schema = t.schema.or(<R::Source as Model>::META.schema);
+        Ok(Junction {
+            table: qualified(schema, t.table),
+            source: t.source_columns,
+            target: t.target_columns,
+        })
+    }
+
+    /// `"j"."s0" = $1 AND ...` binding the source key.
+    fn source_match(
+        &self,
+        sql: &mut SqlBuf,
+        alias: &str,
+        key: &[Param],
+        types: &[Cow<'static, str>],
+    ) {
+        for (i, ((col, p), ty)) in self.source.iter().zip(key).zip(types).enumerate() {
+            if i > 0 {
+                sql.push(" AND ");
+            }
+            sql.column(alias, col).push(" = ").param_cast(p.clone(), ty);
+        }
+    }
+
+    /// `unnest($a::T[], ...) AS "w"("k0", ...)` binding the target keys.
+    fn wanted(&self, sql: &mut SqlBuf, keys: Vec<Param>, types: &[Cow<'static, str>]) {
+        sql.push("unnest(");
+        for (i, (p, ty)) in keys.into_iter().zip(types).enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.param_cast(p, &format!("{ty}[]"));
+        }
+        sql.push(") AS \"w\"(");
+        self.key_names(sql, "");
+        sql.push(")");
+    }
+
+    fn key_names(&self, sql: &mut SqlBuf, alias: &str) {
+        for i in 0..self.target.len() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            if !alias.is_empty() {
+                sql.ident(alias).push(".");
+            }
+            sql.ident(&format!("k{i}"));
+        }
+    }
+
+    /// `("j"."t0", ...) = ("w"."k0", ...)`
+    fn target_match(&self, sql: &mut SqlBuf) {
+        sql.push("(");
+        for (i, col) in self.target.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.column("j", col);
+        }
+        sql.push(") = (");
+        self.key_names(sql, "w");
+        sql.push(")");
+    }
+
+    /// `INSERT INTO junction (s.., t..) SELECT $s.., w.k.. FROM <wanted> WHERE NOT EXISTS (link)`
+    fn insert_missing(
+        &self,
+        sql: &mut SqlBuf,
+        source: &[Param],
+        types: &[Cow<'static, str>],
+        from: &str,
+    ) {
+        sql.push("INSERT INTO ").push(&self.table).push(" (");
+        for (i, col) in self.source.iter().chain(self.target).enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.ident(col);
+        }
+        sql.push(") SELECT ");
+        for (p, ty) in source.iter().zip(types) {
+            sql.param_cast(p.clone(), ty).push(", ");
+        }
+        self.key_names(sql, "w");
+        sql.push(" FROM ")
+            .push(from)
+            .push(" WHERE NOT EXISTS (SELECT 1 FROM ")
+            .push(&self.table);
+        sql.push(" AS \"j\" WHERE ");
+        self.source_match(sql, "j", source, types);
+        sql.push(" AND ");
+        self.target_match(sql);
+        sql.push(") ON CONFLICT DO NOTHING");
+    }
+}
+
+fn source_key<R: Relation>(source: &R::Source) -> Result<Vec<Param>> {
+    R::source_key(source).map(|k| k.params()).ok_or_else(|| {
+        Error::InvalidInput(format!(
+            "{}.{}: the instance's key is NULL",
+            <R::Source as Model>::META.name,
+            R::META.name
+        ))
+    })
+}
+
+/// Links `source` to each of `targets` not linked yet; returns how many links were
+/// created (adding an existing link is a no-op).
+pub(crate) async fn add<R: Relation, E: Executor>(
+    ex: &E,
+    source: &R::Source,
+    targets: Vec<TargetKey<R>>,
+) -> Result<u64> {
+    let j = Junction::of::<R>()?;
+    let targets = dedup_keys(targets);
+    if targets.is_empty() {
+        return Ok(0);
+    }
+    let key = source_key::<R>(source)?;
+    // The unnest is rendered first so its parameters come first; the INSERT around it
+    // binds the source key after them.
+    let mut sql = SqlBuf::new();
+    j.wanted(
+        &mut sql,
+        TargetKey::<R>::array_params(&targets),
+        &TargetKey::<R>::column_types(),
+    );
+    let from = std::mem::take(&mut sql.text);
+    j.insert_missing(&mut sql, &key, &R::Key::column_types(), &from);
+    ex.execute(&sql.text, &as_sql_refs(&sql.params)).await
+}
+
+/// Unlinks `source` from each of `targets`; returns how many links were deleted.
+pub(crate) async fn remove<R: Relation, E: Executor>(
+    ex: &E,
+    source: &R::Source,
+    targets: Vec<TargetKey<R>>,
+) -> Result<u64> {
+    let j = Junction::of::<R>()?;
+    let targets = dedup_keys(targets);
+    if targets.is_empty() {
+        return Ok(0);
+    }
+    let key = source_key::<R>(source)?;
+    let mut sql = SqlBuf::new();
+    sql.push("DELETE FROM ")
+        .push(&j.table)
+        .push(" AS \"j\" USING ");
+    j.wanted(
+        &mut sql,
+        TargetKey::<R>::array_params(&targets),
+        &TargetKey::<R>::column_types(),
+    );
+    sql.push(" WHERE ");
+    j.source_match(&mut sql, "j", &key, &R::Key::column_types());
+    sql.push(" AND ");
+    j.target_match(&mut sql);
+    ex.execute(&sql.text, &as_sql_refs(&sql.params)).await
+}
+
+/// Unlinks `source` from every target; returns how many links were deleted.
+pub(crate) async fn clear<R: Relation, E: Executor>(ex: &E, source: &R::Source) -> Result<u64> {
+    let j = Junction::of::<R>()?;
+    let key = source_key::<R>(source)?;
+    let mut sql = SqlBuf::new();
+    sql.push("DELETE FROM ")
+        .push(&j.table)
+        .push(" AS \"j\" WHERE ");
+    j.source_match(&mut sql, "j", &key, &R::Key::column_types());
+    ex.execute(&sql.text, &as_sql_refs(&sql.params)).await
+}
+
+/// Makes `targets` exactly the linked set of `source`, in one statement: links not
+/// wanted are deleted, missing ones inserted, the rest untouched. Atomic: if any part
+/// fails (a target that does not exist, say), no link changes.
+pub(crate) async fn set<R: Relation, E: Executor>(
+    ex: &E,
+    source: &R::Source,
+    targets: Vec<TargetKey<R>>,
+) -> Result<SetOutcome> {
+    let j = Junction::of::<R>()?;
+    let targets = dedup_keys(targets);
+    let key = source_key::<R>(source)?;
+    let key_types = R::Key::column_types();
+    let mut sql = SqlBuf::new();
+    sql.push("WITH \"w\" AS (SELECT * FROM ");
+    j.wanted(
+        &mut sql,
+        TargetKey::<R>::array_params(&targets),
+        &TargetKey::<R>::column_types(),
+    );
+    sql.push("), \"removed\" AS (DELETE FROM ")
+        .push(&j.table)
+        .push(" AS \"j\" WHERE ");
+    j.source_match(&mut sql, "j", &key, &key_types);
+    sql.push(" AND NOT EXISTS (SELECT 1 FROM \"w\" WHERE ");
+    j.target_match(&mut sql);
+    sql.push(") RETURNING 1), \"added\" AS (");
+    j.insert_missing(&mut sql, &key, &key_types, "\"w\"");
+    sql.push(
+        " RETURNING 1) SELECT (SELECT count(*) FROM \"removed\"), (SELECT count(*) FROM \"added\")",
+    );
+    let rows = ex.query(&sql.text, &as_sql_refs(&sql.params)).await?;
+    let name = <R::Source as Model>::META.name;
+    let Some(row) = rows.first() else {
+        return Ok(SetOutcome::default());
+    };
+    let removed: i64 = crate::model::decode_column(row, 0, name)?;
+    let added: i64 = crate::model::decode_column(row, 1, name)?;
+    Ok(SetOutcome {
+        added: added.max(0) as u64,
+        removed: removed.max(0) as u64,
+    })
+}
