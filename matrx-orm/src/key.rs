@@ -16,7 +16,7 @@ use crate::value::{Param, SqlType};
 
 /// One column of a key: a scalar type that can be hashed and sent as an array.
 pub trait KeyPart:
-    Clone + Eq + Hash + Debug + ToSql + for<'a> FromSql<'a> + SqlType + Send + Sync + 'static
+    Clone + Eq + Ord + Hash + Debug + ToSql + for<'a> FromSql<'a> + SqlType + Send + Sync + 'static
 {
 }
 
@@ -57,7 +57,7 @@ key_parts!(
 );
 
 /// A primary key or relation key: a [`KeyPart`] or a tuple of up to four of them.
-pub trait Key: Clone + Eq + Hash + Debug + Send + Sync + 'static {
+pub trait Key: Clone + Eq + Ord + Hash + Debug + Send + Sync + 'static {
     /// The number of columns.
     const ARITY: usize;
     /// One parameter per column, for `WHERE (a, b) = ($1, $2)`.

@@ -3,6 +3,7 @@
 //! prefetch once per edge, the request-scoped loader once per batch.
 
 use std::collections::{HashMap, HashSet};
+use std::ops::Range;
 use std::sync::Arc;
 
 use crate::error::Result;
@@ -13,31 +14,76 @@ use crate::relation::{sql::edge_statement, Related, Relation, RelationKind};
 use crate::value::as_sql_refs;
 
 /// Target rows of one edge, grouped by the parent key they belong to.
+///
+/// Rows are kept in one vector sorted by parent key (a stable sort, so each parent's
+/// rows keep their order), with an index from key to its run: one hash entry per
+/// parent, not per row.
 pub struct Groups<K, T> {
-    /// Parent key -> its targets, in the edge's order.
-    pub(crate) by_key: HashMap<K, Vec<Arc<T>>>,
+    /// Every (parent key, target) pair, sorted by parent key.
+    rows: Vec<Arc<T>>,
+    /// Parent key -> the range of `rows` holding its targets.
+    index: HashMap<K, Range<usize>>,
     /// Every distinct target row, each held once.
-    pub(crate) targets: Vec<Arc<T>>,
+    targets: Vec<Arc<T>>,
 }
 
 impl<K, T> Default for Groups<K, T> {
     fn default() -> Self {
         Groups {
-            by_key: HashMap::new(),
+            rows: Vec::new(),
+            index: HashMap::new(),
             targets: Vec::new(),
         }
     }
 }
 
 impl<K: Key, T> Groups<K, T> {
+    /// Groups `(parent key, target)` pairs; `targets` lists each distinct row once.
+    fn new(mut pairs: Vec<(K, Arc<T>)>, targets: Vec<Arc<T>>) -> Self {
+        if !pairs.is_sorted_by(|a, b| a.0 <= b.0) {
+            pairs.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+        let mut index = HashMap::new();
+        let mut rows = Vec::with_capacity(pairs.len());
+        let mut start = 0;
+        let mut current: Option<K> = None;
+        for (key, target) in pairs {
+            if current.as_ref() != Some(&key) {
+                if let Some(prev) = current.replace(key) {
+                    index.insert(prev, start..rows.len());
+                }
+                start = rows.len();
+            }
+            rows.push(target);
+        }
+        if let Some(last) = current {
+            index.insert(last, start..rows.len());
+        }
+        Groups {
+            rows,
+            index,
+            targets,
+        }
+    }
+
     /// The targets of one parent key (empty if it has none).
     pub fn get(&self, key: &K) -> &[Arc<T>] {
-        self.by_key.get(key).map_or(&[], Vec::as_slice)
+        match self.index.get(key) {
+            Some(range) => &self.rows[range.clone()],
+            None => &[],
+        }
     }
 
     /// Every distinct target row.
     pub fn targets(&self) -> &[Arc<T>] {
         &self.targets
+    }
+
+    /// Applies `f` to each parent's run of targets.
+    fn for_each_group(&mut self, mut f: impl FnMut(&mut [Arc<T>])) {
+        for range in self.index.values() {
+            f(&mut self.rows[range.clone()]);
+        }
     }
 }
 
@@ -68,7 +114,8 @@ pub async fn load_edge<R: Relation>(
     )?;
     let rows = ex.query_dyn(&sql.text, &as_sql_refs(&sql.params)).await?;
     let target_name = <R::Target as Model>::META.name;
-    let mut groups = Groups::default();
+    let mut pairs = Vec::with_capacity(rows.len());
+    let mut targets = Vec::new();
     if R::META.kind == RelationKind::ManyToMany {
         // Each link row repeats its target: decode a target once, share it.
         let arity = R::Key::ARITY;
@@ -81,30 +128,35 @@ pub async fn load_edge<R: Relation>(
                 Some(t) => t.clone(),
                 None => {
                     let t = Arc::new(R::Target::decode(row, arity + target_arity)?);
-                    groups.targets.push(t.clone());
+                    targets.push(t.clone());
                     seen.insert(target_key, t.clone());
                     t
                 }
             };
-            groups
-                .by_key
-                .entry(key)
-                .or_insert_with(Vec::new)
-                .push(target);
+            pairs.push((key, target));
         }
     } else {
-        groups.targets.reserve(rows.len());
+        targets.reserve(rows.len());
         for row in &rows {
             let target = Arc::new(R::Target::decode(row, 0)?);
             if let Some(key) = R::target_key(&target) {
-                groups
-                    .by_key
-                    .entry(key)
-                    .or_insert_with(Vec::new)
-                    .push(target.clone());
+                pairs.push((key, target.clone()));
             }
-            groups.targets.push(target);
+            targets.push(target);
         }
     }
+    drop(rows);
+    let mut groups = Groups::new(pairs, targets);
+    if related.order.is_empty() && related.limit_per_parent.is_none() && !R::META.kind.is_to_one() {
+        groups.for_each_group(sort_by_key);
+    }
     Ok(groups)
+}
+
+/// Orders one parent's targets by primary key (the default order), unless they
+/// arrived in order already.
+fn sort_by_key<T: Model>(group: &mut [Arc<T>]) {
+    if group.len() > 1 && !group.is_sorted_by(|a, b| a.key() <= b.key()) {
+        group.sort_by(|a, b| a.key().cmp(&b.key()));
+    }
 }

@@ -8,6 +8,8 @@
 //!                            JOIN unnest($1::text[], $2::int4[]) AS k(k0, k1) ON (t.a, t.b) = (k.k0, k.k1)
 //! M2M:                       SELECT j.<source key>, j.<target key>, t.* FROM junction j
 //!                            JOIN target t ON t.pk = j.<target key> WHERE j.<source key> = ANY($1)
+//! ordering:                  a custom ordering is an ORDER BY; the default (target
+//!                            primary key) is applied per parent in memory (batch.rs)
 //! per-parent limit:          SELECT * FROM (SELECT ..., row_number() OVER (PARTITION BY <key>
 //!                            ORDER BY ...) AS "__rn" FROM ...) s WHERE "__rn" <= $n ORDER BY "__rn"
 //! ```
@@ -155,6 +157,9 @@ pub(crate) fn edge_statement<T>(
                 .param(Param::new(n));
             sql.push(" ORDER BY \"s\".\"__rn\"");
         }
+        // The default order (target primary key) is applied in memory by the caller,
+        // per parent: cheaper than sorting the whole result in the database.
+        None if related.order.is_empty() => {}
         None => {
             sql.push(" ORDER BY ");
             render_order(&mut sql, target, related);

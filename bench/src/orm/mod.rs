@@ -1,0 +1,26 @@
+//! The matrx-orm strategies: the same workloads written as users of the ORM write
+//! them, on models declared with `#[derive(Model)]`.
+//!
+//! * [`models`]: the shop models (found through the `search_path` of the bench schema).
+//! * [`graph`]: the checksums of loaded ORM graphs.
+//! * [`prefetch`]: `prefetch` — one query per relation edge.
+//! * [`lazy`]: `lazy_serial` and `lazy_concurrent` — the seed's per-instance loads.
+
+pub mod graph;
+pub mod lazy;
+pub mod models;
+pub mod prefetch;
+
+use matrx_orm::Db;
+
+use crate::error::Result;
+use crate::strategy::BenchContext;
+
+/// A pool on the bench schema.
+pub async fn connect(ctx: &BenchContext, pool_size: usize) -> Result<Db> {
+    Ok(Db::builder(ctx.database_url.as_str())
+        .search_path(ctx.schema.as_str())
+        .pool_size(pool_size)
+        .connect()
+        .await?)
+}
