@@ -1,1 +1,7 @@
-//! Runnable examples of matrx-orm; see `examples/`.
+//! Runnable examples of matrx-orm; see `examples/` (start with `tour.rs`).
+//!
+//! The library part holds what the examples share: the shop models ([`shop`]) and a
+//! small deterministic dataset to load them with ([`dataset`]).
+
+pub mod dataset;
+pub mod shop;

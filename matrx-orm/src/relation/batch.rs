@@ -157,6 +157,6 @@ pub async fn load_edge<R: Relation>(
 /// arrived in order already.
 fn sort_by_key<T: Model>(group: &mut [Arc<T>]) {
     if group.len() > 1 && !group.is_sorted_by(|a, b| a.key() <= b.key()) {
-        group.sort_by(|a, b| a.key().cmp(&b.key()));
+        group.sort_by_key(|t| t.key());
     }
 }
