@@ -252,7 +252,7 @@ async fn setup(ctx: &BenchContext, shape: Shape, concurrent: bool) -> Result<Box
         db,
         shape,
         concurrent,
-        params: ctx.params.clone(),
+        params: ctx.params,
     }))
 }
 
