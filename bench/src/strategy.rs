@@ -135,6 +135,7 @@ pub fn registry() -> Vec<StrategyDef> {
         crate::orm::lazy::SERIAL,
         crate::orm::lazy::CONCURRENT,
         crate::orm::prefetch::STRATEGY,
+        crate::orm::dataloader::STRATEGY,
     ]
 }
 

@@ -113,6 +113,7 @@ impl DbBuilder {
                     db_counter: Arc::new(QueryCounter::default()),
                     session_counter: None,
                     strict: self.strict,
+                    loaders: None,
                 },
                 pool_wait: self.pool_wait,
                 connect_timeout: self.connect_timeout,

@@ -16,6 +16,7 @@ use tokio_postgres::Row;
 use tracing::Instrument;
 
 use crate::error::Result;
+use crate::relation::loader::Loaders;
 use crate::transaction::Transaction;
 
 /// Something that runs statements: a [`Db`](crate::Db) (a pooled connection per
@@ -71,6 +72,8 @@ pub struct Scope {
     pub(crate) db_counter: Arc<QueryCounter>,
     pub(crate) session_counter: Option<Arc<QueryCounter>>,
     pub(crate) strict: bool,
+    /// The request-scoped batches of a session (none outside sessions).
+    pub(crate) loaders: Option<Arc<Loaders>>,
 }
 
 impl Scope {
@@ -84,6 +87,16 @@ impl Scope {
     /// Whether lazy loads are refused.
     pub fn strict(&self) -> bool {
         self.strict
+    }
+
+    /// The same scope for a transaction begun from it: its batches are its own, so a
+    /// batch never mixes keys read inside and outside the transaction.
+    pub(crate) fn for_transaction(&self) -> Scope {
+        let mut scope = self.clone();
+        if let Some(loaders) = &self.loaders {
+            scope.loaders = Some(Arc::new(Loaders::new(loaders.max_batch())));
+        }
+        scope
     }
 }
 

@@ -132,7 +132,8 @@ pub trait Model: Sized + Send + Sync + 'static {
         Select::new().filter(filter)
     }
 
-    /// The row with primary key `key`, or [`Error::NotFound`].
+    /// The row with primary key `key`, or [`Error::NotFound`]. In a
+    /// [`Session`](crate::Session), concurrent gets of one model share one query.
     ///
     /// ```no_run
     /// # use matrx_orm::Model;
@@ -144,7 +145,7 @@ pub trait Model: Sized + Send + Sync + 'static {
     /// ```
     fn get<E: Executor>(ex: &E, key: &Self::Key) -> impl Future<Output = Result<Self>> + Send {
         async move {
-            write::get_by_key::<Self, E>(ex, key)
+            crate::relation::fetch::get::<Self>(ex, key)
                 .await?
                 .ok_or(Error::NotFound {
                     model: Self::META.name,
@@ -157,7 +158,7 @@ pub trait Model: Sized + Send + Sync + 'static {
         ex: &E,
         key: &Self::Key,
     ) -> impl Future<Output = Result<Option<Self>>> + Send {
-        write::get_by_key::<Self, E>(ex, key)
+        crate::relation::fetch::get::<Self>(ex, key)
     }
 
     /// Inserts this instance (leaving `auto` columns to the database) and returns the

@@ -8,10 +8,37 @@ use tokio_postgres::Row;
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::executor::{run_execute, run_query, Executor, QueryCounter, Scope};
+use crate::relation::loader::{Loaders, DEFAULT_MAX_BATCH};
 use crate::transaction::Transaction;
 
-/// One request's scope: its own query counter and strict-mode switch over a shared
-/// [`Db`]. Cheap to create; drop it at the end of the request.
+/// One request's scope over a shared [`Db`]: its own query counter and strict-mode
+/// switch, and request-scoped batching: lazy loads (`fetch`, `fetch_fk`, ...) and gets
+/// by primary key that are pending at the same time — futures joined with `join_all`,
+/// resolvers of one request — are sent as one query per relation edge (or per model).
+/// Cheap to create; drop it at the end of the request.
+///
+/// ```no_run
+/// # use matrx_orm::prelude::*;
+/// # #[derive(Model, Debug)] #[orm(table = "customers")]
+/// # pub struct Customer { #[orm(primary_key)] pub id: i64 }
+/// # #[derive(Model, Debug)] #[orm(table = "orders")]
+/// # pub struct Order { #[orm(primary_key)] pub id: i64, pub customer_id: i64,
+/// #   #[orm(belongs_to(key = "customer_id"))] pub customer: One<Customer> }
+/// # async fn demo(db: &matrx_orm::Db) -> matrx_orm::Result<()> {
+/// let session = db.session();
+/// // Plain per-object code: 25 gets and 25 customer loads...
+/// let customers = futures_util::future::try_join_all((1..=25).map(|id| {
+///     let session = &session;
+///     async move {
+///         let order = Order::get(session, &id).await?;
+///         order.fetch(session, Order::CUSTOMER).await
+///     }
+/// }))
+/// .await?;
+/// // ...cost two queries: one for the orders, one for their customers.
+/// assert_eq!(session.query_count(), 2);
+/// # Ok(()) }
+/// ```
 ///
 /// ```no_run
 /// # async fn demo(db: &matrx_orm::Db) -> matrx_orm::Result<()> {
@@ -30,6 +57,7 @@ impl Session {
     pub(crate) fn new(db: Db) -> Session {
         let mut scope = db.scope().clone();
         scope.session_counter = Some(Arc::new(QueryCounter::default()));
+        scope.loaders = Some(Arc::new(Loaders::new(DEFAULT_MAX_BATCH)));
         Session { db, scope }
     }
 
@@ -49,9 +77,15 @@ impl Session {
         self.scope.strict = strict;
     }
 
+    /// Sets the largest number of keys one batched load may carry (default 10,000);
+    /// a fuller batch closes and later loads start a new one. `1` turns batching off.
+    pub fn set_max_batch(&mut self, max: usize) {
+        self.scope.loaders = Some(Arc::new(Loaders::new(max)));
+    }
+
     /// Begins a transaction that reports to this session.
     pub async fn begin(&self) -> Result<Transaction<'static>> {
-        Transaction::begin(self.db.conn().await?, self.scope.clone()).await
+        Transaction::begin(self.db.conn().await?, self.scope.for_transaction()).await
     }
 
     /// Runs `f` in a transaction; see [`Db::transaction`].
@@ -87,7 +121,7 @@ impl Executor for Session {
     }
 
     async fn atomic(&self) -> Result<Transaction<'_>> {
-        Transaction::begin(self.db.conn().await?, self.scope.clone()).await
+        Transaction::begin(self.db.conn().await?, self.scope.for_transaction()).await
     }
 
     fn scope(&self) -> &Scope {

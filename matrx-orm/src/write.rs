@@ -324,17 +324,6 @@ pub(crate) fn render_key_filter<M: Model>(key: &M::Key, sql: &mut SqlBuf) {
     }
 }
 
-/// `SELECT ... WHERE pk = key`.
-pub(crate) async fn get_by_key<M: Model, E: Executor>(ex: &E, key: &M::Key) -> Result<Option<M>> {
-    let mut sql = SqlBuf::new();
-    sql.push("SELECT ")
-        .columns(ROOT, M::META)
-        .push(" FROM ")
-        .table_as(M::META, ROOT);
-    render_key_filter::<M>(key, &mut sql);
-    Ok(fetch_models::<M, E>(ex, &sql).await?.pop())
-}
-
 /// `UPDATE ... SET <non-key columns> WHERE pk = key RETURNING ...`.
 pub(crate) async fn update_instance<M: Model, E: Executor>(ex: &E, row: &M) -> Result<M> {
     let meta = M::META;

@@ -2,12 +2,13 @@
 //! roots, then fetch each relation of each instance (`fetch_fk` / `fetch_ifk` /
 //! `fetch_m2m`), one query per instance and relation. Serial awaits each load in
 //! turn; concurrent fires them together (`join_all`, like the seed's `gather`),
-//! which is still one query per load. Shown for contrast with batched loading.
+//! which is still one query per load. W4/W5 requests run on the pool, without a
+//! session: the seed's behaviour, shown for contrast with `dataloader`.
 
 use std::sync::Arc;
 
 use futures_util::future::{join, try_join_all};
-use matrx_orm::{Db, Executor, Model, Session};
+use matrx_orm::{Db, Executor, Model};
 
 use crate::error::Result;
 use crate::orm::graph::{Orders, Products, RequestOrder, Requests, WaveOrder, Waves};
@@ -60,8 +61,10 @@ impl Loader for LazyLoader {
                     Box::new(Orders(orders(db, limit, c).await?)) as Box<dyn LoadedGraph>
                 }
                 Shape::Products => Box::new(Products(products(db, c).await?)),
-                Shape::Requests => Box::new(Requests(requests(db, &self.params, c).await?)),
-                Shape::Waves => Box::new(Waves(waves(db, &self.params, c).await?)),
+                Shape::Requests => {
+                    Box::new(Requests(requests(db, &self.params, c, Scope::Pool).await?))
+                }
+                Shape::Waves => Box::new(Waves(waves(db, &self.params, c, Scope::Pool).await?)),
             })
         })
     }
@@ -140,16 +143,32 @@ async fn products(db: &Db, concurrent: bool) -> Result<Vec<Product>> {
     Ok(products)
 }
 
-/// W4: 64 concurrent requests, each with its own session, per-object code.
-async fn requests(
+/// Where a request's per-object code runs: the pool itself (the seed's behaviour: one
+/// query per call) or a session of its own (request-scoped batching).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Every call is its own query.
+    Pool,
+    /// Each request opens a session; concurrent calls are batched.
+    Session,
+}
+
+/// W4: 64 concurrent requests (tasks), per-object code.
+pub(crate) async fn requests(
     db: &Db,
     params: &WorkloadParams,
     concurrent: bool,
+    scope: Scope,
 ) -> Result<Vec<Vec<RequestOrder>>> {
     let tasks = (0..params.tasks).map(|k| {
-        let session = db.session();
+        let db = db.clone();
         let ids = params.task_order_ids(k);
-        tokio::spawn(async move { request(&session, ids, concurrent).await })
+        tokio::spawn(async move {
+            match scope {
+                Scope::Pool => request(&db, ids, concurrent).await,
+                Scope::Session => request(&db.session(), ids, concurrent).await,
+            }
+        })
     });
     let mut out = Vec::with_capacity(params.tasks);
     for task in tasks.collect::<Vec<_>>() {
@@ -161,7 +180,7 @@ async fn requests(
     Ok(out)
 }
 
-async fn request_order(s: &Session, id: i64) -> Result<RequestOrder> {
+async fn request_order<E: Executor>(s: &E, id: i64) -> Result<RequestOrder> {
     let order = Order::get(s, &id).await?;
     let (customer, tags) = join(
         order.fetch_fk(s, Order::CUSTOMER),
@@ -176,7 +195,7 @@ async fn request_order(s: &Session, id: i64) -> Result<RequestOrder> {
     })
 }
 
-async fn request(s: &Session, ids: Vec<i64>, concurrent: bool) -> Result<Vec<RequestOrder>> {
+async fn request<E: Executor>(s: &E, ids: Vec<i64>, concurrent: bool) -> Result<Vec<RequestOrder>> {
     if concurrent {
         return try_join_all(ids.into_iter().map(|id| request_order(s, id))).await;
     }
@@ -188,11 +207,21 @@ async fn request(s: &Session, ids: Vec<i64>, concurrent: bool) -> Result<Vec<Req
 }
 
 /// W5: like W4 with a second wave (referrers and products).
-async fn waves(db: &Db, params: &WorkloadParams, concurrent: bool) -> Result<Vec<Vec<WaveOrder>>> {
+pub(crate) async fn waves(
+    db: &Db,
+    params: &WorkloadParams,
+    concurrent: bool,
+    scope: Scope,
+) -> Result<Vec<Vec<WaveOrder>>> {
     let tasks = (0..params.tasks).map(|k| {
-        let session = db.session();
+        let db = db.clone();
         let ids = params.task_order_ids(k);
-        tokio::spawn(async move { wave(&session, ids, concurrent).await })
+        tokio::spawn(async move {
+            match scope {
+                Scope::Pool => wave(&db, ids, concurrent).await,
+                Scope::Session => wave(&db.session(), ids, concurrent).await,
+            }
+        })
     });
     let mut out = Vec::with_capacity(params.tasks);
     for task in tasks.collect::<Vec<_>>() {
@@ -204,7 +233,7 @@ async fn waves(db: &Db, params: &WorkloadParams, concurrent: bool) -> Result<Vec
     Ok(out)
 }
 
-async fn wave_order(s: &Session, id: i64) -> Result<WaveOrder> {
+async fn wave_order<E: Executor>(s: &E, id: i64) -> Result<WaveOrder> {
     let order = Order::get(s, &id).await?;
     let (customer, items) = join(
         order.fetch_fk(s, Order::CUSTOMER),
@@ -231,7 +260,7 @@ async fn wave_order(s: &Session, id: i64) -> Result<WaveOrder> {
     })
 }
 
-async fn wave(s: &Session, ids: Vec<i64>, concurrent: bool) -> Result<Vec<WaveOrder>> {
+async fn wave<E: Executor>(s: &E, ids: Vec<i64>, concurrent: bool) -> Result<Vec<WaveOrder>> {
     if concurrent {
         return try_join_all(ids.into_iter().map(|id| wave_order(s, id))).await;
     }

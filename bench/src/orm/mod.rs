@@ -5,7 +5,9 @@
 //! * [`graph`]: the checksums of loaded ORM graphs.
 //! * [`prefetch`]: `prefetch` — one query per relation edge.
 //! * [`lazy`]: `lazy_serial` and `lazy_concurrent` — the seed's per-instance loads.
+//! * [`dataloader`]: the same per-object code in a session per request — batched.
 
+pub mod dataloader;
 pub mod graph;
 pub mod lazy;
 pub mod models;

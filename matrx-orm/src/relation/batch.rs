@@ -10,7 +10,8 @@ use crate::error::Result;
 use crate::executor::DynExecutor;
 use crate::key::Key;
 use crate::model::Model;
-use crate::relation::{sql::edge_statement, Related, Relation, RelationKind};
+use crate::relation::sql::{edge_statement, keys_statement};
+use crate::relation::{Related, Relation, RelationKind};
 use crate::value::as_sql_refs;
 
 /// Target rows of one edge, grouped by the parent key they belong to.
@@ -159,4 +160,46 @@ fn sort_by_key<T: Model>(group: &mut [Arc<T>]) {
     if group.len() > 1 && !group.is_sorted_by(|a, b| a.key() <= b.key()) {
         group.sort_by_key(|t| t.key());
     }
+}
+
+/// Rows of `M` fetched by primary key, indexed by key.
+pub struct Keyed<M: Model> {
+    rows: Vec<tokio_postgres::Row>,
+    index: HashMap<M::Key, usize>,
+}
+
+impl<M: Model> Keyed<M> {
+    /// Decodes the row with primary key `key`, if it was found.
+    pub fn decode(&self, key: &M::Key) -> Result<Option<M>> {
+        match self.index.get(key) {
+            Some(&i) => M::decode(&self.rows[i], <M::Key as Key>::ARITY).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Loads the rows of `M` with the given primary keys in one query (keys de-duplicated
+/// here; an empty set costs no query).
+pub async fn load_by_keys<M: Model>(
+    ex: &dyn DynExecutor,
+    keys: impl IntoIterator<Item = M::Key>,
+) -> Result<Keyed<M>> {
+    let keys = dedup_keys(keys);
+    if keys.is_empty() {
+        return Ok(Keyed {
+            rows: Vec::new(),
+            index: HashMap::new(),
+        });
+    }
+    let sql = keys_statement(
+        M::META,
+        M::Key::array_params(&keys),
+        &M::Key::column_types(),
+    )?;
+    let rows = ex.query_dyn(&sql.text, &as_sql_refs(&sql.params)).await?;
+    let mut index = HashMap::with_capacity(rows.len());
+    for (i, row) in rows.iter().enumerate() {
+        index.insert(M::Key::decode(row, 0, M::META.name)?, i);
+    }
+    Ok(Keyed { rows, index })
 }

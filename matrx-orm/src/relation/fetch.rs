@@ -1,12 +1,16 @@
 //! Lazy, per-instance relation loads: the seed's `fetch_fk` / `fetch_ifk` /
 //! `fetch_m2m`, done through the batch primitive with one key.
 
+use std::any::TypeId;
+use std::sync::Arc;
+
 use futures_util::future::{try_join_all, BoxFuture};
 
 use crate::error::{Error, Result};
 use crate::executor::DynExecutor;
 use crate::model::Model;
-use crate::relation::batch::load_edge;
+use crate::relation::batch::{load_by_keys, load_edge};
+use crate::relation::loader;
 use crate::relation::stitch::attach;
 use crate::relation::{Related, Relation, Slot};
 
@@ -14,8 +18,9 @@ use crate::relation::{Related, Relation, Slot};
 pub type Loaded<R> = <<R as Relation>::Slot as Slot<<R as Relation>::Target>>::Value;
 
 /// Loads relation `R` of one instance and attaches it. Costs no query when the
-/// relation is already loaded or its key is NULL, one query otherwise. In strict mode a
-/// load that would run a query fails with [`Error::StrictLoad`].
+/// relation is already loaded or its key is NULL, one query otherwise — shared with
+/// every concurrent load of the same relation when run in a [`Session`](crate::Session).
+/// In strict mode a load that would run a query fails with [`Error::StrictLoad`].
 pub async fn fetch<R: Relation>(ex: &dyn DynExecutor, source: &R::Source) -> Result<Loaded<R>> {
     let slot = R::slot(source);
     if let Some(value) = slot.loaded_value() {
@@ -27,7 +32,17 @@ pub async fn fetch<R: Relation>(ex: &dyn DynExecutor, source: &R::Source) -> Res
             relation: R::META.name,
         });
     }
-    let groups = load_edge::<R>(ex, R::source_key(source), &Related::default()).await?;
+    let groups = match (&ex.scope_dyn().loaders, R::source_key(source)) {
+        (Some(loaders), Some(key)) => {
+            let run = |keys: Vec<R::Key>| async move {
+                load_edge::<R>(ex, keys, &Related::default())
+                    .await
+                    .map(Arc::new)
+            };
+            loader::load(loaders, TypeId::of::<R>(), key, run).await?
+        }
+        (_, key) => Arc::new(load_edge::<R>(ex, key, &Related::default()).await?),
+    };
     attach::<R>([source], &groups);
     slot.loaded_value().ok_or(Error::NotFound {
         model: <R::Target as Model>::META.name,
@@ -47,4 +62,21 @@ pub(crate) fn fetch_erased<'a, R: Relation>(
 pub async fn fetch_all_related<S: Model>(ex: &dyn DynExecutor, source: &S) -> Result<()> {
     try_join_all(S::relations().iter().map(|rel| (rel.fetch)(ex, source))).await?;
     Ok(())
+}
+
+/// Marks the batches of gets by primary key of `M` (distinct from relation batches).
+struct GetByKey<M>(std::marker::PhantomData<M>);
+
+/// The row of `M` with primary key `key`, if any: one query, shared with every
+/// concurrent get of the same model when run in a [`Session`](crate::Session).
+pub(crate) async fn get<M: Model>(ex: &dyn DynExecutor, key: &M::Key) -> Result<Option<M>> {
+    match &ex.scope_dyn().loaders {
+        Some(loaders) => {
+            let run =
+                |keys: Vec<M::Key>| async move { load_by_keys::<M>(ex, keys).await.map(Arc::new) };
+            let rows = loader::load(loaders, TypeId::of::<GetByKey<M>>(), key.clone(), run).await?;
+            rows.decode(key)
+        }
+        None => load_by_keys::<M>(ex, [key.clone()]).await?.decode(key),
+    }
 }

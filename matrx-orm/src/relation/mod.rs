@@ -2,7 +2,8 @@
 //! the fields that hold loaded relations ([`One`], [`Many`]).
 
 pub(crate) mod batch;
-mod fetch;
+pub(crate) mod fetch;
+pub(crate) mod loader;
 pub(crate) mod m2m;
 pub(crate) mod prefetch;
 mod related;
@@ -10,7 +11,7 @@ mod slot;
 mod sql;
 mod stitch;
 
-pub use batch::{load_edge, Groups};
+pub use batch::{load_by_keys, load_edge, Groups, Keyed};
 pub use fetch::{fetch, fetch_all_related, Loaded};
 pub use m2m::{SetOutcome, TargetKey};
 pub use prefetch::{prefetch_related, DynRelation, IntoPrefetch, Path, Prefetch};

@@ -108,42 +108,13 @@ pub(crate) fn edge_statement<T>(
             sql.table_as(target, TARGET);
         }
     }
-    let single = key_params.len() == 1;
-    if !single {
-        sql.push(" JOIN unnest(");
-        for (i, (p, ty)) in key_params.into_iter().zip(key_types).enumerate() {
-            if i > 0 {
-                sql.push(", ");
-            }
-            sql.param_cast(p, &format!("{ty}[]"));
-        }
-        sql.push(") AS ").ident(KEYS).push("(");
-        let names: Vec<String> = (0..key_side.columns.len())
-            .map(|i| format!("k{i}"))
-            .collect();
-        for (i, name) in names.iter().enumerate() {
-            if i > 0 {
-                sql.push(", ");
-            }
-            sql.ident(name);
-        }
-        sql.push(") ON (");
-        push_columns(&mut sql, key_side.alias, &key_side.columns);
-        sql.push(") = (");
-        let key_refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        push_columns(&mut sql, KEYS, &key_refs);
-        sql.push(")");
-        sql.push(" WHERE TRUE");
-    } else {
-        let mut params = key_params.into_iter();
-        sql.push(" WHERE ")
-            .column(key_side.alias, key_side.columns[0])
-            .push(" = ANY(");
-        if let (Some(p), Some(ty)) = (params.next(), key_types.first()) {
-            sql.param_cast(p, &format!("{ty}[]"));
-        }
-        sql.push(")");
-    }
+    push_key_match(
+        &mut sql,
+        key_side.alias,
+        &key_side.columns,
+        key_params,
+        key_types,
+    );
     if let Some(filter) = &related.filter {
         sql.push(" AND ");
         filter.render(TARGET, &mut sql);
@@ -165,6 +136,73 @@ pub(crate) fn edge_statement<T>(
             render_order(&mut sql, target, related);
         }
     }
+    Ok(sql)
+}
+
+/// Restricts `alias`'s `columns` to the key set: ` WHERE "a"."c" = ANY($n::T[])` for
+/// one column; ` JOIN unnest($n::T[], ...) AS "k"("k0", ...) ON (...) = (...) WHERE TRUE`
+/// for several. Either way the text ends in a WHERE clause more conditions can extend
+/// with ` AND ...`.
+fn push_key_match(
+    sql: &mut SqlBuf,
+    alias: &str,
+    columns: &[&str],
+    key_params: Vec<Param>,
+    key_types: &[Cow<'static, str>],
+) {
+    if let ([column], [param], [ty]) = (columns, key_params.as_slice(), key_types) {
+        sql.push(" WHERE ").column(alias, column).push(" = ANY(");
+        sql.param_cast(param.clone(), &format!("{ty}[]")).push(")");
+        return;
+    }
+    sql.push(" JOIN unnest(");
+    for (i, (p, ty)) in key_params.into_iter().zip(key_types).enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.param_cast(p, &format!("{ty}[]"));
+    }
+    sql.push(") AS ").ident(KEYS).push("(");
+    let names: Vec<String> = (0..columns.len()).map(|i| format!("k{i}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    for (i, name) in names.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.ident(name);
+    }
+    sql.push(") ON (");
+    push_columns(sql, alias, columns);
+    sql.push(") = (");
+    push_columns(sql, KEYS, &names);
+    sql.push(") WHERE TRUE");
+}
+
+/// The statement loading rows of `meta` by primary key for a key set: the key columns
+/// first, then the model's columns.
+pub(crate) fn keys_statement(
+    meta: &ModelMeta,
+    key_params: Vec<Param>,
+    key_types: &[Cow<'static, str>],
+) -> Result<SqlBuf> {
+    let pk: Vec<&str> = meta.primary_key_columns().map(|c| c.name).collect();
+    if pk.len() != key_params.len() || key_types.len() != key_params.len() {
+        return Err(Error::InvalidInput(format!(
+            "{}: a {}-column primary key, but {} values per key",
+            meta.name,
+            pk.len(),
+            key_params.len()
+        )));
+    }
+    let mut sql = SqlBuf::new();
+    sql.push("SELECT ");
+    for col in &pk {
+        sql.column(TARGET, col).push(", ");
+    }
+    sql.columns(TARGET, meta)
+        .push(" FROM ")
+        .table_as(meta, TARGET);
+    push_key_match(&mut sql, TARGET, &pk, key_params, key_types);
     Ok(sql)
 }
 

@@ -1,0 +1,202 @@
+//! Request-scoped batching (the DataLoader pattern): inside one session, lazy loads
+//! that are pending at the same time collapse into one query per relation edge (or per
+//! model, for gets by primary key).
+//!
+//! How a batch closes without a timer: the first caller of a batch leads it. It yields
+//! to the scheduler (`tokio::task::yield_now`) and looks again; while a yield round
+//! still brings new keys (the other futures of the same `join_all`, or tasks queued
+//! on the runtime, taking their turn), it yields once more. When a round adds nothing,
+//! or the batch is full, the batch closes: later callers start a new one. The leader
+//! then runs the batch through the batch primitive and publishes the shared result to
+//! every waiter. No fixed sleep is added to latency.
+//!
+//! Cancellation: if the leader is dropped before publishing, the batch is published as
+//! abandoned and each waiter retries on its own, so one cancelled caller never blocks
+//! or fails the others. An error reaches every waiter of that batch and no other.
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::watch;
+
+use crate::error::Result;
+
+/// How many yield rounds a leader waits at most for a batch to stop growing.
+const MAX_ROUNDS: usize = 16;
+
+/// The default largest number of keys in one batch.
+pub const DEFAULT_MAX_BATCH: usize = 10_000;
+
+/// The open batches of one session (or one transaction of a session).
+#[derive(Debug)]
+pub(crate) struct Loaders {
+    open: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
+    max_batch: usize,
+}
+
+impl Loaders {
+    pub(crate) fn new(max_batch: usize) -> Self {
+        Loaders {
+            open: Mutex::new(HashMap::new()),
+            max_batch: max_batch.max(1),
+        }
+    }
+
+    pub(crate) fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+}
+
+/// What a batch publishes.
+enum Outcome<O> {
+    Done(Result<O>),
+    Abandoned,
+}
+
+impl<O: Clone> Clone for Outcome<O> {
+    fn clone(&self) -> Self {
+        match self {
+            Outcome::Done(r) => Outcome::Done(r.clone()),
+            Outcome::Abandoned => Outcome::Abandoned,
+        }
+    }
+}
+
+struct Batch<K, O> {
+    keys: Mutex<Vec<K>>,
+    outcome: watch::Sender<Option<Outcome<O>>>,
+}
+
+impl<K, O> Batch<K, O> {
+    fn len(&self) -> usize {
+        self.keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+}
+
+/// Publishes `Abandoned` if the leader is dropped before it published a result.
+struct LeaderGuard<'a, K: Send + 'static, O: Send + Sync + 'static> {
+    loaders: &'a Loaders,
+    kind: TypeId,
+    batch: Arc<Batch<K, O>>,
+    published: bool,
+}
+
+impl<K: Send + 'static, O: Send + Sync + 'static> Drop for LeaderGuard<'_, K, O> {
+    fn drop(&mut self) {
+        if !self.published {
+            close(self.loaders, self.kind, &self.batch);
+            self.batch.outcome.send_replace(Some(Outcome::Abandoned));
+        }
+    }
+}
+
+/// Removes `batch` from the open batches if it is still the open one.
+fn close<K: Send + 'static, O: Send + Sync + 'static>(
+    loaders: &Loaders,
+    kind: TypeId,
+    batch: &Arc<Batch<K, O>>,
+) {
+    let mut open = loaders.open.lock().unwrap_or_else(PoisonError::into_inner);
+    let is_current = open
+        .get(&kind)
+        .and_then(|b| b.clone().downcast::<Batch<K, O>>().ok())
+        .is_some_and(|b| Arc::ptr_eq(&b, batch));
+    if is_current {
+        open.remove(&kind);
+    }
+}
+
+/// Adds `key` to the open batch of `kind` (opening one if needed) and returns the
+/// batch's shared result once it has run. `run` executes a closed batch's keys (it is
+/// called by whichever caller leads the batch).
+pub(crate) async fn load<K, O, F, Fut>(loaders: &Loaders, kind: TypeId, key: K, run: F) -> Result<O>
+where
+    K: Clone + Send + Sync + 'static,
+    O: Clone + Send + Sync + 'static,
+    F: Fn(Vec<K>) -> Fut,
+    Fut: std::future::Future<Output = Result<O>>,
+{
+    loop {
+        let (batch, leader) = join_or_open::<K, O>(loaders, kind, key.clone());
+        if !leader {
+            let mut rx = batch.outcome.subscribe();
+            let outcome = match rx.wait_for(Option::is_some).await {
+                Ok(seen) => (*seen).clone(),
+                Err(_) => Some(Outcome::Abandoned),
+            };
+            match outcome {
+                Some(Outcome::Done(result)) => return result,
+                _ => continue,
+            }
+        }
+        let mut guard = LeaderGuard {
+            loaders,
+            kind,
+            batch,
+            published: false,
+        };
+        let mut seen = guard.batch.len();
+        for _ in 0..MAX_ROUNDS {
+            if seen >= loaders.max_batch {
+                break;
+            }
+            tokio::task::yield_now().await;
+            let now = guard.batch.len();
+            if now == seen {
+                break;
+            }
+            seen = now;
+        }
+        close(loaders, kind, &guard.batch);
+        let keys = std::mem::take(
+            &mut *guard
+                .batch
+                .keys
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        let result = run(keys).await;
+        guard.published = true;
+        guard
+            .batch
+            .outcome
+            .send_replace(Some(Outcome::Done(result.clone())));
+        return result;
+    }
+}
+
+/// Joins the open batch of `kind`, or opens one; returns it and whether we lead it.
+fn join_or_open<K, O>(loaders: &Loaders, kind: TypeId, key: K) -> (Arc<Batch<K, O>>, bool)
+where
+    K: Send + Sync + 'static,
+    O: Send + Sync + 'static,
+{
+    let mut open = loaders.open.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(batch) = open
+        .get(&kind)
+        .and_then(|b| b.clone().downcast::<Batch<K, O>>().ok())
+    {
+        let full = {
+            let mut keys = batch.keys.lock().unwrap_or_else(PoisonError::into_inner);
+            keys.push(key);
+            keys.len() >= loaders.max_batch
+        };
+        if full {
+            open.remove(&kind);
+        }
+        return (batch, false);
+    }
+    let (outcome, _) = watch::channel(None);
+    let batch = Arc::new(Batch {
+        keys: Mutex::new(vec![key]),
+        outcome,
+    });
+    if loaders.max_batch > 1 {
+        open.insert(kind, batch.clone());
+    }
+    (batch, true)
+}
