@@ -81,6 +81,11 @@ impl DbBuilder {
             .url
             .parse()
             .map_err(|e| Error::InvalidInput(format!("invalid database URL: {e}")))?;
+        if pg.get_hosts().is_empty() {
+            return Err(Error::InvalidInput(
+                "invalid database URL: it names no host".to_owned(),
+            ));
+        }
         pg.connect_timeout(self.connect_timeout);
         let mut options = pg.get_options().unwrap_or_default().to_owned();
         if let Some(t) = self.statement_timeout {

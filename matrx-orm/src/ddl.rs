@@ -70,7 +70,7 @@ pub fn create_statements(models: &[&'static ModelMeta]) -> Result<Vec<String>> {
     }
     let mut out: Vec<String> = schemas.into_iter().collect();
     out.extend(tables);
-    out.extend(constraints);
+    out.extend(constraints.into_iter().map(|c| if_absent(&c)));
     out.extend(indexes);
     Ok(out)
 }
@@ -104,6 +104,33 @@ async fn run_all<E: Executor>(ex: &E, statements: &[String]) -> Result<()> {
     let tx = ex.atomic().await?;
     tx.batch_execute(&statements.join(";\n")).await?;
     tx.commit().await
+}
+
+/// Runs `statement` (an `ADD CONSTRAINT`) unless the constraint exists already, so
+/// creating tables twice is harmless.
+fn if_absent(statement: &str) -> String {
+    format!(
+        "DO $matrx_ddl$ BEGIN {statement}; \
+         EXCEPTION WHEN duplicate_object OR duplicate_table THEN NULL; END $matrx_ddl$"
+    )
+}
+
+/// PostgreSQL truncates identifiers to 63 bytes, so two long generated names could
+/// collide: past the limit, keep a prefix and append a hash of the whole name.
+fn object_name(name: &str) -> String {
+    const MAX: usize = 63;
+    if name.len() <= MAX {
+        return name.to_owned();
+    }
+    // FNV-1a: stable across platforms and releases, unlike the std hasher.
+    let hash = name.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    let mut cut = MAX - 9;
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}_{hash:08x}", &name[..cut])
 }
 
 fn quote(ident: &str) -> String {
@@ -169,7 +196,7 @@ fn foreign_key(
     Ok(format!(
         "ALTER TABLE {} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({})",
         table_name(meta),
-        quote(&format!("{}_{}_fkey", meta.table, name)),
+        quote(&object_name(&format!("{}_{}_fkey", meta.table, name))),
         column_list(columns),
         table_name(target),
         column_list(&target_cols),
@@ -179,7 +206,11 @@ fn foreign_key(
 fn index(table: &str, bare_table: &str, columns: &[&str]) -> String {
     format!(
         "CREATE INDEX IF NOT EXISTS {} ON {} ({})",
-        quote(&format!("{}_{}_idx", bare_table, columns.join("_"))),
+        quote(&object_name(&format!(
+            "{}_{}_idx",
+            bare_table,
+            columns.join("_")
+        ))),
         table,
         column_list(columns),
     )
@@ -217,7 +248,7 @@ fn junction(
         let pk: Vec<&str> = meta.primary_key_columns().map(|c| c.name).collect();
         format!(
             "ALTER TABLE {name} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({})",
-            quote(&format!("{}_{side}_fkey", through.table)),
+            quote(&object_name(&format!("{}_{side}_fkey", through.table))),
             column_list(cols),
             table_name(meta),
             column_list(&pk),

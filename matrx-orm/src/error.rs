@@ -164,9 +164,9 @@ impl From<tokio_postgres::Error> for Error {
     fn from(err: tokio_postgres::Error) -> Self {
         let Some(db) = err.as_db_error() else {
             if err.is_closed() || std::error::Error::source(&err).is_some_and(is_io) {
-                return Error::Connection(err.to_string());
+                return Error::Connection(with_causes(&err));
             }
-            return Error::Driver(err.to_string());
+            return Error::Driver(with_causes(&err));
         };
         let message = match db.detail() {
             Some(detail) => format!("{} ({detail})", db.message()),
@@ -220,6 +220,22 @@ impl From<tokio_postgres::Error> for Error {
     }
 }
 
+/// The error's message followed by its chain of causes (the driver's own message is
+/// often only a summary, such as "error connecting to server").
+fn with_causes(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
+}
+
 fn is_io(source: &(dyn std::error::Error + 'static)) -> bool {
     source.is::<std::io::Error>()
 }
@@ -231,7 +247,7 @@ impl From<deadpool_postgres::PoolError> for Error {
             PoolError::Backend(e) => e.into(),
             PoolError::Timeout(_) => Error::PoolTimeout(Duration::ZERO),
             PoolError::Closed => Error::Connection("the pool is closed".into()),
-            other => Error::Connection(other.to_string()),
+            other => Error::Connection(with_causes(&other)),
         }
     }
 }

@@ -100,6 +100,22 @@ impl Scope {
     }
 }
 
+/// PostgreSQL's limit on the parameters of one statement.
+const MAX_PARAMS: usize = 65_535;
+
+/// Refuses a statement with more parameters than the protocol can carry (the server
+/// would reject it and the connection would be lost).
+fn check_params(params: &[&(dyn ToSql + Sync)]) -> Result<()> {
+    if params.len() > MAX_PARAMS {
+        return Err(crate::Error::InvalidInput(format!(
+            "a statement with {} parameters; PostgreSQL allows {MAX_PARAMS} \
+             (pass many values as one array, e.g. Column::is_in)",
+            params.len()
+        )));
+    }
+    Ok(())
+}
+
 /// Runs one statement on one connection: prepare (cached), execute, count, trace.
 pub(crate) async fn run_query(
     client: &ClientWrapper,
@@ -107,6 +123,7 @@ pub(crate) async fn run_query(
     sql: &str,
     params: &[&(dyn ToSql + Sync)],
 ) -> Result<Vec<Row>> {
+    check_params(params)?;
     let span = tracing::debug_span!("matrx_orm.query", sql, rows = tracing::field::Empty);
     async {
         let started = Instant::now();
@@ -132,6 +149,7 @@ pub(crate) async fn run_execute(
     sql: &str,
     params: &[&(dyn ToSql + Sync)],
 ) -> Result<u64> {
+    check_params(params)?;
     let span = tracing::debug_span!("matrx_orm.execute", sql, rows = tracing::field::Empty);
     async {
         let started = Instant::now();

@@ -62,6 +62,8 @@ pub(crate) enum Node {
     And(Vec<Node>),
     Or(Vec<Node>),
     Not(Box<Node>),
+    /// `(node) IS NOT TRUE`: true when the node is false or NULL.
+    NotTrue(Box<Node>),
 }
 
 impl Node {
@@ -97,6 +99,11 @@ impl Node {
                 sql.push("NOT (");
                 node.render(alias, sql);
                 sql.push(")");
+            }
+            Node::NotTrue(node) => {
+                sql.push("(");
+                node.render(alias, sql);
+                sql.push(") IS NOT TRUE");
             }
         }
     }

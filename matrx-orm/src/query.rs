@@ -110,9 +110,10 @@ impl<M: Model> Select<M> {
         self
     }
 
-    /// Drops rows matching `filter`.
+    /// Drops rows matching `filter`; rows where `filter` is NULL (a comparison with a
+    /// NULL column) are kept, as in `(filter) IS NOT TRUE`.
     pub fn exclude(self, filter: Filter<M>) -> Self {
-        self.filter(!filter)
+        self.filter(Filter::new(Node::NotTrue(Box::new(filter.node))))
     }
 
     /// Adds an ordering term (earlier terms take precedence).
@@ -186,6 +187,7 @@ impl<M: Model> Select<M> {
 
     /// Runs the query, decodes every row, and loads the prefetched relations.
     pub async fn all<E: Executor>(&self, ex: &E) -> Result<Vec<M>> {
+        self.prefetch.validate()?;
         let sql = self.render_select()?;
         let rows: Vec<M> = fetch_models(ex, &sql).await?;
         if !self.prefetch.is_empty() {
@@ -197,7 +199,7 @@ impl<M: Model> Select<M> {
 
     /// The first row (by the query's ordering, else by primary key), if any.
     pub async fn first<E: Executor>(&self, ex: &E) -> Result<Option<M>> {
-        let mut query = self.clone().limit(1);
+        let mut query = self.clone().limit(self.limit.map_or(1, |n| n.min(1)));
         if !query.has_order() {
             query.order = primary_key_order::<M>();
         }
@@ -206,7 +208,11 @@ impl<M: Model> Select<M> {
 
     /// Exactly one row: [`Error::NotFound`] if none, [`Error::MultipleRows`] if more.
     pub async fn one<E: Executor>(&self, ex: &E) -> Result<M> {
-        let mut rows = self.clone().limit(2).all(ex).await?;
+        let mut rows = self
+            .clone()
+            .limit(self.limit.map_or(2, |n| n.min(2)))
+            .all(ex)
+            .await?;
         match rows.len() {
             0 => Err(Error::NotFound {
                 model: M::META.name,
@@ -340,6 +346,7 @@ impl<M: Model> Update<M> {
         V: Into<T>,
         T: postgres_types::ToSql + Send + Sync + 'static,
     {
+        self.sets.retain(|(name, _)| *name != column.name());
         self.sets.push((column.name(), Param::new(value.into())));
         self
     }
@@ -349,6 +356,7 @@ impl<M: Model> Update<M> {
     where
         T: postgres_types::ToSql + Send + Sync + 'static,
     {
+        self.sets.retain(|(name, _)| *name != column.name());
         self.sets.push((column.name(), Param::new(None::<T>)));
         self
     }

@@ -1,7 +1,6 @@
 //! [`Transaction`]: a connection of its own between `BEGIN` and `COMMIT`/`ROLLBACK`,
 //! with nested savepoints.
 
-use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -46,6 +45,9 @@ pub struct Transaction<'a> {
     savepoint: u32,
     shared: Arc<Shared>,
     finished: bool,
+    /// Held by a savepoint opened for an atomic write (`Executor::atomic`), so such
+    /// savepoints on one connection never interleave.
+    _atomic: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 /// State shared by a transaction and its savepoints.
@@ -56,6 +58,8 @@ struct Shared {
     pending: Mutex<Vec<String>>,
     /// The last savepoint number handed out.
     last_savepoint: AtomicU32,
+    /// Serialises the savepoints of concurrent atomic writes on this connection.
+    atomic: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for Transaction<'_> {
@@ -75,6 +79,7 @@ impl Transaction<'static> {
             savepoint: 0,
             shared: Arc::default(),
             finished: false,
+            _atomic: None,
         })
     }
 }
@@ -114,6 +119,7 @@ impl<'a> Transaction<'a> {
             savepoint: number,
             shared: self.shared.clone(),
             finished: false,
+            _atomic: None,
         };
         let sql = format!("SAVEPOINT matrx_sp_{number}");
         run_batch(client, &self.scope, &sql).await?;
@@ -270,7 +276,10 @@ impl Executor for Transaction<'_> {
         &self.scope
     }
 
-    fn atomic(&self) -> impl Future<Output = Result<Transaction<'_>>> + Send {
-        self.nested()
+    async fn atomic(&self) -> Result<Transaction<'_>> {
+        let guard = self.shared.atomic.clone().lock_owned().await;
+        let mut child = self.nested().await?;
+        child._atomic = Some(guard);
+        Ok(child)
     }
 }

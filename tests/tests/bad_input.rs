@@ -377,7 +377,6 @@ async fn a_huge_is_in_list_is_one_query() {
 }
 
 #[tokio::test]
-#[ignore = "matrx-orm bug: >65535 bind parameters surface as Error::Connection(\"error parsing response from server\"); see report"]
 async fn more_parameters_than_postgres_allows_is_an_error_not_a_panic() {
     let db = shop_db("bad_too_many_params").await;
     Customer::insert_many(&*db, &customers(3)).await.unwrap();

@@ -86,7 +86,6 @@ async fn a_malformed_url_is_invalid_input() {
 /// A URL that parses but names no host cannot work either; it should be refused as
 /// invalid input naming the cause, like any other unusable URL.
 #[tokio::test]
-#[ignore = "matrx-orm bug: a URL without a host is Error::Driver(\"invalid configuration\"), cause lost; see report"]
 async fn a_url_without_a_host_is_invalid_input() {
     for url in ["", "postgres:///test", "user=root dbname=test"] {
         let err = Db::connect(url).await.unwrap_err();

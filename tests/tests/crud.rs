@@ -949,7 +949,6 @@ async fn raw_sql_is_decoded_by_column_name() {
 /// `one()` and `first()` must not widen a limit the caller set: the query's own
 /// result set is what they judge.
 #[tokio::test]
-#[ignore = "matrx-orm bug: one()/first() replace the caller's limit with 2/1; see report"]
 async fn one_and_first_respect_the_callers_limit() {
     let db = shop_db("crud_one_limit").await;
     let stored = Customer::insert_many(&*db, &customers(3)).await.unwrap();
@@ -1038,7 +1037,6 @@ async fn conflicts_the_server_refuses() {
 /// `Create::set` on a column set before replaces the value; `Update::set` should
 /// behave the same instead of sending `SET a = $1, a = $2`, which the server refuses.
 #[tokio::test]
-#[ignore = "matrx-orm bug: Update::set does not replace an earlier set of the same column (42601); see report"]
 async fn setting_a_column_twice_in_an_update_keeps_the_last_value() {
     let db = shop_db("crud_update_set_twice").await;
     let c = customer("Ann", "ann@x").insert(&*db).await.unwrap();

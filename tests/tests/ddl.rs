@@ -405,7 +405,6 @@ async fn the_order_of_models_does_not_matter() {
 }
 
 #[tokio::test]
-#[ignore = "matrx-orm bug: ALTER TABLE ADD CONSTRAINT is not idempotent (42710); see report"]
 async fn create_tables_twice_is_idempotent() {
     let db = common::test_db("ddl_twice").await;
     ddl::create_tables(&*db, &models()).await.unwrap();
@@ -441,7 +440,6 @@ pub struct LongNames {
 }
 
 #[tokio::test]
-#[ignore = "matrx-orm bug: generated names past 63 bytes are truncated and collide; IF NOT EXISTS skips the index; see report"]
 async fn generated_index_names_do_not_collide_when_truncated() {
     let db = common::test_db("ddl_long_names").await;
     ddl::create_tables(&*db, &[LongNames::META]).await.unwrap();

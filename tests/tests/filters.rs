@@ -424,7 +424,6 @@ async fn filters_on_composite_key_models() {
 /// NULL does not match `label = 'even'` (see `null_semantics_of_eq_ne_and_not`), so
 /// `exclude` must keep it; rendering `NOT (cond)` drops it too.
 #[tokio::test]
-#[ignore = "matrx-orm bug: exclude(f) renders NOT (f) and drops rows where f is NULL; see report"]
 async fn exclude_keeps_rows_where_the_condition_is_unknown() {
     let (db, rows) = seeded("filters_exclude_null").await;
     let kept = Gadget::query()

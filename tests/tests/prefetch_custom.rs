@@ -710,7 +710,6 @@ async fn nested_under_a_customised_edge() {
 }
 
 #[tokio::test]
-#[ignore = "library bug: two differently customised edges of one relation race for the slot (see the comment)"]
 async fn the_same_relation_with_two_customisations_is_not_a_race() {
     // Two edges over the same relation with different customisations are not merged,
     // and both fill the same slot. Acceptable answers: refuse the tree with

@@ -7,7 +7,9 @@ use matrx_orm::prelude::*;
 #[tokio::test]
 async fn create_insert_query_and_prefetch() {
     let db = test_db("smoke").await;
-    matrx_orm::ddl::create_tables(&*db, &common::shop::models()).await.unwrap();
+    matrx_orm::ddl::create_tables(&*db, &common::shop::models())
+        .await
+        .unwrap();
     let ann = Customer::create()
         .set(Customer::NAME, "Ann")
         .set(Customer::EMAIL, "ann@example.com")
@@ -23,7 +25,11 @@ async fn create_insert_query_and_prefetch() {
         .exec(&*db)
         .await
         .unwrap();
-    let tag = Tag::create().set(Tag::NAME, "gift").exec(&*db).await.unwrap();
+    let tag = Tag::create()
+        .set(Tag::NAME, "gift")
+        .exec(&*db)
+        .await
+        .unwrap();
     let mut o2 = order.clone();
     assert_eq!(o2.m2m_add(&*db, Order::TAGS, [tag.id]).await.unwrap(), 1);
     assert_eq!(o2.m2m_add(&*db, Order::TAGS, [tag.id]).await.unwrap(), 0);
@@ -37,7 +43,10 @@ async fn create_insert_query_and_prefetch() {
             .unwrap()
     })
     .await;
-    assert_eq!(n, 4, "orders, customers, items, tags (no items: products cost nothing)");
+    assert_eq!(
+        n, 4,
+        "orders, customers, items, tags (no items: products cost nothing)"
+    );
     assert_eq!(orders[0].customer.get().unwrap().email, "ann@example.com");
     assert_eq!(orders[0].tags.get().unwrap().len(), 1);
     assert_eq!(orders[0].items.get().unwrap().len(), 0);

@@ -493,7 +493,6 @@ async fn a_multi_statement_insert_is_atomic_on_db_and_inside_a_transaction() {
 /// Statements on one transaction may run concurrently (they are pipelined), so two
 /// multi-statement inserts issued together on it must each stay atomic and succeed.
 #[tokio::test]
-#[ignore = "matrx-orm bug: concurrent atomic() savepoints on one transaction interleave (3B001); see report"]
 async fn concurrent_multi_statement_inserts_on_one_transaction() {
     let db = shop_db("tx_concurrent_atomic").await;
     let first: Vec<Customer> = customers(20_000);
@@ -514,7 +513,6 @@ async fn concurrent_multi_statement_inserts_on_one_transaction() {
 
 /// One of two concurrent multi-statement inserts fails: only its rows go.
 #[tokio::test]
-#[ignore = "matrx-orm bug: concurrent atomic() savepoints on one transaction interleave (25P02); see report"]
 async fn a_failed_concurrent_insert_undoes_only_its_own_rows() {
     let db = shop_db("tx_concurrent_atomic_fail").await;
     let good: Vec<Customer> = customers(20_000);

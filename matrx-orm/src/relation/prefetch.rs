@@ -33,25 +33,36 @@ pub(crate) trait Node<S>: Send + Sync + 'static {
     fn as_any(&self) -> &dyn Any;
     /// A new node holding both subtrees, if `other` loads the same rows.
     fn merged(&self, other: &dyn Node<S>) -> Option<Arc<dyn Node<S>>>;
+    /// `Model.relation`, for messages.
+    fn describe(&self) -> String;
+    /// A conflict somewhere in this edge's subtree.
+    fn conflict(&self) -> Option<String>;
 }
 
 /// A set of relation trees to load on parents of type `S`. Equal edges are merged, so
 /// `"items"` and `"items__product"` load items once.
 pub struct Prefetch<S> {
     nodes: Vec<Arc<dyn Node<S>>>,
+    /// Set when one relation was added twice with different customisations: the
+    /// two would race for the same field, so loading refuses the tree.
+    conflict: Option<String>,
 }
 
 impl<S> Clone for Prefetch<S> {
     fn clone(&self) -> Self {
         Prefetch {
             nodes: self.nodes.clone(),
+            conflict: self.conflict.clone(),
         }
     }
 }
 
 impl<S> Default for Prefetch<S> {
     fn default() -> Self {
-        Prefetch { nodes: Vec::new() }
+        Prefetch {
+            nodes: Vec::new(),
+            conflict: None,
+        }
     }
 }
 
@@ -80,8 +91,33 @@ impl<S: Model> Prefetch<S> {
                 *existing = merged;
                 return;
             }
+            if Any::type_id(existing.as_any()) == Any::type_id(node.as_any()) {
+                self.conflict.get_or_insert_with(|| {
+                    format!(
+                        "{} is prefetched twice with different filters, orderings or limits; \
+                         the two would fill the same field",
+                        node.describe()
+                    )
+                });
+            }
         }
         self.nodes.push(node);
+    }
+
+    /// Refuses a tree that prefetches one relation twice with different
+    /// customisations (checked before any query runs).
+    pub(crate) fn validate(&self) -> Result<()> {
+        match self.first_conflict() {
+            Some(conflict) => Err(Error::InvalidInput(conflict)),
+            None => Ok(()),
+        }
+    }
+
+    /// The first conflict in the tree, if any.
+    fn first_conflict(&self) -> Option<String> {
+        self.conflict
+            .clone()
+            .or_else(|| self.nodes.iter().find_map(|n| n.conflict()))
     }
 
     /// Parses a string path of relation names joined by `__` (`"items__product"`).
@@ -116,6 +152,7 @@ impl<S: Model> Prefetch<S> {
 
     /// Loads every tree on `parents`: one query per edge, sibling edges concurrently.
     pub(crate) async fn load(&self, ex: &dyn DynExecutor, parents: &[&S]) -> Result<()> {
+        self.validate()?;
         if parents.is_empty() {
             return Ok(());
         }
@@ -147,6 +184,7 @@ impl<R: Relation> IntoPrefetch<R::Source> for Path<R> {
     fn into_prefetch(self) -> Prefetch<R::Source> {
         Prefetch {
             nodes: vec![Arc::new(self)],
+            conflict: None,
         }
     }
 }
@@ -281,7 +319,18 @@ impl<R: Relation> Node<R::Source> for Path<R> {
         for node in &other.children.nodes {
             merged.children.add_node(node.clone());
         }
+        if merged.children.conflict.is_none() {
+            merged.children.conflict = other.children.conflict.clone();
+        }
         Some(Arc::new(merged))
+    }
+
+    fn describe(&self) -> String {
+        format!("{}.{}", <R::Source as Model>::META.name, R::META.name)
+    }
+
+    fn conflict(&self) -> Option<String> {
+        self.children.first_conflict()
     }
 }
 

@@ -24,7 +24,9 @@ impl Deref for TestDb {
 
 /// A fresh, empty schema and a pool bound to it.
 pub async fn test_db(prefix: &str) -> TestDb {
-    let schema = TestSchema::create(prefix).await.expect("create test schema");
+    let schema = TestSchema::create(prefix)
+        .await
+        .expect("create test schema");
     let db = Db::builder(schema.url())
         .search_path(schema.name())
         .pool_size(8)

@@ -33,7 +33,11 @@ pub struct Product {
     pub price_cents: i32,
     #[orm(has_many(foreign_key = "product_id"))]
     pub stock: Many<Stock>,
-    #[orm(many_to_many(through = "product_warehouses", source = "product_id", target = "region, code"))]
+    #[orm(many_to_many(
+        through = "product_warehouses",
+        source = "product_id",
+        target = "region, code"
+    ))]
     pub warehouses: Many<Warehouse>,
 }
 
