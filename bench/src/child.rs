@@ -61,7 +61,7 @@ pub async fn run_child(
         ))
     })?;
     let ctx = BenchContext {
-        database_url: db::database_url(),
+        database_url: db::database_url().await?,
         schema: scale.schema().to_string(),
         params: scale.workload_params(),
     };

@@ -17,7 +17,8 @@ usage: matrx-orm-bench [--workload <W1|W2|W3|W4|W5|all>] [--strategy <name|all>]
   --scale     `full` (WORKLOADS.md dataset, schema matrx_bench) or `tiny`
               (1/20 of the rows, schema matrx_bench_tiny) (default: full)
 
-The server is DATABASE_URL, or postgres://root@localhost:5432/test.";
+The server is DATABASE_URL, else postgres://root@localhost:5432/test, else a
+throwaway cluster started from the machine's PostgreSQL binaries.";
 
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]

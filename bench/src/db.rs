@@ -2,17 +2,19 @@
 
 use tokio_postgres::{Client, NoTls};
 
-use crate::error::Result;
+use crate::error::{BenchError, Result};
 
-/// The server used when `DATABASE_URL` is not set.
-pub const DEFAULT_DATABASE_URL: &str = "postgres://root@localhost:5432/test";
-
-/// The connection string of the server to benchmark against.
-///
-/// `DATABASE_URL` if set, else [`DEFAULT_DATABASE_URL`].  This is the single
-/// place to change when the bench switches to `matrx_orm_testkit::server()`.
-pub fn database_url() -> String {
-    std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_string())
+/// The connection string of the server to benchmark against, resolved like the
+/// tests and the tour do: `DATABASE_URL`, else the local default
+/// `postgres://root@localhost:5432/test`, else a throwaway cluster started from the
+/// machine's PostgreSQL binaries (with `pg_stat_statements` preloaded when the
+/// extension is installed) and stopped when the process ends. The runner passes
+/// the resolved URL to its measuring children as `DATABASE_URL`.
+pub async fn database_url() -> Result<String> {
+    let server = matrx_orm_testkit::server()
+        .await
+        .map_err(|e| BenchError::other(e.to_string()))?;
+    Ok(server.url().to_owned())
 }
 
 /// Opens one plain `tokio-postgres` connection (no TLS) and drives it on a

@@ -88,7 +88,7 @@ pub fn run(args: &RunArgs) -> Result<i32> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let url = db::database_url();
+    let url = runtime.block_on(db::database_url())?;
     let server = runtime.block_on(prepare(args.scale, &url))?;
     drop(runtime);
 

@@ -105,6 +105,9 @@ impl DbBuilder {
         );
         let pool = Pool::builder(manager)
             .max_size(self.pool_size)
+            // Reuse the most recently used connection: its prepared statements are
+            // cached and warm, and idle connections stay idle.
+            .queue_mode(deadpool_postgres::QueueMode::Lifo)
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(self.pool_wait))
             .create_timeout(Some(self.connect_timeout))
