@@ -136,6 +136,8 @@ pub fn registry() -> Vec<StrategyDef> {
         crate::orm::lazy::CONCURRENT,
         crate::orm::prefetch::STRATEGY,
         crate::orm::dataloader::STRATEGY,
+        crate::orm::joined::SELECT_RELATED,
+        crate::orm::joined::BALANCED,
     ]
 }
 

@@ -1,5 +1,6 @@
 //! [`Db`]: the connection pool, configured from a `postgres://` URL.
 
+use std::any::TypeId;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -7,6 +8,8 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, R
 use postgres_types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
+use crate::cache::shared::SharedCache;
+use crate::cache::{CachePolicy, CacheStats, Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::executor::{run_batch, run_execute, run_query, Executor, QueryCounter, Scope};
 use crate::session::Session;
@@ -34,6 +37,9 @@ pub struct DbBuilder {
     statement_timeout: Option<Duration>,
     search_path: Option<String>,
     strict: bool,
+    cache_policies: Vec<(TypeId, CachePolicy)>,
+    cache_capacity: usize,
+    cache_clock: Option<Arc<dyn Clock>>,
 }
 
 impl DbBuilder {
@@ -72,6 +78,42 @@ impl DbBuilder {
     /// Strict mode: every lazy relation load fails with [`Error::StrictLoad`].
     pub fn strict(mut self, strict: bool) -> Self {
         self.strict = strict;
+        self
+    }
+
+    /// Caches rows of `M` process-wide (shared by every session of this `Db`) under
+    /// `policy`: gets by primary key and belongs-to loads are answered from it. Writes
+    /// through the ORM evict what they touch; see [`crate::cache`] for the rules.
+    ///
+    /// ```no_run
+    /// # use matrx_orm::Model;
+    /// # #[derive(Model, Debug)] #[orm(table = "tags")]
+    /// # pub struct Tag { #[orm(primary_key)] pub id: i64, pub name: String }
+    /// # async fn demo() -> matrx_orm::Result<()> {
+    /// use matrx_orm::cache::CachePolicy;
+    /// let db = matrx_orm::Db::builder("postgres://root@localhost:5432/test")
+    ///     .cache::<Tag>(CachePolicy::LongTerm)
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn cache<M: crate::Model>(mut self, policy: CachePolicy) -> Self {
+        self.cache_policies.retain(|(model, _)| *model != TypeId::of::<M>());
+        self.cache_policies.push((TypeId::of::<M>(), policy));
+        self
+    }
+
+    /// The most rows the shared cache holds per model (default 10,000); the least
+    /// recently used go first.
+    pub fn cache_capacity(mut self, rows: usize) -> Self {
+        self.cache_capacity = rows.max(1);
+        self
+    }
+
+    /// The clock of the shared cache's expiry (tests inject a
+    /// [`ManualClock`](crate::cache::ManualClock)).
+    pub fn cache_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.cache_clock = Some(clock);
         self
     }
 
@@ -114,6 +156,10 @@ impl DbBuilder {
             .recycle_timeout(Some(self.connect_timeout))
             .build()
             .map_err(|e| Error::InvalidInput(format!("invalid pool configuration: {e}")))?;
+        let shared = (!self.cache_policies.is_empty()).then(|| {
+            let clock = self.cache_clock.clone().unwrap_or_else(|| Arc::new(SystemClock::default()));
+            Arc::new(SharedCache::new(clock, self.cache_capacity, &self.cache_policies))
+        });
         let db = Db {
             inner: Arc::new(DbInner {
                 pool,
@@ -122,6 +168,10 @@ impl DbBuilder {
                     session_counter: None,
                     strict: self.strict,
                     loaders: None,
+                    cache: None,
+                    outer_cache: None,
+                    shared,
+                    in_transaction: false,
                 },
                 pool_wait: self.pool_wait,
                 connect_timeout: self.connect_timeout,
@@ -181,6 +231,9 @@ impl Db {
             statement_timeout: None,
             search_path: None,
             strict: false,
+            cache_policies: Vec::new(),
+            cache_capacity: 10_000,
+            cache_clock: None,
         }
     }
 
@@ -194,6 +247,11 @@ impl Db {
         self.inner.scope.db_counter.get()
     }
 
+    /// The shared-cache counters of model `M` (zeros when it is not cached).
+    pub fn cache_stats<M: crate::Model>(&self) -> CacheStats {
+        self.inner.scope.shared.as_ref().map(|s| s.stats::<M>()).unwrap_or_default()
+    }
+
     /// A new request scope. See [`Session`].
     pub fn session(&self) -> Session {
         Session::new(self.clone())
@@ -201,7 +259,7 @@ impl Db {
 
     /// Begins a transaction on a connection of its own.
     pub async fn begin(&self) -> Result<Transaction<'static>> {
-        Transaction::begin(self.conn().await?, self.inner.scope.clone()).await
+        Transaction::begin(self.conn().await?, self.inner.scope.for_transaction()).await
     }
 
     /// Runs `f` in a transaction: committed if `f` returns `Ok`, rolled back if it
@@ -292,7 +350,7 @@ impl Executor for Db {
     }
 
     async fn atomic(&self) -> Result<Transaction<'_>> {
-        Transaction::begin(self.conn().await?, self.inner.scope.clone()).await
+        Transaction::begin(self.conn().await?, self.inner.scope.for_transaction()).await
     }
 
     fn scope(&self) -> &Scope {

@@ -16,6 +16,8 @@ use tokio_postgres::Row;
 use tracing::Instrument;
 
 use crate::error::Result;
+use crate::cache::session::SessionCache;
+use crate::cache::shared::SharedCache;
 use crate::relation::loader::Loaders;
 use crate::transaction::Transaction;
 
@@ -74,6 +76,14 @@ pub struct Scope {
     pub(crate) strict: bool,
     /// The request-scoped batches of a session (none outside sessions).
     pub(crate) loaders: Option<Arc<Loaders>>,
+    /// The identity map and relation entries of a session or of a transaction.
+    pub(crate) cache: Option<Arc<SessionCache>>,
+    /// For a transaction begun from a session: the session's cache (writes evict there too).
+    pub(crate) outer_cache: Option<Arc<SessionCache>>,
+    /// The `Db`'s process-wide row cache, when some model has a policy.
+    pub(crate) shared: Option<Arc<SharedCache>>,
+    /// Whether statements run inside a transaction (its reads never fill the shared cache).
+    pub(crate) in_transaction: bool,
 }
 
 impl Scope {
@@ -96,7 +106,30 @@ impl Scope {
         if let Some(loaders) = &self.loaders {
             scope.loaders = Some(Arc::new(Loaders::new(loaders.max_batch())));
         }
+        if let Some(cache) = &self.cache {
+            scope.outer_cache = Some(cache.clone());
+            scope.cache = Some(Arc::default());
+        }
+        scope.in_transaction = true;
         scope
+    }
+
+    /// Evicts rows of `M` (these keys, or all) and the relation entries that lead from
+    /// or to `M`, from every cache this scope can see. Called by every write path.
+    pub(crate) fn evict<M: crate::Model>(&self, keys: Option<&[M::Key]>) {
+        for cache in [&self.cache, &self.outer_cache].into_iter().flatten() {
+            cache.evict::<M>(keys);
+        }
+        if let Some(shared) = &self.shared {
+            shared.evict::<M>(keys);
+        }
+    }
+
+    /// Evicts the relation entries between `S` and `T` (a many-to-many link changed).
+    pub(crate) fn evict_links<S: 'static, T: 'static>(&self) {
+        for cache in [&self.cache, &self.outer_cache].into_iter().flatten() {
+            cache.evict_links::<S, T>();
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 
 #![warn(missing_docs)]
 
+pub mod cache;
 pub mod column;
 mod db;
 pub mod ddl;
@@ -28,6 +29,9 @@ pub use filter::Filter;
 pub use key::{Key, KeyField, KeyPart};
 pub use model::{ColumnMeta, Model, ModelMeta};
 pub use query::{Select, Update};
+#[doc(hidden)]
+pub use relation::AggregateEncoding;
+pub use relation::{balanced_strategy, EdgeStrategy, LoadStrategy, Planned, BALANCED_JOIN_LIMIT};
 pub use relation::{
     fetch, fetch_all_related, load_edge, prefetch_related, DynRelation, Groups, IntoPrefetch,
     Loaded, Many, One, Path, Prefetch, Related, Relation, RelationKind, RelationMeta, Slot,
@@ -42,6 +46,7 @@ pub use matrx_orm_derive::Model;
 
 /// The traits and types most code needs: `use matrx_orm::prelude::*;`.
 pub mod prelude {
+    pub use crate::EdgeStrategy;
     pub use crate::{Db, Executor, Filter, Many, Model, One, Relation, Session, Slot, Transaction};
 }
 

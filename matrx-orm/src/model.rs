@@ -114,6 +114,27 @@ pub trait Model: Sized + Send + Sync + 'static {
     /// The primary key of this instance.
     fn key(&self) -> Self::Key;
 
+    /// Decodes the model from `src`, whose fields `offset..offset + META.columns.len()`
+    /// are this model's columns in `META` order: a result row, or a record inside an
+    /// aggregated relation (`select_related`). Relation fields start not loaded.
+    ///
+    /// Emitted by `#[derive(Model)]`; the default refuses.
+    #[doc(hidden)]
+    fn decode_fields<F: Fields>(src: &F, offset: usize) -> Result<Self> {
+        let _ = (src, offset);
+        Err(no_field_decoding(Self::META.name))
+    }
+
+    /// Decodes only the primary key from `src`, laid out as for
+    /// [`decode_fields`](Self::decode_fields) (to share rows already decoded).
+    ///
+    /// Emitted by `#[derive(Model)]`; the default refuses.
+    #[doc(hidden)]
+    fn decode_key_fields<F: Fields>(src: &F, offset: usize) -> Result<Self::Key> {
+        let _ = (src, offset);
+        Err(no_field_decoding(Self::META.name))
+    }
+
     /// The value of column `index` (in `META.columns` order), to bind as a parameter.
     fn value(&self, index: usize) -> &(dyn postgres_types::ToSql + Sync);
 
@@ -410,6 +431,76 @@ pub trait Model: Sized + Send + Sync + 'static {
             let rows = ex.query(sql, params).await?;
             rows.iter().map(Self::decode_named).collect()
         }
+    }
+}
+
+fn no_field_decoding(model: &'static str) -> Error {
+    Error::InvalidInput(format!(
+        "{model} cannot be decoded from an aggregated relation: its Model impl has no \
+         decode_fields (use #[derive(Model)])"
+    ))
+}
+
+/// A source of column values by position: a result [`Row`], or one record of an
+/// aggregated relation (`select_related`).
+///
+/// Used by the code `#[derive(Model)]` emits ([`Model::decode_fields`]).
+#[doc(hidden)]
+pub trait Fields {
+    /// Decodes field `index` as `T`; on failure the error names `model` and `column`.
+    fn field<'a, T: postgres_types::FromSql<'a>>(
+        &'a self,
+        index: usize,
+        model: &'static str,
+        column: &'static str,
+    ) -> Result<T>;
+
+    /// Whether field `index` is NULL (false when there is no such field).
+    fn is_null(&self, index: usize) -> bool;
+}
+
+impl Fields for Row {
+    #[inline]
+    fn field<'a, T: postgres_types::FromSql<'a>>(
+        &'a self,
+        index: usize,
+        model: &'static str,
+        column: &'static str,
+    ) -> Result<T> {
+        self.try_get(index).map_err(|err| {
+            let mut e = decode_error::<T>(self, index, model, err);
+            if let Error::Decode { column: c, .. } = &mut e {
+                column.clone_into(c);
+            }
+            e
+        })
+    }
+
+    #[inline]
+    fn is_null(&self, index: usize) -> bool {
+        matches!(self.try_get::<_, IsNull>(index), Ok(IsNull(true)))
+    }
+}
+
+/// Reads only whether a value is NULL, whatever its type.
+struct IsNull(bool);
+
+impl<'a> postgres_types::FromSql<'a> for IsNull {
+    fn from_sql(
+        _: &postgres_types::Type,
+        _: &'a [u8],
+    ) -> std::result::Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(IsNull(false))
+    }
+
+    fn from_sql_null(
+        _: &postgres_types::Type,
+    ) -> std::result::Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(IsNull(true))
+    }
+
+    fn accepts(_: &postgres_types::Type) -> bool {
+        true
     }
 }
 

@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::executor::Executor;
 use crate::filter::{Filter, Node};
 use crate::model::Model;
+use crate::relation::joined::{self, AggregateEncoding, Policy};
 use crate::relation::{IntoPrefetch, Prefetch};
 use crate::sql::SqlBuf;
 use crate::value::{as_sql_refs, Param};
@@ -33,6 +34,8 @@ pub(crate) const ROOT: &str = "t";
 /// ```
 pub struct Select<M> {
     prefetch: Prefetch<M>,
+    select_related: Prefetch<M>,
+    balanced: Prefetch<M>,
     filter: Option<Node>,
     order: Vec<OrderBy<M>>,
     limit: Option<u64>,
@@ -44,6 +47,8 @@ impl<M> Clone for Select<M> {
     fn clone(&self) -> Self {
         Select {
             prefetch: self.prefetch.clone(),
+            select_related: self.select_related.clone(),
+            balanced: self.balanced.clone(),
             filter: self.filter.clone(),
             order: self.order.clone(),
             limit: self.limit,
@@ -75,6 +80,8 @@ impl<M: Model> Select<M> {
     pub fn new() -> Self {
         Select {
             prefetch: Prefetch::default(),
+            select_related: Prefetch::default(),
+            balanced: Prefetch::default(),
             filter: None,
             order: Vec::new(),
             limit: None,
@@ -95,6 +102,84 @@ impl<M: Model> Select<M> {
     pub fn prefetch_path(mut self, path: &str) -> Result<Self> {
         self.prefetch.add(Prefetch::<M>::parse(path)?);
         Ok(self)
+    }
+
+    /// Loads a relation tree inside the query itself: to-one edges by `LEFT JOIN`,
+    /// to-many edges by a `LEFT JOIN LATERAL` aggregate, nested, so the whole tree is
+    /// one statement. Filters, ordering, limit and offset apply to the rows of `M`,
+    /// never to joined children. Edges marked [`batched`](crate::EdgeStrategy::batched)
+    /// run as statements of their own. The relations are attached exactly as
+    /// [`prefetch`](Self::prefetch) attaches them.
+    ///
+    /// Joining to-many edges costs more than batching them once parents number in the
+    /// thousands (docs/BENCHMARKS.md); [`balanced`](Self::balanced) picks per edge.
+    ///
+    /// ```no_run
+    /// # use matrx_orm::prelude::*;
+    /// # #[derive(Model, Debug)] #[orm(table = "customers")]
+    /// # pub struct Customer { #[orm(primary_key)] pub id: i64 }
+    /// # #[derive(Model, Debug)] #[orm(table = "products")]
+    /// # pub struct Product { #[orm(primary_key)] pub id: i64 }
+    /// # #[derive(Model, Debug)] #[orm(table = "order_items")]
+    /// # pub struct OrderItem { #[orm(primary_key)] pub id: i64, pub order_id: i64, pub product_id: i64,
+    /// #   #[orm(belongs_to(key = "product_id"))] pub product: One<Product> }
+    /// # #[derive(Model, Debug)] #[orm(table = "orders")]
+    /// # pub struct Order { #[orm(primary_key)] pub id: i64, pub customer_id: i64,
+    /// #   #[orm(belongs_to(key = "customer_id"))] pub customer: One<Customer>,
+    /// #   #[orm(has_many(foreign_key = "order_id"))] pub items: Many<OrderItem> }
+    /// # async fn demo(db: &matrx_orm::Db) -> matrx_orm::Result<()> {
+    /// // Ten orders, each with its customer and its items with their products: 1 query.
+    /// let orders = Order::query()
+    ///     .order_by(Order::ID.desc())
+    ///     .limit(10)
+    ///     .select_related(Order::CUSTOMER)
+    ///     .select_related(Order::ITEMS.with(OrderItem::PRODUCT))
+    ///     .all(db)
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn select_related(mut self, tree: impl IntoPrefetch<M>) -> Self {
+        self.select_related.add(tree);
+        self
+    }
+
+    /// Like [`select_related`](Self::select_related) with a string path
+    /// (`"items__product"`).
+    pub fn select_related_path(mut self, path: &str) -> Result<Self> {
+        self.select_related.add(Prefetch::<M>::parse(path)?);
+        Ok(self)
+    }
+
+    /// Loads a relation tree choosing per edge, by the measured default
+    /// ([`balanced_strategy`](crate::balanced_strategy)): to-one edges joined into
+    /// their parent's statement, to-many edges batched (one statement each, with their
+    /// own to-one edges joined in). An edge can override the choice with
+    /// [`joined`](crate::EdgeStrategy::joined) / [`batched`](crate::EdgeStrategy::batched).
+    pub fn balanced(mut self, tree: impl IntoPrefetch<M>) -> Self {
+        self.balanced.add(tree);
+        self
+    }
+
+    /// Like [`balanced`](Self::balanced) with a string path (`"items__product"`).
+    pub fn balanced_path(mut self, path: &str) -> Result<Self> {
+        self.balanced.add(Prefetch::<M>::parse(path)?);
+        Ok(self)
+    }
+
+    /// The relation trees with the policy of the call that added them.
+    fn trees(&self) -> [(&Prefetch<M>, Policy); 3] {
+        [
+            (&self.select_related, Policy::Joined),
+            (&self.balanced, Policy::Balanced),
+            (&self.prefetch, Policy::Batched),
+        ]
+    }
+
+    /// The statement [`all`](Self::all) runs first when relations are joined (the
+    /// batched edges run after it). For inspection and benchmarks.
+    #[doc(hidden)]
+    pub fn joined_statement(&self, encoding: AggregateEncoding) -> Result<SqlBuf> {
+        joined::statement(self, &self.trees(), encoding)
     }
 
     /// Keeps rows matching `filter` (combined with earlier filters by AND).
@@ -161,7 +246,15 @@ impl<M: Model> Select<M> {
         !self.order.is_empty()
     }
 
-    fn render_paging(&self, sql: &mut SqlBuf) -> Result<()> {
+    pub(crate) fn limit_value(&self) -> Option<u64> {
+        self.limit
+    }
+
+    pub(crate) fn is_paged(&self) -> bool {
+        self.limit.is_some() || self.offset.is_some()
+    }
+
+    pub(crate) fn render_paging(&self, sql: &mut SqlBuf) -> Result<()> {
         if let Some(n) = self.limit {
             sql.push(" LIMIT ").param(Param::new(to_i64(n, "limit")?));
         }
@@ -185,8 +278,32 @@ impl<M: Model> Select<M> {
         Ok(sql)
     }
 
+    /// The statement this query runs: its SQL text and bound values. Values are
+    /// always parameters (`$1`, `$2`, ...), never part of the text.
+    ///
+    /// ```
+    /// # use matrx_orm::Model;
+    /// # #[derive(Model, Debug)] #[orm(table = "orders")]
+    /// # pub struct Order { #[orm(primary_key)] pub id: i64, pub status: String }
+    /// let sql = Order::query().filter(Order::STATUS.eq("paid")).to_sql().unwrap();
+    /// assert_eq!(
+    ///     sql.text,
+    ///     r#"SELECT "t"."id", "t"."status" FROM "orders" AS "t" WHERE "t"."status" = $1"#
+    /// );
+    /// assert_eq!(sql.params.len(), 1);
+    /// ```
+    pub fn to_sql(&self) -> Result<SqlBuf> {
+        self.render_select()
+    }
+
     /// Runs the query, decodes every row, and loads the prefetched relations.
     pub async fn all<E: Executor>(&self, ex: &E) -> Result<Vec<M>> {
+        if !self.select_related.is_empty()
+            || !self.balanced.is_empty()
+            || joined::has_choice(&self.prefetch)
+        {
+            return joined::load_root(ex, self, &self.trees()).await;
+        }
         self.prefetch.validate()?;
         let sql = self.render_select()?;
         let rows: Vec<M> = fetch_models(ex, &sql).await?;
@@ -277,7 +394,7 @@ impl<M: Model> Select<M> {
             .push(" WHERE ");
         self.render_where(ROOT, &mut sql);
         sql.push(" RETURNING ").columns(ROOT, M::META);
-        fetch_models(ex, &sql).await
+        crate::write::evicting(ex.scope(), fetch_models(ex, &sql).await)
     }
 
     /// Starts an update of the matching rows: add columns with
@@ -381,6 +498,6 @@ impl<M: Model> Update<M> {
         sql.push(" WHERE ");
         self.query.render_where(ROOT, &mut sql);
         sql.push(" RETURNING ").columns(ROOT, M::META);
-        fetch_models(ex, &sql).await
+        crate::write::evicting(ex.scope(), fetch_models(ex, &sql).await)
     }
 }

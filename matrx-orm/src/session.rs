@@ -58,6 +58,7 @@ impl Session {
         let mut scope = db.scope().clone();
         scope.session_counter = Some(Arc::new(QueryCounter::default()));
         scope.loaders = Some(Arc::new(Loaders::new(DEFAULT_MAX_BATCH)));
+        scope.cache = Some(Arc::default());
         Session { db, scope }
     }
 
@@ -81,6 +82,14 @@ impl Session {
     /// a fuller batch closes and later loads start a new one. `1` turns batching off.
     pub fn set_max_batch(&mut self, max: usize) {
         self.scope.loaders = Some(Arc::new(Loaders::new(max)));
+    }
+
+    /// Forgets every instance and relation entry this session holds (after writes
+    /// made outside the ORM, for example).
+    pub fn clear_cache(&self) {
+        if let Some(cache) = &self.scope.cache {
+            cache.clear();
+        }
     }
 
     /// Begins a transaction that reports to this session.

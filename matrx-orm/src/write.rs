@@ -6,7 +6,7 @@ use postgres_types::ToSql;
 
 use crate::column::{Column, ColumnRef};
 use crate::error::{Error, Result};
-use crate::executor::Executor;
+use crate::executor::{Executor, Scope};
 use crate::key::Key;
 use crate::model::Model;
 use crate::query::{fetch_models, ROOT};
@@ -92,6 +92,10 @@ impl<'r, M: Model> InsertRows<'r, M> {
         if self.rows.is_empty() {
             return Ok(Vec::new());
         }
+        evicting(ex.scope(), self.exec_all(ex).await)
+    }
+
+    async fn exec_all<E: Executor>(&self, ex: &E) -> Result<Vec<M>> {
         let columns = self.columns();
         let per_statement = (MAX_PARAMS / columns.len().max(1)).max(1);
         if self.rows.len() <= per_statement {
@@ -281,8 +285,22 @@ impl<M: Model> Create<M> {
             sql.push(")");
         }
         sql.push(" RETURNING ").columns(ROOT, M::META);
-        single(fetch_models(ex, &sql).await?)
+        single(evicting(ex.scope(), fetch_models(ex, &sql).await)?)
     }
+}
+
+/// Evicts what a write to `M` touched from every cache of `scope`: the written rows'
+/// keys, or every row of `M` when the write failed (an error can hide a write that
+/// happened, a lost response for one). Relation entries from or to `M` go either way.
+pub(crate) fn evicting<M: Model>(scope: &Scope, result: Result<Vec<M>>) -> Result<Vec<M>> {
+    match &result {
+        Ok(rows) => {
+            let keys: Vec<M::Key> = rows.iter().map(Model::key).collect();
+            scope.evict::<M>(Some(&keys));
+        }
+        Err(_) => scope.evict::<M>(None),
+    }
+    result
 }
 
 fn single<M: Model>(mut rows: Vec<M>) -> Result<M> {
@@ -326,6 +344,16 @@ pub(crate) fn render_key_filter<M: Model>(key: &M::Key, sql: &mut SqlBuf) {
 
 /// `UPDATE ... SET <non-key columns> WHERE pk = key RETURNING ...`.
 pub(crate) async fn update_instance<M: Model, E: Executor>(ex: &E, row: &M) -> Result<M> {
+    let key = row.key();
+    let result = update_row(ex, row).await;
+    match &result {
+        Ok(_) => ex.scope().evict::<M>(Some(std::slice::from_ref(&key))),
+        Err(_) => ex.scope().evict::<M>(None),
+    }
+    result
+}
+
+async fn update_row<M: Model, E: Executor>(ex: &E, row: &M) -> Result<M> {
     let meta = M::META;
     // The key takes $1..$k; the new values follow.
     let mut key_sql = SqlBuf::new();
@@ -368,7 +396,9 @@ pub(crate) async fn delete_by_key<M: Model, E: Executor>(ex: &E, key: &M::Key) -
     let mut sql = SqlBuf::new();
     sql.push("DELETE FROM ").table_as(M::META, ROOT);
     render_key_filter::<M>(key, &mut sql);
-    match ex.execute(&sql.text, &as_sql_refs(&sql.params)).await? {
+    let result = ex.execute(&sql.text, &as_sql_refs(&sql.params)).await;
+    ex.scope().evict::<M>(Some(std::slice::from_ref(key)));
+    match result? {
         0 => Err(Error::NotFound {
             model: M::META.name,
         }),

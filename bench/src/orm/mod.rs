@@ -6,9 +6,11 @@
 //! * [`prefetch`]: `prefetch` — one query per relation edge.
 //! * [`lazy`]: `lazy_serial` and `lazy_concurrent` — the seed's per-instance loads.
 //! * [`dataloader`]: the same per-object code in a session per request — batched.
+//! * [`joined`]: `select_related` (the whole tree in one query) and `balanced`.
 
 pub mod dataloader;
 pub mod graph;
+pub mod joined;
 pub mod lazy;
 pub mod models;
 pub mod prefetch;

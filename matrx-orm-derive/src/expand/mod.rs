@@ -104,6 +104,35 @@ mod tests {
     }
 
     #[test]
+    fn decoding_from_any_field_source() {
+        let code = expand(stock());
+        assert!(
+            code.contains("fn decode_fields < F : :: matrx_orm :: model :: Fields >"),
+            "{code}"
+        );
+        assert!(
+            code.contains(
+                "Fields :: field :: < Option < i32 > > (src , offset + 3 , \"Stock\" , \"qty\") ?"
+            ),
+            "{code}"
+        );
+        assert!(
+            code.contains("Result :: Ok ((:: matrx_orm :: model :: Fields :: field :: < i64 > (src , offset , \"Stock\" , \"product_id\") ? ,"),
+            "composite key: {code}"
+        );
+        let single = expand(parse_quote! {
+            struct Tag {
+                #[orm(primary_key)]
+                id: i64,
+            }
+        });
+        assert!(
+            single.contains("Self :: Key > { :: matrx_orm :: model :: Fields :: field :: < i64 > (src , offset , \"Tag\" , \"id\") }"),
+            "single key, no Ok(..?): {single}"
+        );
+    }
+
+    #[test]
     fn constants() {
         let code = expand(stock());
         assert!(code.contains(

@@ -14,6 +14,7 @@ pub fn expand(model: &ModelDef) -> TokenStream {
     let key_type = key_type(model);
     let decode = decode(model);
     let decode_named = decode_named(model);
+    let decode_fields = decode_fields(model);
     let key = key(model);
     let value = value(model);
     let relations = relations::dyn_table(model);
@@ -26,6 +27,7 @@ pub fn expand(model: &ModelDef) -> TokenStream {
 
             #decode
             #decode_named
+            #decode_fields
             #key
             #value
             #relations
@@ -126,6 +128,61 @@ fn decode_named(model: &ModelDef) -> TokenStream {
     quote! {
         fn decode_named(row: &::matrx_orm::__private::Row) -> ::matrx_orm::Result<Self> {
             ::core::result::Result::Ok(Self { #fields })
+        }
+    }
+}
+
+/// `decode_fields` and `decode_key_fields`: decoding from any `Fields` source (a row,
+/// or a record of an aggregated relation), by position from `offset`.
+fn decode_fields(model: &ModelDef) -> TokenStream {
+    let name = model.name();
+    // `Fields::field::<T>(src, offset + i, "Model", "column")`: a `Result<T>`.
+    let call = |i: usize, column: &ColumnDef| {
+        let ty = &column.ty;
+        let column_name = &column.name;
+        let index = match i {
+            0 => quote!(offset),
+            _ => {
+                let i = Literal::usize_unsuffixed(i);
+                quote!(offset + #i)
+            }
+        };
+        quote!(::matrx_orm::model::Fields::field::<#ty>(src, #index, #name, #column_name))
+    };
+    let fields = struct_fields(model, |i, column| {
+        let call = call(i, column);
+        quote!(#call?)
+    });
+    let key = match model.primary_key().as_slice() {
+        // One column: the call's own `Result` (no `Ok(..?)`).
+        [i] => call(*i, &model.columns[*i]),
+        pk => {
+            let parts = pk
+                .iter()
+                .map(|&i| {
+                    let call = call(i, &model.columns[i]);
+                    quote!(#call?)
+                })
+                .collect();
+            let tuple = tuple_if_many(parts);
+            quote!(::core::result::Result::Ok(#tuple))
+        }
+    };
+    quote! {
+        #[inline]
+        fn decode_fields<F: ::matrx_orm::model::Fields>(
+            src: &F,
+            offset: usize,
+        ) -> ::matrx_orm::Result<Self> {
+            ::core::result::Result::Ok(Self { #fields })
+        }
+
+        #[inline]
+        fn decode_key_fields<F: ::matrx_orm::model::Fields>(
+            src: &F,
+            offset: usize,
+        ) -> ::matrx_orm::Result<Self::Key> {
+            #key
         }
     }
 }

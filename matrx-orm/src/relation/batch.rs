@@ -2,11 +2,14 @@
 //! return the target rows grouped by parent key. Lazy fetch calls it with one key,
 //! prefetch once per edge, the request-scoped loader once per batch.
 
+use std::any::Any;
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 use std::sync::Arc;
 
+use crate::cache::shared::{CachedRow, SharedCache};
 use crate::error::Result;
+use crate::executor::Scope;
 use crate::executor::DynExecutor;
 use crate::key::Key;
 use crate::model::Model;
@@ -97,6 +100,11 @@ pub(crate) fn dedup_keys<K: Key>(keys: impl IntoIterator<Item = K>) -> Vec<K> {
 }
 
 /// Loads `R` for `keys` (de-duplicated here; an empty set costs no query).
+///
+/// In a session, keys whose targets the session already holds are answered from its
+/// relation entries, targets are interned in its identity map (one instance per row),
+/// and the loaded entries are recorded — for uncustomised edges only. Belongs-to loads
+/// of a model with a shared-cache policy take rows from the `Db`'s row cache first.
 pub async fn load_edge<R: Relation>(
     ex: &dyn DynExecutor,
     keys: impl IntoIterator<Item = R::Key>,
@@ -106,52 +114,156 @@ pub async fn load_edge<R: Relation>(
     if keys.is_empty() {
         return Ok(Groups::default());
     }
-    let sql = edge_statement(
-        <R::Source as Model>::META,
-        R::META,
-        R::Key::array_params(&keys),
-        &R::Key::column_types(),
-        related,
-    )?;
-    let rows = ex.query_dyn(&sql.text, &as_sql_refs(&sql.params)).await?;
-    let target_name = <R::Target as Model>::META.name;
-    let mut pairs = Vec::with_capacity(rows.len());
-    let mut targets = Vec::new();
-    if R::META.kind == RelationKind::ManyToMany {
-        // Each link row repeats its target: decode a target once, share it.
-        let arity = R::Key::ARITY;
-        let target_arity = <<R::Target as Model>::Key as Key>::ARITY;
-        let mut seen: HashMap<<R::Target as Model>::Key, Arc<R::Target>> = HashMap::new();
-        for row in &rows {
-            let key = R::Key::decode(row, 0, target_name)?;
-            let target_key = <R::Target as Model>::Key::decode(row, arity, target_name)?;
-            let target = match seen.get(&target_key) {
-                Some(t) => t.clone(),
-                None => {
-                    let t = Arc::new(R::Target::decode(row, arity + target_arity)?);
-                    targets.push(t.clone());
-                    seen.insert(target_key, t.clone());
-                    t
-                }
-            };
-            pairs.push((key, target));
-        }
-    } else {
-        targets.reserve(rows.len());
-        for row in &rows {
-            let target = Arc::new(R::Target::decode(row, 0)?);
-            if let Some(key) = R::target_key(&target) {
-                pairs.push((key, target.clone()));
+    let scope = ex.scope_dyn();
+    let cache = scope.cache.as_deref().filter(|_| related.is_default());
+    let (hits, keys) = match cache {
+        Some(cache) => cache.split::<R>(keys),
+        None => (Vec::new(), keys),
+    };
+    let mut fresh = Fresh::default();
+    let shared = shared_target_cache::<R>(scope, related);
+    let keys = match shared {
+        Some((shared, _)) => from_shared_cache::<R>(shared, keys, &mut fresh)?,
+        None => keys,
+    };
+    if !keys.is_empty() {
+        let sql = edge_statement(
+            <R::Source as Model>::META,
+            R::META,
+            R::Key::array_params(&keys),
+            &R::Key::column_types(),
+            related,
+        )?;
+        let rows = ex.query_dyn(&sql.text, &as_sql_refs(&sql.params)).await?;
+        match shared {
+            Some((shared, generation)) if !scope.in_transaction => {
+                let stored = decode_rows::<R>(rows, &mut fresh, true)?;
+                shared.put::<R::Target>(generation, stored);
             }
-            targets.push(target);
+            _ => {
+                decode_rows::<R>(rows, &mut fresh, false)?;
+            }
         }
     }
-    drop(rows);
+    if let Some(cache) = cache {
+        cache.intern(&mut fresh.targets);
+    }
+    let mut pairs: Vec<(R::Key, Arc<R::Target>)> = fresh
+        .links
+        .into_iter()
+        .map(|(key, i)| (key, fresh.targets[i].clone()))
+        .collect();
+    let mut targets = fresh.targets;
+    for (key, cached) in &hits {
+        targets.extend(cached.iter().cloned());
+        pairs.extend(cached.iter().map(|t| (key.clone(), t.clone())));
+    }
     let mut groups = Groups::new(pairs, targets);
     if related.order.is_empty() && related.limit_per_parent.is_none() && !R::META.kind.is_to_one() {
         groups.for_each_group(sort_by_key);
     }
+    if let Some(cache) = cache {
+        cache.store::<R>(keys.into_iter().map(|key| {
+            let targets = groups.get(&key).to_vec();
+            (key, targets)
+        }));
+    }
     Ok(groups)
+}
+
+/// Rows decoded by one edge load: distinct targets, and (parent key, target index) links.
+struct Fresh<K, T> {
+    targets: Vec<Arc<T>>,
+    links: Vec<(K, usize)>,
+}
+
+impl<K, T> Default for Fresh<K, T> {
+    fn default() -> Self {
+        Fresh { targets: Vec::new(), links: Vec::new() }
+    }
+}
+
+/// Decodes an edge's rows into `fresh`; with `keep`, also returns the rows (for the
+/// shared cache) keyed by target primary key.
+fn decode_rows<R: Relation>(
+    rows: Vec<tokio_postgres::Row>,
+    fresh: &mut Fresh<R::Key, R::Target>,
+    keep: bool,
+) -> Result<Vec<(<R::Target as Model>::Key, CachedRow)>> {
+    let target_name = <R::Target as Model>::META.name;
+    let mut kept = Vec::new();
+    if R::META.kind == RelationKind::ManyToMany {
+        // Each link row repeats its target: decode a target once, share it.
+        let arity = R::Key::ARITY;
+        let target_arity = <<R::Target as Model>::Key as Key>::ARITY;
+        let mut seen: HashMap<<R::Target as Model>::Key, usize> = HashMap::new();
+        for row in &rows {
+            let key = R::Key::decode(row, 0, target_name)?;
+            let target_key = <R::Target as Model>::Key::decode(row, arity, target_name)?;
+            let index = match seen.get(&target_key) {
+                Some(&i) => i,
+                None => {
+                    let t = Arc::new(R::Target::decode(row, arity + target_arity)?);
+                    fresh.targets.push(t);
+                    seen.insert(target_key, fresh.targets.len() - 1);
+                    fresh.targets.len() - 1
+                }
+            };
+            fresh.links.push((key, index));
+        }
+        return Ok(kept);
+    }
+    fresh.targets.reserve(rows.len());
+    fresh.links.reserve(rows.len());
+    for row in rows {
+        let target = Arc::new(R::Target::decode(&row, 0)?);
+        if let Some(key) = R::target_key(&target) {
+            fresh.links.push((key, fresh.targets.len()));
+        }
+        if keep {
+            kept.push((target.key(), CachedRow { row: Arc::new(row), offset: 0 }));
+        }
+        fresh.targets.push(target);
+    }
+    Ok(kept)
+}
+
+/// The shared row cache and its generation, when `R` is a plain belongs-to edge to the
+/// primary key of a model the `Db` caches.
+fn shared_target_cache<'s, R: Relation>(
+    scope: &'s Scope,
+    related: &Related<R::Target>,
+) -> Option<(&'s SharedCache, u64)> {
+    let plain_fk = R::META.kind == RelationKind::BelongsTo
+        && R::META.target_fields.is_empty()
+        && related.is_default();
+    let shared = scope.shared.as_deref().filter(|_| plain_fk)?;
+    shared.generation::<R::Target>().map(|g| (shared, g))
+}
+
+/// Takes the targets of `keys` found in the shared cache into `fresh`; returns the
+/// keys still to load.
+fn from_shared_cache<R: Relation>(
+    shared: &SharedCache,
+    keys: Vec<R::Key>,
+    fresh: &mut Fresh<R::Key, R::Target>,
+) -> Result<Vec<R::Key>> {
+    let mut missing = Vec::with_capacity(keys.len());
+    for key in keys {
+        // The edge's key is the target's primary key (a plain belongs-to edge).
+        let cached = (&key as &dyn Any)
+            .downcast_ref::<<R::Target as Model>::Key>()
+            .and_then(|target_key| shared.get::<R::Target>(target_key));
+        match cached {
+            Some(cached) => {
+                let target = Arc::new(R::Target::decode(&cached.row, cached.offset)?);
+                fresh.links.push((key, fresh.targets.len()));
+                fresh.targets.push(target);
+            }
+            None => missing.push(key),
+        }
+    }
+    Ok(missing)
 }
 
 /// Orders one parent's targets by primary key (the default order), unless they
@@ -164,7 +276,7 @@ fn sort_by_key<T: Model>(group: &mut [Arc<T>]) {
 
 /// Rows of `M` fetched by primary key, indexed by key.
 pub struct Keyed<M: Model> {
-    rows: Vec<tokio_postgres::Row>,
+    rows: Vec<Arc<tokio_postgres::Row>>,
     index: HashMap<M::Key, usize>,
 }
 
@@ -175,6 +287,12 @@ impl<M: Model> Keyed<M> {
             Some(&i) => M::decode(&self.rows[i], <M::Key as Key>::ARITY).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// The row of `key`, for the shared cache.
+    pub(crate) fn cached_row(&self, key: &M::Key) -> Option<CachedRow> {
+        let &i = self.index.get(key)?;
+        Some(CachedRow { row: self.rows[i].clone(), offset: <M::Key as Key>::ARITY })
     }
 }
 
@@ -201,5 +319,6 @@ pub async fn load_by_keys<M: Model>(
     for (i, row) in rows.iter().enumerate() {
         index.insert(M::Key::decode(row, 0, M::META.name)?, i);
     }
+    let rows = rows.into_iter().map(Arc::new).collect();
     Ok(Keyed { rows, index })
 }

@@ -26,6 +26,16 @@ pub async fn fetch<R: Relation>(ex: &dyn DynExecutor, source: &R::Source) -> Res
     if let Some(value) = slot.loaded_value() {
         return Ok(value);
     }
+    if let (Some(cache), Some(key)) = (&ex.scope_dyn().cache, R::source_key(source)) {
+        // The session holds this relation's targets for that key: no query.
+        let (mut hits, missing) = cache.split::<R>(vec![key]);
+        if let (Some((_, targets)), true) = (hits.pop(), missing.is_empty()) {
+            slot.fill(<R::Slot as Slot<R::Target>>::value_from(targets));
+            return slot.loaded_value().ok_or(Error::NotFound {
+                model: <R::Target as Model>::META.name,
+            });
+        }
+    }
     if R::source_key(source).is_some() && ex.scope_dyn().strict() {
         return Err(Error::StrictLoad {
             model: <R::Source as Model>::META.name,
@@ -70,13 +80,25 @@ struct GetByKey<M>(std::marker::PhantomData<M>);
 /// The row of `M` with primary key `key`, if any: one query, shared with every
 /// concurrent get of the same model when run in a [`Session`](crate::Session).
 pub(crate) async fn get<M: Model>(ex: &dyn DynExecutor, key: &M::Key) -> Result<Option<M>> {
-    match &ex.scope_dyn().loaders {
+    let scope = ex.scope_dyn();
+    let shared = scope.shared.as_deref().and_then(|s| s.generation::<M>().map(|g| (s, g)));
+    if let Some((cache, _)) = shared {
+        if let Some(cached) = cache.get::<M>(key) {
+            return M::decode(&cached.row, cached.offset).map(Some);
+        }
+    }
+    let rows = match &scope.loaders {
         Some(loaders) => {
             let run =
                 |keys: Vec<M::Key>| async move { load_by_keys::<M>(ex, keys).await.map(Arc::new) };
-            let rows = loader::load(loaders, TypeId::of::<GetByKey<M>>(), key.clone(), run).await?;
-            rows.decode(key)
+            loader::load(loaders, TypeId::of::<GetByKey<M>>(), key.clone(), run).await?
         }
-        None => load_by_keys::<M>(ex, [key.clone()]).await?.decode(key),
+        None => Arc::new(load_by_keys::<M>(ex, [key.clone()]).await?),
+    };
+    if let (Some((cache, generation)), false) = (shared, scope.in_transaction) {
+        if let Some(row) = rows.cached_row(key) {
+            cache.put::<M>(generation, [(key.clone(), row)]);
+        }
     }
+    rows.decode(key)
 }

@@ -5,8 +5,10 @@
 //! How a batch closes without a timer: the first caller of a batch leads it. It yields
 //! to the scheduler (`tokio::task::yield_now`) and looks again; while a yield round
 //! still brings new keys (the other futures of the same `join_all`, or tasks queued
-//! on the runtime, taking their turn), it yields once more. When a round adds nothing,
-//! or the batch is full, the batch closes: later callers start a new one. The leader
+//! on the runtime, taking their turn), it yields once more. When a round adds nothing
+//! (three rounds in a row on a multi-thread runtime, where tasks woken on other workers
+//! need a moment), or the batch holds the maximum of distinct keys, the batch closes:
+//! later callers start a new one. The leader
 //! then runs the batch through the batch primitive and publishes the shared result to
 //! every waiter. No fixed sleep is added to latency.
 //!
@@ -15,7 +17,8 @@
 //! or fails the others. An error reaches every waiter of that batch and no other.
 
 use std::any::{Any, TypeId};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::watch;
@@ -64,8 +67,30 @@ impl<O: Clone> Clone for Outcome<O> {
 }
 
 struct Batch<K, O> {
-    keys: Mutex<Vec<K>>,
+    /// The distinct keys of the batch, in arrival order.
+    keys: Mutex<Distinct<K>>,
     outcome: watch::Sender<Option<Outcome<O>>>,
+}
+
+/// Keys in arrival order, each once (the batch size counts distinct keys).
+struct Distinct<K> {
+    order: Vec<K>,
+    seen: HashSet<K>,
+}
+
+impl<K: Clone + Eq + Hash> Distinct<K> {
+    fn new(first: K) -> Self {
+        Distinct {
+            order: vec![first.clone()],
+            seen: HashSet::from([first]),
+        }
+    }
+
+    fn add(&mut self, key: K) {
+        if self.seen.insert(key.clone()) {
+            self.order.push(key);
+        }
+    }
 }
 
 impl<K, O> Batch<K, O> {
@@ -73,6 +98,7 @@ impl<K, O> Batch<K, O> {
         self.keys
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .order
             .len()
     }
 }
@@ -115,7 +141,7 @@ fn close<K: Send + 'static, O: Send + Sync + 'static>(
 /// called by whichever caller leads the batch).
 pub(crate) async fn load<K, O, F, Fut>(loaders: &Loaders, kind: TypeId, key: K, run: F) -> Result<O>
 where
-    K: Clone + Send + Sync + 'static,
+    K: Clone + Eq + Hash + Send + Sync + 'static,
     O: Clone + Send + Sync + 'static,
     F: Fn(Vec<K>) -> Fut,
     Fut: std::future::Future<Output = Result<O>>,
@@ -139,7 +165,9 @@ where
             batch,
             published: false,
         };
+        let quiet_needed = quiet_rounds();
         let mut seen = guard.batch.len();
+        let mut quiet = 0;
         for _ in 0..MAX_ROUNDS {
             if seen >= loaders.max_batch {
                 break;
@@ -147,17 +175,23 @@ where
             tokio::task::yield_now().await;
             let now = guard.batch.len();
             if now == seen {
-                break;
+                quiet += 1;
+                if quiet >= quiet_needed {
+                    break;
+                }
+            } else {
+                quiet = 0;
+                seen = now;
             }
-            seen = now;
         }
         close(loaders, kind, &guard.batch);
         let keys = std::mem::take(
-            &mut *guard
+            &mut guard
                 .batch
                 .keys
                 .lock()
-                .unwrap_or_else(PoisonError::into_inner),
+                .unwrap_or_else(PoisonError::into_inner)
+                .order,
         );
         let result = run(keys).await;
         guard.published = true;
@@ -169,10 +203,20 @@ where
     }
 }
 
+/// How many consecutive yield rounds without a new key close a batch: one on a
+/// current-thread runtime (every other future of the task has had its turn); a few on a
+/// multi-thread runtime, where tasks woken on other workers need a moment to run.
+fn quiet_rounds() -> usize {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::CurrentThread) => 1,
+        _ => 3,
+    }
+}
+
 /// Joins the open batch of `kind`, or opens one; returns it and whether we lead it.
 fn join_or_open<K, O>(loaders: &Loaders, kind: TypeId, key: K) -> (Arc<Batch<K, O>>, bool)
 where
-    K: Send + Sync + 'static,
+    K: Clone + Eq + Hash + Send + Sync + 'static,
     O: Send + Sync + 'static,
 {
     let mut open = loaders.open.lock().unwrap_or_else(PoisonError::into_inner);
@@ -182,8 +226,8 @@ where
     {
         let full = {
             let mut keys = batch.keys.lock().unwrap_or_else(PoisonError::into_inner);
-            keys.push(key);
-            keys.len() >= loaders.max_batch
+            keys.add(key);
+            keys.order.len() >= loaders.max_batch
         };
         if full {
             open.remove(&kind);
@@ -192,7 +236,7 @@ where
     }
     let (outcome, _) = watch::channel(None);
     let batch = Arc::new(Batch {
-        keys: Mutex::new(vec![key]),
+        keys: Mutex::new(Distinct::new(key)),
         outcome,
     });
     if loaders.max_batch > 1 {

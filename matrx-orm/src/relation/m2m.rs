@@ -184,7 +184,9 @@ pub(crate) async fn add<R: Relation, E: Executor>(
     );
     let from = std::mem::take(&mut sql.text);
     j.insert_missing(&mut sql, &key, &R::Key::column_types(), &from);
-    ex.execute(&sql.text, &as_sql_refs(&sql.params)).await
+    let result = ex.execute(&sql.text, &as_sql_refs(&sql.params)).await;
+    ex.scope().evict_links::<R::Source, R::Target>();
+    result
 }
 
 /// Unlinks `source` from each of `targets`; returns how many links were deleted.
@@ -212,7 +214,9 @@ pub(crate) async fn remove<R: Relation, E: Executor>(
     j.source_match(&mut sql, "j", &key, &R::Key::column_types());
     sql.push(" AND ");
     j.target_match(&mut sql);
-    ex.execute(&sql.text, &as_sql_refs(&sql.params)).await
+    let result = ex.execute(&sql.text, &as_sql_refs(&sql.params)).await;
+    ex.scope().evict_links::<R::Source, R::Target>();
+    result
 }
 
 /// Unlinks `source` from every target; returns how many links were deleted.
@@ -224,7 +228,9 @@ pub(crate) async fn clear<R: Relation, E: Executor>(ex: &E, source: &R::Source) 
         .push(&j.table)
         .push(" AS \"j\" WHERE ");
     j.source_match(&mut sql, "j", &key, &R::Key::column_types());
-    ex.execute(&sql.text, &as_sql_refs(&sql.params)).await
+    let result = ex.execute(&sql.text, &as_sql_refs(&sql.params)).await;
+    ex.scope().evict_links::<R::Source, R::Target>();
+    result
 }
 
 /// Makes `targets` exactly the linked set of `source`, in one statement: links not
@@ -257,7 +263,9 @@ pub(crate) async fn set<R: Relation, E: Executor>(
     sql.push(
         " RETURNING 1) SELECT (SELECT count(*) FROM \"removed\"), (SELECT count(*) FROM \"added\")",
     );
-    let rows = ex.query(&sql.text, &as_sql_refs(&sql.params)).await?;
+    let rows = ex.query(&sql.text, &as_sql_refs(&sql.params)).await;
+    ex.scope().evict_links::<R::Source, R::Target>();
+    let rows = rows?;
     let name = <R::Source as Model>::META.name;
     let Some(row) = rows.first() else {
         return Ok(SetOutcome::default());

@@ -3,6 +3,7 @@
 
 pub(crate) mod batch;
 pub(crate) mod fetch;
+pub(crate) mod joined;
 pub(crate) mod loader;
 pub(crate) mod m2m;
 pub(crate) mod prefetch;
@@ -13,6 +14,9 @@ mod stitch;
 
 pub use batch::{load_by_keys, load_edge, Groups, Keyed};
 pub use fetch::{fetch, fetch_all_related, Loaded};
+#[doc(hidden)]
+pub use joined::AggregateEncoding;
+pub use joined::{balanced_strategy, EdgeStrategy, LoadStrategy, Planned, BALANCED_JOIN_LIMIT};
 pub use m2m::{SetOutcome, TargetKey};
 pub use prefetch::{prefetch_related, DynRelation, IntoPrefetch, Path, Prefetch};
 pub use related::Related;

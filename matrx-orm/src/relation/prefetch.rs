@@ -37,12 +37,14 @@ pub(crate) trait Node<S>: Send + Sync + 'static {
     fn describe(&self) -> String;
     /// A conflict somewhere in this edge's subtree.
     fn conflict(&self) -> Option<String>;
+    /// The edge as `select_related` plans it (joined.rs).
+    fn join_plan(&self) -> &dyn crate::relation::joined::JoinPlan<S>;
 }
 
 /// A set of relation trees to load on parents of type `S`. Equal edges are merged, so
 /// `"items"` and `"items__product"` load items once.
 pub struct Prefetch<S> {
-    nodes: Vec<Arc<dyn Node<S>>>,
+    pub(crate) nodes: Vec<Arc<dyn Node<S>>>,
     /// Set when one relation was added twice with different customisations: the
     /// two would race for the same field, so loading refuses the tree.
     conflict: Option<String>,
@@ -216,8 +218,8 @@ impl<R: Relation> IntoPrefetch<R::Source> for Path<R> {
 /// # Ok(()) }
 /// ```
 pub struct Path<R: Relation> {
-    related: Related<R::Target>,
-    children: Prefetch<R::Target>,
+    pub(crate) related: Related<R::Target>,
+    pub(crate) children: Prefetch<R::Target>,
 }
 
 impl<R: Relation> Clone for Path<R> {
@@ -286,17 +288,23 @@ impl<R: Relation> Node<R::Source> for Path<R> {
         parents: &'a [&'a R::Source],
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            let keys: Vec<R::Key> = parents
+            let fresh: Vec<&R::Source> = parents
                 .iter()
+                .copied()
                 .filter(|p| !R::slot(p).is_loaded())
-                .filter_map(|p| R::source_key(p))
                 .collect();
-            let groups = load_edge::<R>(ex, keys, &self.related).await?;
-            attach::<R>(parents.iter().copied(), &groups);
+            let keys = fresh.iter().filter_map(|p| R::source_key(p));
+            let groups = load_edge::<R>(ex, keys.collect::<Vec<_>>(), &self.related).await?;
+            attach::<R>(fresh.iter().copied(), &groups);
             if self.children.is_empty() {
                 return Ok(());
             }
-            // Children load on every target now attached, fresh or loaded before.
+            if fresh.len() == parents.len() {
+                // Every parent was filled from this load: its distinct rows are the targets.
+                let refs: Vec<&R::Target> = groups.targets().iter().map(|t| &**t).collect();
+                return self.children.load(ex, &refs).await;
+            }
+            // Some parents were loaded before: children load on every attached target.
             let mut targets = Vec::with_capacity(groups.targets().len());
             for parent in parents {
                 R::slot(parent).loaded_targets(&mut targets);
@@ -331,6 +339,10 @@ impl<R: Relation> Node<R::Source> for Path<R> {
 
     fn conflict(&self) -> Option<String> {
         self.children.first_conflict()
+    }
+
+    fn join_plan(&self) -> &dyn crate::relation::joined::JoinPlan<R::Source> {
+        self
     }
 }
 

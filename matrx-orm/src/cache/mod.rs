@@ -1,0 +1,25 @@
+//! Caching: the session's identity map and relation entries, and the optional
+//! process-wide row cache of a [`Db`](crate::Db).
+//!
+//! Rules the cache keeps (it is never allowed to give a wrong answer):
+//!
+//! - A filtered lookup never comes from a cache: queries with filters always run; only
+//!   loads by key (relations, gets by primary key) are answered from a cache.
+//! - Every write through the ORM (insert, update, delete — of instances or by filter —,
+//!   upsert, many-to-many add/remove/set/clear) evicts the rows it touched and every
+//!   relation entry that leads from or to the written model, in the session, in the
+//!   session behind a transaction, and in the shared cache.
+//! - A transaction has a cache of its own, dropped with it: nothing read or written
+//!   inside a transaction that rolls back survives it, and reads inside a transaction
+//!   never fill the shared cache.
+//! - Instances always hold every column, so a partial row can never overwrite a full one.
+//! - Writes made outside the ORM (raw SQL, other programs) are not seen: call
+//!   [`Session::clear_cache`](crate::Session::clear_cache), or rely on the shared
+//!   cache's time to live.
+
+mod clock;
+pub(crate) mod session;
+pub(crate) mod shared;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use shared::{CachePolicy, CacheStats};

@@ -1,0 +1,928 @@
+//! `select_related` and `balanced` on a generated shop: the W1, W2 and W3 trees in ONE
+//! query (checked against plain SQL), the balanced and per-edge query counts, root
+//! paging and filters that apply to parents only, customised edges (filter, order,
+//! limit per parent) equal to prefetch's, rows shared as one `Arc`, conflicts refused,
+//! and the statement's shape.
+
+mod common;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeZone, Utc};
+use common::shop::*;
+use common::{count_queries, test_db, TestDb};
+use matrx_orm::prelude::*;
+use matrx_orm::{AggregateEncoding, Error, Select};
+
+fn ts(secs: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_700_000_000 + secs, 0).unwrap()
+}
+
+const REGIONS: [&str; 5] = ["af", "ap", "eu", "na", "sa"];
+
+/// Sizes of a generated shop.
+#[derive(Clone, Copy)]
+struct Shape {
+    customers: i64,
+    products: i64,
+    tags: i64,
+    orders: i64,
+}
+
+const W: Shape = Shape {
+    customers: 200,
+    products: 100,
+    tags: 20,
+    orders: 3_000,
+};
+
+/// A deterministic shop of `shape`:
+///
+/// * customer `c` (1-based) is referred by `c / 2` when `c` is even, else by nobody;
+/// * order `o` belongs to customer `(7 o mod customers) + 1`, has `3 o mod 5` items
+///   (order 1 has 3) and `o mod 4` tags; placed_at values are all distinct;
+/// * warehouses: every region with codes 1 and 2 (10 composite keys); product `p`
+///   has stock in warehouse `w` when `(p + w) mod 3 == 0` and is linked to it through
+///   `product_warehouses` when `(p + w) mod 4 == 1`.
+///
+/// Items, links and stock rows are inserted in an order unlike the documented
+/// ordering, so that ordering is the loader's work, not the heap's.
+async fn seed(db: &Db, shape: Shape) {
+    matrx_orm::ddl::create_tables(db, &common::shop::models())
+        .await
+        .unwrap();
+    let customers: Vec<Customer> = (1..=shape.customers)
+        .map(|id| Customer {
+            id,
+            name: format!("customer {id}"),
+            email: format!("c{id}@{}.example.com", "x".repeat((id % 7) as usize)),
+            created_at: ts(id),
+            referred_by: (id % 2 == 0).then_some(id / 2),
+            referrer: Default::default(),
+            orders: Default::default(),
+        })
+        .collect();
+    Customer::insert_rows(&customers)
+        .include_auto()
+        .exec(db)
+        .await
+        .unwrap();
+    let products: Vec<Product> = (1..=shape.products)
+        .map(|id| Product {
+            id,
+            sku: format!("SKU-{id:05}"),
+            name: format!("product {id}"),
+            price_cents: (id * 37 % 1_000 + 1) as i32,
+            stock: Default::default(),
+            warehouses: Default::default(),
+        })
+        .collect();
+    Product::insert_rows(&products)
+        .include_auto()
+        .exec(db)
+        .await
+        .unwrap();
+    let tags: Vec<Tag> = (1..=shape.tags)
+        .map(|id| Tag {
+            id,
+            name: format!("tag {id}"),
+        })
+        .collect();
+    Tag::insert_rows(&tags)
+        .include_auto()
+        .exec(db)
+        .await
+        .unwrap();
+    let mut warehouses = Vec::new();
+    for code in [2, 1] {
+        for region in REGIONS.iter().rev() {
+            warehouses.push(Warehouse {
+                region: (*region).to_owned(),
+                code,
+                name: format!("{region}-{code}-{}", "w".repeat(code as usize)),
+            });
+        }
+    }
+    Warehouse::insert_many(db, &warehouses).await.unwrap();
+    let orders: Vec<Order> = (1..=shape.orders)
+        .map(|id| Order {
+            id,
+            customer_id: (id * 7 % shape.customers.max(1)) + 1,
+            status: ["new", "paid", "shipped"][(id % 3) as usize].to_owned(),
+            placed_at: ts(id * 7_919 % 100_003),
+            total_cents: id * 100,
+            customer: Default::default(),
+            items: Default::default(),
+            tags: Default::default(),
+        })
+        .collect();
+    Order::insert_rows(&orders)
+        .include_auto()
+        .exec(db)
+        .await
+        .unwrap();
+    // Items: ids handed out newest order first, so ids do not follow the heap order.
+    let mut items = Vec::new();
+    let mut next_id = 1;
+    for o in (1..=shape.orders).rev() {
+        for j in (0..(o * 3 % 5)).rev() {
+            items.push(OrderItem {
+                id: next_id,
+                order_id: o,
+                product_id: ((o * 13 + j * 7) % shape.products) + 1,
+                quantity: ((o + j) % 6 + 1) as i32,
+                unit_price_cents: ((o * 31 + j) % 500 + 1) as i32,
+                order: Default::default(),
+                product: Default::default(),
+            });
+            next_id += 1;
+        }
+    }
+    items.reverse();
+    OrderItem::insert_rows(&items)
+        .include_auto()
+        .exec(db)
+        .await
+        .unwrap();
+    let (mut ot_order, mut ot_tag) = (Vec::new(), Vec::new());
+    for o in 1..=shape.orders {
+        for k in (0..(o % 4)).rev() {
+            ot_order.push(o);
+            ot_tag.push((o * 5 + k * 3) % shape.tags + 1);
+        }
+    }
+    db.execute_sql(
+        "INSERT INTO order_tags (order_id, tag_id) SELECT * FROM unnest($1::int8[], $2::int8[])",
+        &[&ot_order, &ot_tag],
+    )
+    .await
+    .unwrap();
+    let mut stock_rows = Vec::new();
+    let (mut pw_p, mut pw_r, mut pw_c) = (Vec::new(), Vec::new(), Vec::new());
+    for p in 1..=shape.products {
+        for (w, wh) in warehouses.iter().enumerate() {
+            let w = w as i64;
+            if (p + w) % 3 == 0 {
+                stock_rows.push(Stock {
+                    product_id: p,
+                    region: wh.region.clone(),
+                    code: wh.code,
+                    qty: ((p * 11 + w * 5) % 90 + 1) as i32,
+                    warehouse: Default::default(),
+                    product: Default::default(),
+                });
+            }
+            if (p + w) % 4 == 1 {
+                pw_p.push(p);
+                pw_r.push(wh.region.clone());
+                pw_c.push(wh.code);
+            }
+        }
+    }
+    Stock::insert_many(db, &stock_rows).await.unwrap();
+    db.execute_sql(
+        "INSERT INTO product_warehouses (product_id, region, code)
+         SELECT * FROM unnest($1::int8[], $2::text[], $3::int4[])",
+        &[&pw_p, &pw_r, &pw_c],
+    )
+    .await
+    .unwrap();
+}
+
+async fn shop(prefix: &str, shape: Shape) -> TestDb {
+    let db = test_db(prefix).await;
+    seed(&db, shape).await;
+    db
+}
+
+/// The W1 checksum keys, walked over the loaded graph (panics on a missing relation).
+fn w1_walk(orders: &[Order]) -> Vec<i64> {
+    let mut v = vec![0i64; 11];
+    for o in orders {
+        v[0] += 1;
+        v[1] += o.id;
+        let c = o.customer.get().expect("customer loaded");
+        assert_eq!(c.id, o.customer_id);
+        v[2] += c.id;
+        v[3] += c.email.chars().count() as i64;
+        for (pos, it) in o.items.get().expect("items loaded").iter().enumerate() {
+            assert_eq!(it.order_id, o.id);
+            v[4] += 1;
+            v[5] += it.quantity as i64 * it.unit_price_cents as i64;
+            v[6] += (pos as i64 + 1) * it.id;
+            let p = it.product.get().expect("product loaded");
+            assert_eq!(p.id, it.product_id);
+            v[7] += p.price_cents as i64;
+        }
+        for (pos, t) in o.tags.get().expect("tags loaded").iter().enumerate() {
+            v[8] += 1;
+            v[9] += t.id;
+            v[10] += (pos as i64 + 1) * t.id;
+        }
+    }
+    v
+}
+
+/// The same keys computed by the database for the orders with `id <= max_id`.
+async fn w1_sql(db: &Db, max_id: i64) -> Vec<i64> {
+    let rows = db
+        .query_sql(
+            "WITH o AS (
+                 SELECT o.id, o.customer_id, c.email FROM orders o
+                 JOIN customers c ON c.id = o.customer_id WHERE o.id <= $1),
+             i AS (
+                 SELECT i.id, i.quantity, i.unit_price_cents, p.price_cents,
+                        row_number() OVER (PARTITION BY i.order_id ORDER BY i.id) AS pos
+                 FROM order_items i JOIN products p ON p.id = i.product_id
+                 WHERE i.order_id <= $1),
+             t AS (
+                 SELECT ot.tag_id,
+                        row_number() OVER (PARTITION BY ot.order_id ORDER BY ot.tag_id) AS pos
+                 FROM order_tags ot WHERE ot.order_id <= $1)
+             SELECT (SELECT count(*) FROM o),
+                    (SELECT coalesce(sum(id), 0) FROM o)::int8,
+                    (SELECT coalesce(sum(customer_id), 0) FROM o)::int8,
+                    (SELECT coalesce(sum(char_length(email)), 0) FROM o)::int8,
+                    (SELECT count(*) FROM i),
+                    (SELECT coalesce(sum(quantity::int8 * unit_price_cents), 0) FROM i)::int8,
+                    (SELECT coalesce(sum(pos * id), 0) FROM i)::int8,
+                    (SELECT coalesce(sum(price_cents), 0) FROM i)::int8,
+                    (SELECT count(*) FROM t),
+                    (SELECT coalesce(sum(tag_id), 0) FROM t)::int8,
+                    (SELECT coalesce(sum(pos * tag_id), 0) FROM t)::int8",
+            &[&max_id],
+        )
+        .await
+        .unwrap();
+    (0..11).map(|i| rows[0].get::<_, i64>(i)).collect()
+}
+
+fn w3_walk(products: &[Product]) -> Vec<i64> {
+    let mut v = vec![0i64; 9];
+    for p in products {
+        v[0] += 1;
+        v[1] += p.id;
+        let stock = p.stock.get().expect("stock loaded");
+        let keys: Vec<(&str, i32)> = stock.iter().map(|s| (s.region.as_str(), s.code)).collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(keys, sorted, "stock by (region, code)");
+        for (pos, s) in stock.iter().enumerate() {
+            assert_eq!(s.product_id, p.id);
+            v[2] += 1;
+            v[3] += s.qty as i64;
+            v[4] += (pos as i64 + 1) * s.qty as i64;
+            let w = s.warehouse.get().expect("warehouse loaded");
+            assert_eq!((w.region.as_str(), w.code), (s.region.as_str(), s.code));
+            v[5] += w.name.chars().count() as i64;
+        }
+        let whs = p.warehouses.get().expect("warehouses loaded");
+        let keys: Vec<(&str, i32)> = whs.iter().map(|w| (w.region.as_str(), w.code)).collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(keys, sorted, "warehouses by (region, code)");
+        for (pos, w) in whs.iter().enumerate() {
+            v[6] += 1;
+            v[7] += w.name.chars().count() as i64;
+            v[8] += (pos as i64 + 1) * w.code as i64;
+        }
+    }
+    v
+}
+
+async fn w3_sql(db: &Db) -> Vec<i64> {
+    let rows = db
+        .query_sql(
+            "WITH s AS (
+                 SELECT s.qty, w.name,
+                        row_number() OVER (PARTITION BY s.product_id ORDER BY s.region, s.code) AS pos
+                 FROM stock s JOIN warehouses w ON (w.region, w.code) = (s.region, s.code)),
+             pw AS (
+                 SELECT w.code, w.name,
+                        row_number() OVER (PARTITION BY pw.product_id ORDER BY pw.region, pw.code) AS pos
+                 FROM product_warehouses pw
+                 JOIN warehouses w ON (w.region, w.code) = (pw.region, pw.code))
+             SELECT (SELECT count(*) FROM products),
+                    (SELECT coalesce(sum(id), 0) FROM products)::int8,
+                    (SELECT count(*) FROM s),
+                    (SELECT coalesce(sum(qty), 0) FROM s)::int8,
+                    (SELECT coalesce(sum(pos * qty), 0) FROM s)::int8,
+                    (SELECT coalesce(sum(char_length(name)), 0) FROM s)::int8,
+                    (SELECT count(*) FROM pw),
+                    (SELECT coalesce(sum(char_length(name)), 0) FROM pw)::int8,
+                    (SELECT coalesce(sum(pos * code), 0) FROM pw)::int8",
+            &[],
+        )
+        .await
+        .unwrap();
+    (0..9).map(|i| rows[0].get::<_, i64>(i)).collect()
+}
+
+fn w1<M: Fn(Select<Order>, Tree1) -> Select<Order>>(add: M) -> Select<Order> {
+    let q = Order::query().order_by(Order::ID.asc());
+    let q = add(q, Tree1::Customer);
+    let q = add(q, Tree1::Items);
+    add(q, Tree1::Tags)
+}
+
+/// The three edges of the W1 tree, to add with any method.
+#[derive(Clone, Copy)]
+enum Tree1 {
+    Customer,
+    Items,
+    Tags,
+}
+
+fn joined(q: Select<Order>, e: Tree1) -> Select<Order> {
+    match e {
+        Tree1::Customer => q.select_related(Order::CUSTOMER),
+        Tree1::Items => q.select_related(Order::ITEMS.with(OrderItem::PRODUCT)),
+        Tree1::Tags => q.select_related(Order::TAGS),
+    }
+}
+
+fn balanced(q: Select<Order>, e: Tree1) -> Select<Order> {
+    match e {
+        Tree1::Customer => q.balanced(Order::CUSTOMER),
+        Tree1::Items => q.balanced(Order::ITEMS.with(OrderItem::PRODUCT)),
+        Tree1::Tags => q.balanced(Order::TAGS),
+    }
+}
+
+fn prefetched(q: Select<Order>, e: Tree1) -> Select<Order> {
+    match e {
+        Tree1::Customer => q.prefetch(Order::CUSTOMER),
+        Tree1::Items => q.prefetch(Order::ITEMS.with(OrderItem::PRODUCT)),
+        Tree1::Tags => q.prefetch(Order::TAGS),
+    }
+}
+
+fn w3(joined: bool) -> Select<Product> {
+    let q = Product::query().order_by(Product::ID.asc());
+    if joined {
+        q.select_related(Product::STOCK.with(Stock::WAREHOUSE))
+            .select_related(Product::WAREHOUSES)
+    } else {
+        q.balanced(Product::STOCK.with(Stock::WAREHOUSE))
+            .balanced(Product::WAREHOUSES)
+    }
+}
+
+fn json<T: serde::Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap()
+}
+
+#[tokio::test]
+async fn w1_w2_and_w3_trees_are_one_query() {
+    let db = shop("sr_counts_w", W).await;
+    // W1: the first 1,000 orders; W2: all of them.
+    for (limit, max_id) in [(Some(1_000), 1_000), (None, W.orders)] {
+        let mut query = w1(joined);
+        if let Some(n) = limit {
+            query = query.limit(n);
+        }
+        let (orders, queries) = count_queries(&db, query.all(&*db)).await;
+        let orders = orders.unwrap();
+        assert_eq!(queries, 1, "the whole W1/W2 tree in one statement");
+        assert_eq!(orders.len() as i64, max_id);
+        assert_eq!(w1_walk(&orders), w1_sql(&db, max_id).await);
+    }
+    let (products, queries) = count_queries(&db, w3(true).all(&*db)).await;
+    let products = products.unwrap();
+    assert_eq!(queries, 1, "the whole W3 tree in one statement");
+    assert_eq!(w3_walk(&products), w3_sql(&db).await);
+}
+
+#[tokio::test]
+async fn balanced_joins_to_one_edges_and_batches_to_many_edges() {
+    let db = shop("sr_counts_bal", W).await;
+    // Root + customer; items + their products; tags.
+    let (orders, queries) = count_queries(&db, w1(balanced).limit(1_000).all(&*db)).await;
+    assert_eq!(queries, 3);
+    assert_eq!(w1_walk(&orders.unwrap()), w1_sql(&db, 1_000).await);
+    // Root; stock + warehouses; warehouses.
+    let (products, queries) = count_queries(&db, w3(false).all(&*db)).await;
+    assert_eq!(queries, 3);
+    assert_eq!(w3_walk(&products.unwrap()), w3_sql(&db).await);
+    // Unbounded or large parent sets: to-one edges are batched too. The root has no
+    // limit (customer batched); items have 3,000 parents (products batched).
+    let (orders, queries) = count_queries(&db, w1(balanced).all(&*db)).await;
+    assert_eq!(queries, 5);
+    assert_eq!(w1_walk(&orders.unwrap()), w1_sql(&db, W.orders).await);
+    // 1,001 parents is one too many for the root's customer; the items' products
+    // (1,001 order keys) are batched too.
+    let (orders, queries) = count_queries(&db, w1(balanced).limit(1_001).all(&*db)).await;
+    assert_eq!(queries, 5);
+    assert_eq!(w1_walk(&orders.unwrap()), w1_sql(&db, 1_001).await);
+    // A nested to-one edge under a batched edge is decided by that edge's key count:
+    // 200 orders -> their items join their products.
+    let (orders, queries) = count_queries(
+        &db,
+        Order::query()
+            .filter(Order::ID.lte(200))
+            .order_by(Order::ID.asc())
+            .balanced(Order::ITEMS.with(OrderItem::PRODUCT))
+            .all(&*db),
+    )
+    .await;
+    assert_eq!(queries, 2);
+    assert!(orders.unwrap().iter().all(|o| o
+        .items
+        .get()
+        .unwrap()
+        .iter()
+        .all(|i| i.product.get().is_some())));
+    assert_eq!(matrx_orm::BALANCED_JOIN_LIMIT, 1_000);
+    use matrx_orm::{balanced_strategy, LoadStrategy, RelationKind};
+    assert_eq!(
+        balanced_strategy(RelationKind::BelongsTo, Some(1_000)),
+        LoadStrategy::Joined
+    );
+    assert_eq!(
+        balanced_strategy(RelationKind::HasOne, Some(1_001)),
+        LoadStrategy::Batched
+    );
+    assert_eq!(
+        balanced_strategy(RelationKind::BelongsTo, None),
+        LoadStrategy::Batched
+    );
+    assert_eq!(
+        balanced_strategy(RelationKind::ManyToMany, Some(1)),
+        LoadStrategy::Batched
+    );
+}
+
+#[tokio::test]
+async fn each_edge_can_choose_its_strategy() {
+    let db = shop("sr_counts_edges", Shape { orders: 200, ..W }).await;
+    let expected = w1_sql(&db, W.orders.min(200)).await;
+    let cases: Vec<(&str, Select<Order>, u64)> = vec![
+        (
+            "items batched in a select_related tree (product joined into their statement)",
+            Order::query()
+                .select_related(Order::CUSTOMER)
+                .select_related(Order::ITEMS.with(OrderItem::PRODUCT).batched())
+                .select_related(Order::TAGS),
+            2,
+        ),
+        (
+            "items and their products each batched",
+            Order::query()
+                .select_related(Order::CUSTOMER)
+                .select_related(Order::ITEMS.with(OrderItem::PRODUCT.batched()).batched())
+                .select_related(Order::TAGS),
+            3,
+        ),
+        (
+            "items joined in a balanced tree",
+            Order::query()
+                .balanced(Order::CUSTOMER)
+                .balanced(Order::ITEMS.with(OrderItem::PRODUCT).joined())
+                .balanced(Order::TAGS),
+            2,
+        ),
+        (
+            "everything batched through balanced",
+            Order::query()
+                .balanced(Order::CUSTOMER.batched())
+                .balanced(Order::ITEMS.with(OrderItem::PRODUCT.batched()))
+                .balanced(Order::TAGS),
+            5,
+        ),
+        (
+            "a prefetch tree whose nested edge joins into its parent's statement",
+            Order::query()
+                .prefetch(Order::CUSTOMER)
+                .prefetch(Order::ITEMS.with(OrderItem::PRODUCT.joined()))
+                .prefetch(Order::TAGS),
+            4,
+        ),
+        (
+            "a batched edge whose statement joins a to-one and, through it, a to-many",
+            Order::query()
+                .select_related(Order::CUSTOMER)
+                .select_related(
+                    Order::ITEMS
+                        .with(OrderItem::PRODUCT.with(Product::STOCK.with(Stock::WAREHOUSE)))
+                        .batched(),
+                )
+                .select_related(Order::TAGS),
+            2,
+        ),
+        (
+            "prefetch and select_related mixed, equal edges merged",
+            Order::query()
+                .select_related(Order::ITEMS)
+                .prefetch(Order::ITEMS.with(OrderItem::PRODUCT))
+                .select_related(Order::CUSTOMER)
+                .select_related(Order::TAGS),
+            2,
+        ),
+    ];
+    for (what, query, expected_queries) in cases {
+        // A page of 200 orders: few enough for balanced to join to-one edges.
+        let query = query.order_by(Order::ID.asc()).limit(200);
+        let (orders, queries) = count_queries(&db, query.all(&*db)).await;
+        let orders = orders.unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(queries, expected_queries, "{what}");
+        assert_eq!(w1_walk(&orders), expected, "{what}");
+    }
+}
+
+#[tokio::test]
+async fn empty_results_and_null_keys_cost_no_extra_query() {
+    let db = shop("sr_counts_empty", Shape { orders: 30, ..W }).await;
+    let none = Order::query().filter(Order::ID.lt(0));
+    for query in [w1(joined), w1(balanced)] {
+        let (orders, queries) = count_queries(&db, query.filter(Order::ID.lt(0)).all(&*db)).await;
+        assert!(orders.unwrap().is_empty());
+        assert_eq!(queries, 1);
+    }
+    let (orders, queries) = count_queries(&db, none.select_related(Order::ITEMS).all(&*db)).await;
+    assert!(orders.unwrap().is_empty());
+    assert_eq!(queries, 1);
+    // Customers without a referrer: loaded and NULL, in one query, and the batched
+    // referrer edge sends only the non-NULL keys.
+    for strategy in [
+        matrx_orm::LoadStrategy::Joined,
+        matrx_orm::LoadStrategy::Batched,
+    ] {
+        let (customers, queries) = count_queries(
+            &db,
+            Customer::query()
+                .filter(Customer::REFERRED_BY.is_null())
+                .select_related(Customer::REFERRER.strategy(strategy))
+                .all(&*db),
+        )
+        .await;
+        let customers = customers.unwrap();
+        assert!(!customers.is_empty());
+        assert!(customers.iter().all(|c| c.referrer.state() == Some(None)));
+        assert_eq!(queries, 1, "{strategy:?}");
+    }
+}
+
+#[tokio::test]
+async fn root_paging_and_filters_apply_to_parents_only() {
+    let db = shop("sr_counts_paging", Shape { orders: 300, ..W }).await;
+    let all = w1(prefetched).all(&*db).await.unwrap();
+    for (limit, offset) in [(10, 0), (7, 13), (1, 299), (5, 400)] {
+        for query in [w1(joined), w1(balanced)] {
+            let page = query.limit(limit).offset(offset).all(&*db).await.unwrap();
+            let expected: Vec<&Order> = all
+                .iter()
+                .skip(offset as usize)
+                .take(limit as usize)
+                .collect();
+            assert_eq!(
+                json(&page),
+                json(&expected),
+                "limit {limit} offset {offset}"
+            );
+        }
+    }
+    let ten = w1(joined).limit(10).all(&*db).await.unwrap();
+    assert_eq!(ten.len(), 10);
+    let items: usize = ten.iter().map(|o| o.items.get().unwrap().len()).sum();
+    assert!(
+        items > 10,
+        "every item of the 10 orders, not 10 rows: {items}"
+    );
+
+    // A filter and a descending order on the root, with a to-many edge joined.
+    let query = Order::query()
+        .filter(Order::STATUS.eq("paid") & Order::TOTAL_CENTS.gte(5_000))
+        .order_by(Order::PLACED_AT.desc())
+        .limit(20)
+        .offset(3);
+    let expected = query
+        .clone()
+        .prefetch(Order::ITEMS)
+        .prefetch(Order::TAGS)
+        .all(&*db)
+        .await
+        .unwrap();
+    let got = query
+        .select_related(Order::ITEMS)
+        .select_related(Order::TAGS)
+        .all(&*db)
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 20);
+    assert_eq!(json(&got), json(&expected));
+
+    // first() and one() page the roots too.
+    let first = w1(joined)
+        .order_by(Order::ID.desc())
+        .first(&*db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.id, 1, "ID asc came first in w1()");
+    assert!(first.items.get().is_some());
+    let one = w1(joined).filter(Order::ID.eq(42)).one(&*db).await.unwrap();
+    assert_eq!(json(&one), json(&all[41]));
+}
+
+#[tokio::test]
+async fn customised_edges_load_what_prefetch_loads() {
+    let db = shop("sr_counts_custom", Shape { orders: 400, ..W }).await;
+    type Tree = Box<dyn Fn(u8) -> Select<Customer>>;
+    let trees: Vec<(&str, Tree)> = vec![
+        (
+            "to-many: filter, descending order, limit per parent; nested",
+            Box::new(|how| {
+                let tree = Customer::ORDERS
+                    .filter(Order::STATUS.ne("shipped"))
+                    .order_by(Order::PLACED_AT.desc())
+                    .limit_per_parent(3)
+                    .with(
+                        Order::ITEMS
+                            .order_by(OrderItem::QUANTITY.desc())
+                            .order_by(OrderItem::ID.asc())
+                            .limit_per_parent(2)
+                            .with(OrderItem::PRODUCT.filter(Product::PRICE_CENTS.gt(300))),
+                    )
+                    .with(Order::TAGS.order_by(Tag::ID.desc()).limit_per_parent(1));
+                add(Customer::query().order_by(Customer::ID.asc()), how, tree)
+            }),
+        ),
+        (
+            "to-one with a filter: NULL where the target does not match",
+            Box::new(|how| {
+                let tree = Customer::REFERRER
+                    .filter(Customer::ID.lt(40))
+                    .with(Customer::REFERRER);
+                add(Customer::query().order_by(Customer::ID.asc()), how, tree)
+            }),
+        ),
+        (
+            "a limit of zero per parent",
+            Box::new(|how| {
+                let q = Customer::query().order_by(Customer::ID.asc());
+                let q = add(q, how, Customer::ORDERS.limit_per_parent(0));
+                add(q, how, Customer::REFERRER.limit_per_parent(0))
+            }),
+        ),
+        (
+            "many-to-many ordered and limited, composite-key targets",
+            Box::new(|how| {
+                let tree = Customer::ORDERS.with(
+                    Order::ITEMS.with(
+                        OrderItem::PRODUCT
+                            .with(
+                                Product::WAREHOUSES
+                                    .order_by(Warehouse::NAME.desc())
+                                    .limit_per_parent(2),
+                            )
+                            .with(
+                                Product::STOCK
+                                    .filter(Stock::QTY.gt(20))
+                                    .with(Stock::WAREHOUSE),
+                            ),
+                    ),
+                );
+                add(
+                    Customer::query().order_by(Customer::ID.asc()).limit(15),
+                    how,
+                    tree,
+                )
+            }),
+        ),
+    ];
+    for (what, tree) in &trees {
+        let expected = json(
+            &tree(0)
+                .all(&*db)
+                .await
+                .unwrap_or_else(|e| panic!("{what}: {e}")),
+        );
+        let (got, queries) = count_queries(&db, tree(1).all(&*db)).await;
+        assert_eq!(
+            json(&got.unwrap_or_else(|e| panic!("{what}: {e}"))),
+            expected,
+            "{what}: select_related"
+        );
+        assert_eq!(queries, 1, "{what}");
+        let got = tree(2)
+            .all(&*db)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(json(&got), expected, "{what}: balanced");
+    }
+}
+
+/// Adds `tree` by prefetch (0), select_related (1) or balanced (2).
+fn add<S: Model>(q: Select<S>, how: u8, tree: impl matrx_orm::IntoPrefetch<S>) -> Select<S> {
+    match how {
+        0 => q.prefetch(tree),
+        1 => q.select_related(tree),
+        _ => q.balanced(tree),
+    }
+}
+
+#[tokio::test]
+async fn repeated_rows_are_one_arc() {
+    let db = shop("sr_counts_shared", Shape { orders: 300, ..W }).await;
+    for query in [w1(joined), w1(balanced)] {
+        let orders = query.all(&*db).await.unwrap();
+        let a = orders.iter().find(|o| o.customer_id == 8).unwrap();
+        let b = orders.iter().rev().find(|o| o.customer_id == 8).unwrap();
+        assert_ne!(a.id, b.id);
+        assert!(Arc::ptr_eq(
+            a.customer.state().unwrap().unwrap(),
+            b.customer.state().unwrap().unwrap()
+        ));
+        let tag = |t: i64| -> Vec<&Arc<Tag>> {
+            orders
+                .iter()
+                .flat_map(|o| o.tags.get().unwrap())
+                .filter(|x| x.id == t)
+                .collect()
+        };
+        let mut counts = std::collections::HashMap::new();
+        for t in orders.iter().flat_map(|o| o.tags.get().unwrap()) {
+            *counts.entry(t.id).or_insert(0) += 1;
+        }
+        let common = counts
+            .iter()
+            .max_by_key(|(_, n)| **n)
+            .map(|(id, _)| *id)
+            .unwrap();
+        let sevens = tag(common);
+        assert!(sevens.len() > 1);
+        assert!(
+            sevens.iter().all(|t| Arc::ptr_eq(t, sevens[0])),
+            "many-to-many targets shared"
+        );
+        let product = |p: i64| -> Vec<&Arc<Product>> {
+            orders
+                .iter()
+                .flat_map(|o| o.items.get().unwrap())
+                .filter_map(|i| i.product.state().unwrap())
+                .filter(|x| x.id == p)
+                .collect()
+        };
+        let threes = product(3);
+        assert!(threes.len() > 1);
+        assert!(
+            threes.iter().all(|p| Arc::ptr_eq(p, threes[0])),
+            "to-one targets shared"
+        );
+    }
+}
+
+#[tokio::test]
+async fn conflicting_edges_are_refused_before_any_query() {
+    let db = shop("sr_counts_conflict", Shape { orders: 10, ..W }).await;
+    let refused = [
+        Order::query()
+            .select_related(Order::ITEMS.limit_per_parent(1))
+            .select_related(Order::ITEMS.with(OrderItem::PRODUCT)),
+        Order::query()
+            .select_related(Order::ITEMS.batched())
+            .select_related(Order::ITEMS.joined()),
+        Order::query()
+            .select_related(Order::ITEMS.filter(OrderItem::QUANTITY.gt(1)))
+            .prefetch(Order::ITEMS),
+    ];
+    for query in refused {
+        let (res, queries) = count_queries(&db, query.all(&*db)).await;
+        assert!(matches!(res, Err(Error::InvalidInput(_))), "{res:?}");
+        assert_eq!(queries, 0);
+    }
+    let unknown = Order::query().select_related_path("items__nope");
+    assert!(matches!(unknown, Err(Error::InvalidInput(m)) if m.contains("nope")));
+}
+
+#[tokio::test]
+async fn transactions_sessions_and_existing_collections() {
+    let db = shop("sr_counts_exec", Shape { orders: 50, ..W }).await;
+    let expected = w1_sql(&db, 50).await;
+    let tx = db.begin().await.unwrap();
+    assert_eq!(w1_walk(&w1(joined).all(&tx).await.unwrap()), expected);
+    assert_eq!(w1_walk(&w1(balanced).all(&tx).await.unwrap()), expected);
+    tx.rollback().await.unwrap();
+    let session = db.session();
+    let (orders, queries) = count_queries(&db, w1(joined).all(&session)).await;
+    assert_eq!(w1_walk(&orders.unwrap()), expected);
+    assert_eq!(queries, 1);
+
+    // A joined edge on an existing collection runs as its own statement, with its
+    // joined child inside it; slots loaded before keep their rows, and their children
+    // still load.
+    let orders = Order::query()
+        .order_by(Order::ID.asc())
+        .all(&*db)
+        .await
+        .unwrap();
+    let early = orders[0].fetch(&*db, Order::ITEMS).await.unwrap();
+    let (res, queries) = count_queries(
+        &db,
+        matrx_orm::prefetch_related(
+            &*db,
+            &orders,
+            Order::ITEMS.with(OrderItem::PRODUCT).joined(),
+        ),
+    )
+    .await;
+    res.unwrap();
+    assert_eq!(
+        queries, 2,
+        "items with products joined, then the early items' products"
+    );
+    assert!(Arc::ptr_eq(&orders[0].items.get().unwrap()[0], &early[0]));
+    for o in &orders {
+        for i in o.items.get().unwrap() {
+            assert_eq!(i.product.get().map(|p| p.id), Some(i.product_id));
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_statement_is_one_select_with_lateral_aggregates() {
+    let query = w1(joined).filter(Order::STATUS.eq("paid")).limit(10);
+    let sql = query.joined_statement(AggregateEncoding::Records).unwrap();
+    let text = &sql.text;
+    assert!(text.starts_with("SELECT \"t\".\"id\", "), "{text}");
+    assert_eq!(
+        text.matches("LEFT JOIN LATERAL (SELECT array_agg(ROW(")
+            .count(),
+        2,
+        "{text}"
+    );
+    assert!(
+        text.contains("LEFT JOIN \"customers\" AS \"r1\" ON \"r1\".\"id\" = \"t\".\"customer_id\""),
+        "{text}"
+    );
+    assert!(text.contains("FROM \"order_tags\" AS \"j4\" JOIN \"tags\" AS \"r4\" ON \"r4\".\"id\" = \"j4\".\"tag_id\""), "{text}");
+    assert!(
+        text.contains("WHERE \"t\".\"state\" = $1") || text.contains("WHERE \"t\".\"status\" = $1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("LIMIT $2) AS \"t\""),
+        "root paging inside the derived table: {text}"
+    );
+    assert!(text.ends_with("ORDER BY \"t\".\"id\" ASC"), "{text}");
+    assert_eq!(sql.params.len(), 2);
+    let json = query.joined_statement(AggregateEncoding::Json).unwrap();
+    assert_eq!(json.text.matches("json_agg(json_build_array(").count(), 2);
+}
+
+#[tokio::test]
+async fn a_batched_statement_can_carry_joined_to_many_children() {
+    let db = shop("sr_counts_keyed", Shape { orders: 120, ..W }).await;
+    let tree = || {
+        Order::ITEMS.with(
+            OrderItem::PRODUCT
+                .with(
+                    Product::STOCK
+                        .order_by(Stock::QTY.desc())
+                        .order_by(Stock::REGION.asc())
+                        .order_by(Stock::CODE.asc())
+                        .with(Stock::WAREHOUSE),
+                )
+                .with(Product::WAREHOUSES.limit_per_parent(2)),
+        )
+    };
+    let expected = Order::query()
+        .order_by(Order::ID.asc())
+        .prefetch(tree())
+        .all(&*db)
+        .await
+        .unwrap();
+    let (got, queries) = count_queries(
+        &db,
+        Order::query()
+            .order_by(Order::ID.asc())
+            .select_related(tree().batched())
+            .all(&*db),
+    )
+    .await;
+    assert_eq!(
+        queries, 2,
+        "root; items with products, stock and warehouses"
+    );
+    assert_eq!(json(&got.unwrap()), json(&expected));
+    // The same with the items limited per order (the batch statement's window).
+    let limited = || {
+        Order::ITEMS
+            .order_by(OrderItem::ID.desc())
+            .limit_per_parent(2)
+            .with(OrderItem::PRODUCT.with(Product::STOCK))
+    };
+    let expected = Order::query()
+        .order_by(Order::ID.asc())
+        .prefetch(limited())
+        .all(&*db)
+        .await
+        .unwrap();
+    let got = Order::query()
+        .order_by(Order::ID.asc())
+        .select_related(limited().batched())
+        .all(&*db)
+        .await
+        .unwrap();
+    assert_eq!(json(&got), json(&expected));
+}
