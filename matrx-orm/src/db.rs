@@ -11,7 +11,9 @@ use tokio_postgres::{NoTls, Row};
 use crate::cache::shared::SharedCache;
 use crate::cache::{CachePolicy, CacheStats, Clock, SystemClock};
 use crate::error::{Error, Result};
-use crate::executor::{run_batch, run_execute, run_query, Executor, QueryCounter, Scope};
+use crate::executor::{
+    discard_if_broken, run_batch, run_execute, run_query, Executor, QueryCounter, Scope,
+};
 use crate::session::Session;
 use crate::transaction::Transaction;
 
@@ -98,7 +100,8 @@ impl DbBuilder {
     /// # Ok(()) }
     /// ```
     pub fn cache<M: crate::Model>(mut self, policy: CachePolicy) -> Self {
-        self.cache_policies.retain(|(model, _)| *model != TypeId::of::<M>());
+        self.cache_policies
+            .retain(|(model, _)| *model != TypeId::of::<M>());
         self.cache_policies.push((TypeId::of::<M>(), policy));
         self
     }
@@ -157,8 +160,15 @@ impl DbBuilder {
             .build()
             .map_err(|e| Error::InvalidInput(format!("invalid pool configuration: {e}")))?;
         let shared = (!self.cache_policies.is_empty()).then(|| {
-            let clock = self.cache_clock.clone().unwrap_or_else(|| Arc::new(SystemClock::default()));
-            Arc::new(SharedCache::new(clock, self.cache_capacity, &self.cache_policies))
+            let clock = self
+                .cache_clock
+                .clone()
+                .unwrap_or_else(|| Arc::new(SystemClock::default()));
+            Arc::new(SharedCache::new(
+                clock,
+                self.cache_capacity,
+                &self.cache_policies,
+            ))
         });
         let db = Db {
             inner: Arc::new(DbInner {
@@ -249,7 +259,12 @@ impl Db {
 
     /// The shared-cache counters of model `M` (zeros when it is not cached).
     pub fn cache_stats<M: crate::Model>(&self) -> CacheStats {
-        self.inner.scope.shared.as_ref().map(|s| s.stats::<M>()).unwrap_or_default()
+        self.inner
+            .scope
+            .shared
+            .as_ref()
+            .map(|s| s.stats::<M>())
+            .unwrap_or_default()
     }
 
     /// A new request scope. See [`Session`].
@@ -341,12 +356,16 @@ pub struct PoolStatus {
 impl Executor for Db {
     async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
         let conn = self.conn().await?;
-        run_query(&conn, &self.inner.scope, sql, params).await
+        let result = run_query(&conn, &self.inner.scope, sql, params).await;
+        discard_if_broken(conn, &result);
+        result
     }
 
     async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
         let conn = self.conn().await?;
-        run_execute(&conn, &self.inner.scope, sql, params).await
+        let result = run_execute(&conn, &self.inner.scope, sql, params).await;
+        discard_if_broken(conn, &result);
+        result
     }
 
     async fn atomic(&self) -> Result<Transaction<'_>> {

@@ -15,9 +15,9 @@ use postgres_types::ToSql;
 use tokio_postgres::Row;
 use tracing::Instrument;
 
-use crate::error::Result;
 use crate::cache::session::SessionCache;
 use crate::cache::shared::SharedCache;
+use crate::error::Result;
 use crate::relation::loader::Loaders;
 use crate::transaction::Transaction;
 
@@ -147,6 +147,14 @@ fn check_params(params: &[&(dyn ToSql + Sync)]) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Closes a pooled connection whose statement failed with a connection error,
+/// instead of returning it to the pool (it may look open and fail the next caller).
+pub(crate) fn discard_if_broken<T>(conn: deadpool_postgres::Object, result: &Result<T>) {
+    if matches!(result, Err(crate::Error::Connection(_))) {
+        drop(deadpool_postgres::Object::take(conn));
+    }
 }
 
 /// Runs one statement on one connection: prepare (cached), execute, count, trace.

@@ -4,6 +4,7 @@
 //! column (`= ANY($1)`, or `unnest($1::text[], $2::int4[])` for composite keys), so the
 //! SQL text never depends on how many keys there are.
 
+use std::any::Any;
 use std::borrow::Cow;
 use std::fmt::Debug;
 use std::hash::Hash;
@@ -30,6 +31,9 @@ macro_rules! key_parts {
             fn column_types() -> Vec<Cow<'static, str>> { vec![<$t as SqlType>::pg_type()] }
             fn decode(row: &Row, offset: usize, model: &'static str) -> Result<Self> {
                 crate::model::decode_column(row, offset, model)
+            }
+            fn validate(&self) -> Result<()> {
+                validate_part(self)
             }
         }
         impl KeyField for $t {
@@ -68,6 +72,20 @@ pub trait Key: Clone + Eq + Ord + Hash + Debug + Send + Sync + 'static {
     fn column_types() -> Vec<Cow<'static, str>>;
     /// Decodes the key from `ARITY` columns of `row` starting at `offset`.
     fn decode(row: &Row, offset: usize, model: &'static str) -> Result<Self>;
+
+    /// Refuses a key the server would refuse (a NUL byte in text), before it joins a
+    /// statement shared with other keys.
+    fn validate(&self) -> Result<()>;
+}
+
+/// A key part the server would refuse.
+pub(crate) fn validate_part(part: &dyn Any) -> Result<()> {
+    match part.downcast_ref::<String>() {
+        Some(text) if text.contains('\0') => Err(crate::Error::InvalidInput(format!(
+            "a key contains a NUL byte, which PostgreSQL text cannot hold: {text:?}"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// A model field that holds one part of a key; `Option` fields give `None` for NULL.
@@ -91,6 +109,10 @@ macro_rules! tuple_keys {
             fn column_types() -> Vec<Cow<'static, str>> { vec![$(<$t as SqlType>::pg_type()),*] }
             fn decode(row: &Row, offset: usize, model: &'static str) -> Result<Self> {
                 Ok(($(crate::model::decode_column::<$t>(row, offset + $i, model)?,)*))
+            }
+            fn validate(&self) -> Result<()> {
+                $(validate_part(&self.$i)?;)*
+                Ok(())
             }
         }
     };

@@ -151,10 +151,39 @@ impl<M: Model> Select<M> {
     }
 
     /// Loads a relation tree choosing per edge, by the measured default
-    /// ([`balanced_strategy`](crate::balanced_strategy)): to-one edges joined into
-    /// their parent's statement, to-many edges batched (one statement each, with their
-    /// own to-one edges joined in). An edge can override the choice with
-    /// [`joined`](crate::EdgeStrategy::joined) / [`batched`](crate::EdgeStrategy::batched).
+    /// ([`balanced_strategy`](crate::balanced_strategy)): to-many edges batched (one
+    /// statement each); to-one edges joined into their parent's statement when it has
+    /// at most [`BALANCED_JOIN_LIMIT`](crate::BALANCED_JOIN_LIMIT) parents (the root
+    /// query's limit, or the number of keys a batched edge sends), batched otherwise.
+    /// An edge can override the choice with [`joined`](crate::EdgeStrategy::joined) /
+    /// [`batched`](crate::EdgeStrategy::batched). The relations are attached exactly as
+    /// [`prefetch`](Self::prefetch) attaches them.
+    ///
+    /// ```no_run
+    /// # use matrx_orm::prelude::*;
+    /// # #[derive(Model, Debug)] #[orm(table = "customers")]
+    /// # pub struct Customer { #[orm(primary_key)] pub id: i64 }
+    /// # #[derive(Model, Debug)] #[orm(table = "products")]
+    /// # pub struct Product { #[orm(primary_key)] pub id: i64 }
+    /// # #[derive(Model, Debug)] #[orm(table = "order_items")]
+    /// # pub struct OrderItem { #[orm(primary_key)] pub id: i64, pub order_id: i64, pub product_id: i64,
+    /// #   #[orm(belongs_to(key = "product_id"))] pub product: One<Product> }
+    /// # #[derive(Model, Debug)] #[orm(table = "orders")]
+    /// # pub struct Order { #[orm(primary_key)] pub id: i64, pub customer_id: i64,
+    /// #   #[orm(belongs_to(key = "customer_id"))] pub customer: One<Customer>,
+    /// #   #[orm(has_many(foreign_key = "order_id"))] pub items: Many<OrderItem> }
+    /// # async fn demo(db: &matrx_orm::Db) -> matrx_orm::Result<()> {
+    /// // A page of 50: orders joined to their customer, then the items joined to
+    /// // their products: 2 queries.
+    /// let page = Order::query()
+    ///     .order_by(Order::ID.desc())
+    ///     .limit(50)
+    ///     .balanced(Order::CUSTOMER)
+    ///     .balanced(Order::ITEMS.with(OrderItem::PRODUCT))
+    ///     .all(db)
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     pub fn balanced(mut self, tree: impl IntoPrefetch<M>) -> Self {
         self.balanced.add(tree);
         self

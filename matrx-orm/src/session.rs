@@ -7,7 +7,7 @@ use tokio_postgres::Row;
 
 use crate::db::Db;
 use crate::error::{Error, Result};
-use crate::executor::{run_execute, run_query, Executor, QueryCounter, Scope};
+use crate::executor::{discard_if_broken, run_execute, run_query, Executor, QueryCounter, Scope};
 use crate::relation::loader::{Loaders, DEFAULT_MAX_BATCH};
 use crate::transaction::Transaction;
 
@@ -121,12 +121,16 @@ impl Session {
 impl Executor for Session {
     async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
         let conn = self.db.conn().await?;
-        run_query(&conn, &self.scope, sql, params).await
+        let result = run_query(&conn, &self.scope, sql, params).await;
+        discard_if_broken(conn, &result);
+        result
     }
 
     async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
         let conn = self.db.conn().await?;
-        run_execute(&conn, &self.scope, sql, params).await
+        let result = run_execute(&conn, &self.scope, sql, params).await;
+        discard_if_broken(conn, &result);
+        result
     }
 
     async fn atomic(&self) -> Result<Transaction<'_>> {

@@ -1,10 +1,12 @@
 //! [`Transaction`]: a connection of its own between `BEGIN` and `COMMIT`/`ROLLBACK`,
 //! with nested savepoints.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 
 use deadpool_postgres::{ClientWrapper, Object};
+use futures_util::future::BoxFuture;
 use postgres_types::ToSql;
 use tokio_postgres::Row;
 
@@ -44,7 +46,9 @@ pub struct Transaction<'a> {
     /// The savepoint's number; 0 for the root transaction.
     savepoint: u32,
     shared: Arc<Shared>,
-    finished: bool,
+    /// Whether nothing is owed on drop: set once a commit or rollback has left for the
+    /// server (and, for a savepoint, until its `SAVEPOINT` has).
+    finished: AtomicBool,
     /// Held by a savepoint opened for an atomic write (`Executor::atomic`), so such
     /// savepoints on one connection never interleave.
     _atomic: Option<tokio::sync::OwnedMutexGuard<()>>,
@@ -60,6 +64,36 @@ struct Shared {
     last_savepoint: AtomicU32,
     /// Serialises the savepoints of concurrent atomic writes on this connection.
     atomic: Arc<tokio::sync::Mutex<()>>,
+    /// The savepoint level (0: the root) at which a statement failed: the server has
+    /// aborted the transaction until a rollback to that level or above.
+    aborted: Mutex<Option<u32>>,
+}
+
+impl Shared {
+    fn mark_aborted(&self, level: u32) {
+        if let Ok(mut aborted) = self.aborted.lock() {
+            aborted.get_or_insert(level);
+        }
+    }
+
+    fn is_aborted(&self) -> bool {
+        self.aborted.lock().map(|a| a.is_some()).unwrap_or(true)
+    }
+
+    /// A rollback to savepoint `level` ends an abort that happened inside it.
+    fn rolled_back_to(&self, level: u32) {
+        if let Ok(mut aborted) = self.aborted.lock() {
+            if aborted.is_some_and(|at| at >= level) {
+                *aborted = None;
+            }
+        }
+    }
+}
+
+/// Whether `err` is a statement the server refused (which aborts a transaction), as
+/// opposed to a fault of the connection or a refusal before sending.
+fn aborts_transaction(err: &Error) -> bool {
+    err.sqlstate().is_some()
 }
 
 impl std::fmt::Debug for Transaction<'_> {
@@ -72,15 +106,22 @@ impl std::fmt::Debug for Transaction<'_> {
 
 impl Transaction<'static> {
     pub(crate) async fn begin(conn: Object, scope: Scope) -> Result<Transaction<'static>> {
-        run_batch(&conn, &scope, "BEGIN").await?;
-        Ok(Transaction {
+        // Built before BEGIN is sent, so a cancelled begin is rolled back on drop
+        // instead of returning the connection to the pool inside a transaction.
+        let mut tx = Transaction {
             conn: Conn::Owned(Some(Box::new(conn))),
             scope,
             savepoint: 0,
             shared: Arc::default(),
-            finished: false,
+            finished: AtomicBool::new(false),
             _atomic: None,
-        })
+        };
+        if let Err(err) = tx.send(Some("BEGIN"), || {}).await {
+            tx.finished.store(true, Ordering::Relaxed);
+            tx.discard_connection();
+            return Err(err);
+        }
+        Ok(tx)
     }
 }
 
@@ -95,11 +136,46 @@ impl<'a> Transaction<'a> {
 
     /// Runs the savepoint rollbacks owed by dropped nested transactions.
     async fn settle(&self) -> Result<()> {
-        let owed: Vec<String> = match self.shared.pending.lock() {
-            Ok(mut pending) if !pending.is_empty() => std::mem::take(&mut *pending),
-            _ => return Ok(()),
-        };
-        run_batch(self.client()?, &self.scope, &owed.join("; ")).await
+        self.send(None, || {}).await
+    }
+
+    /// Sends the owed savepoint rollbacks and then `last` as one batch, built and sent
+    /// in a single poll so a cancelled caller never loses owed work; `on_sent` runs as
+    /// soon as the batch has left for the server (which then runs it whether or not
+    /// the answer is awaited).
+    async fn send(&self, last: Option<&str>, on_sent: impl FnOnce()) -> Result<()> {
+        let client = self.client()?;
+        let scope = &self.scope;
+        let mut on_sent = Some(on_sent);
+        let mut batch: Option<BoxFuture<'_, Result<()>>> = None;
+        std::future::poll_fn(|cx| {
+            if batch.is_none() {
+                let mut statements = match self.shared.pending.lock() {
+                    Ok(mut pending) => std::mem::take(&mut *pending),
+                    Err(_) => Vec::new(),
+                };
+                statements.extend(last.map(str::to_owned));
+                if statements.is_empty() {
+                    if let Some(f) = on_sent.take() {
+                        f();
+                    }
+                    return Poll::Ready(Ok(()));
+                }
+                let text = statements.join("; ");
+                batch = Some(Box::pin(
+                    async move { run_batch(client, scope, &text).await },
+                ));
+            }
+            let Some(fut) = batch.as_mut() else {
+                return Poll::Ready(Ok(()));
+            };
+            let polled = fut.as_mut().poll(cx);
+            if let Some(f) = on_sent.take() {
+                f();
+            }
+            polled
+        })
+        .await
     }
 
     /// Opens a savepoint: a nested transaction that can be rolled back alone.
@@ -110,35 +186,52 @@ impl<'a> Transaction<'a> {
     /// Opens a savepoint through a shared reference (for atomic multi-statement
     /// writes issued by this crate on a caller's transaction).
     pub(crate) async fn nested(&self) -> Result<Transaction<'_>> {
-        self.settle().await?;
         let client = self.client()?;
         let number = self.shared.last_savepoint.fetch_add(1, Ordering::Relaxed) + 1;
+        // Owes nothing on drop until its SAVEPOINT has been sent.
         let child = Transaction {
             conn: Conn::Nested(client),
             scope: self.scope.clone(),
             savepoint: number,
             shared: self.shared.clone(),
-            finished: false,
+            finished: AtomicBool::new(true),
             _atomic: None,
         };
         let sql = format!("SAVEPOINT matrx_sp_{number}");
-        run_batch(client, &self.scope, &sql).await?;
+        self.send(Some(&sql), || {
+            child.finished.store(false, Ordering::Relaxed)
+        })
+        .await
+        .inspect_err(|e| self.note_failure(e))?;
         Ok(child)
     }
 
-    /// Commits (or releases the savepoint).
+    /// Records that a statement failed on the server: the transaction is aborted at
+    /// this level until rolled back.
+    fn note_failure(&self, err: &Error) {
+        if aborts_transaction(err) {
+            self.shared.mark_aborted(self.savepoint);
+        }
+    }
+
+    /// Commits (or releases the savepoint). A transaction that a failed statement
+    /// aborted cannot commit: it is rolled back and the error says so (the server
+    /// would silently roll it back on `COMMIT`).
     pub async fn commit(mut self) -> Result<()> {
-        self.settle().await?;
+        if self.savepoint == 0 && self.shared.is_aborted() {
+            let _ = self.finish("ROLLBACK").await;
+            return Err(Error::Database {
+                code: "25P02".to_owned(),
+                message: "the transaction was aborted by a failed statement; it has been \
+                          rolled back, not committed"
+                    .to_owned(),
+            });
+        }
         let sql = match self.savepoint {
             0 => "COMMIT".to_owned(),
             n => format!("RELEASE SAVEPOINT matrx_sp_{n}"),
         };
-        let result = run_batch(self.client()?, &self.scope, &sql).await;
-        self.finished = true;
-        if result.is_err() {
-            self.discard_connection();
-        }
-        result
+        self.finish(&sql).await
     }
 
     /// Rolls back (to the savepoint, for a nested transaction).
@@ -147,15 +240,31 @@ impl<'a> Transaction<'a> {
             0 => "ROLLBACK".to_owned(),
             n => format!("ROLLBACK TO SAVEPOINT matrx_sp_{n}; RELEASE SAVEPOINT matrx_sp_{n}"),
         };
-        let result = match self.settle().await {
-            Ok(()) => run_batch(self.client()?, &self.scope, &sql).await,
-            Err(e) => Err(e),
-        };
-        self.finished = true;
+        let result = self.finish(&sql).await;
+        if result.is_ok() {
+            self.shared.rolled_back_to(self.savepoint);
+        }
+        result
+    }
+
+    /// Sends the ending statement; nothing is owed on drop once it has left.
+    async fn finish(&mut self, sql: &str) -> Result<()> {
+        let finished = &self.finished;
+        let result = self
+            .send(Some(sql), || finished.store(true, Ordering::Relaxed))
+            .await;
+        self.finished.store(true, Ordering::Relaxed);
         if result.is_err() {
+            self.note_failure_on_end(&result);
             self.discard_connection();
         }
         result
+    }
+
+    fn note_failure_on_end(&self, result: &Result<()>) {
+        if let Err(err) = result {
+            self.note_failure(err);
+        }
     }
 
     /// Runs `f` in a savepoint: released if `f` returns `Ok`, rolled back otherwise.
@@ -199,8 +308,9 @@ impl<'a> Transaction<'a> {
 
     /// Runs several parameterless statements separated by `;`.
     pub async fn batch_execute(&self, sql: &str) -> Result<()> {
-        self.settle().await?;
-        run_batch(self.client()?, &self.scope, sql).await
+        self.send(Some(sql), || {})
+            .await
+            .inspect_err(|e| self.note_failure(e))
     }
 
     /// Closes a root connection whose state is unknown instead of pooling it.
@@ -215,12 +325,15 @@ impl<'a> Transaction<'a> {
 
 impl Drop for Transaction<'_> {
     fn drop(&mut self) {
-        if self.finished {
+        if self.finished.load(Ordering::Relaxed) {
             return;
         }
         match &mut self.conn {
             Conn::Nested(_) => {
                 let n = self.savepoint;
+                // The rollback is sent before any later statement, so an abort that
+                // happened inside this savepoint is over from that statement's view.
+                self.shared.rolled_back_to(n);
                 if let Ok(mut pending) = self.shared.pending.lock() {
                     pending.push(format!(
                         "ROLLBACK TO SAVEPOINT matrx_sp_{n}; RELEASE SAVEPOINT matrx_sp_{n}"
@@ -264,12 +377,16 @@ async fn rollback_then_release(conn: Object) {
 impl Executor for Transaction<'_> {
     async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
         self.settle().await?;
-        run_query(self.client()?, &self.scope, sql, params).await
+        run_query(self.client()?, &self.scope, sql, params)
+            .await
+            .inspect_err(|e| self.note_failure(e))
     }
 
     async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
         self.settle().await?;
-        run_execute(self.client()?, &self.scope, sql, params).await
+        run_execute(self.client()?, &self.scope, sql, params)
+            .await
+            .inspect_err(|e| self.note_failure(e))
     }
 
     fn scope(&self) -> &Scope {

@@ -234,8 +234,6 @@ async fn a_chunked_insert_failing_in_a_middle_chunk_leaves_nothing_in_any_scope(
 /// reports `Ok(())`: the caller believes the earlier writes were saved, and they are
 /// gone. A commit that rolled back must be an error.
 #[tokio::test]
-#[ignore = "bug: Transaction::commit returns Ok(()) when the server rolled back an aborted \
-            transaction (transaction.rs commit)"]
 async fn a_commit_after_a_failed_statement_is_an_error_not_a_silent_rollback() {
     let tdb = fixtures::shop_db("atomic_commit_aborted").await;
     let db = &tdb.db;

@@ -241,8 +241,6 @@ async fn a_backend_killed_mid_query_is_a_connection_error_and_the_pool_recovers(
 /// connection to the next caller about one time in four, which fails with
 /// `Connection("connection closed")`.
 #[tokio::test]
-#[ignore = "bug: a connection whose statement failed with Error::Connection is returned \
-            to the pool; the next call can get it and fail (db.rs/session.rs: discard it)"]
 async fn the_call_right_after_a_killed_backend_succeeds() {
     let tdb = setup("fault_kill_next").await;
     let app = "matrx_fault_kill_next";

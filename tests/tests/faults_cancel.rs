@@ -436,8 +436,6 @@ async fn cancelled_waiters_and_leaders_of_session_batches_never_misattach() {
 /// "autocommit" writes are invisible to everyone else and lost when the connection
 /// closes.
 #[tokio::test]
-#[ignore = "bug: a cancelled Db::begin returns its connection to the pool inside an open \
-            transaction (transaction.rs Transaction::begin)"]
 async fn a_cancelled_begin_never_leaves_the_pooled_connection_in_a_transaction() {
     let tdb = fixtures::shop_db("cancel_begin").await;
     let db = tagged_pool(&tdb, "matrx_cancel_begin", 1, Duration::from_secs(5)).await;
@@ -461,8 +459,6 @@ async fn a_cancelled_begin_never_leaves_the_pooled_connection_in_a_transaction()
 /// enclosing transaction's next statement fails with 3B001 and the transaction is
 /// aborted.
 #[tokio::test]
-#[ignore = "bug: a savepoint whose commit/rollback is cancelled in flight queues a rollback \
-            to a released savepoint, aborting the transaction (transaction.rs commit/rollback)"]
 async fn a_cancelled_savepoint_commit_or_rollback_keeps_the_transaction_usable() {
     let tdb = fixtures::shop_db("cancel_savepoint").await;
     let mut tx = tdb.begin().await.unwrap();

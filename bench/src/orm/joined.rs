@@ -622,7 +622,13 @@ mod report {
     }
 
     /// Interleaved rounds (one warm-up), so drift on a shared machine hits all alike.
-    async fn measure<'a>(title: &str, db: &Db, rounds: usize, runs: Vec<(&'static str, Run<'a>)>) {
+    async fn measure<'a>(
+        title: &str,
+        dbs: &[&Db],
+        rounds: usize,
+        runs: Vec<(&'static str, Run<'a>)>,
+    ) {
+        let count = || dbs.iter().map(|d| d.query_count()).sum::<u64>();
         let mut rows: Vec<Measured> = runs
             .iter()
             .map(|(n, _)| Measured {
@@ -634,7 +640,7 @@ mod report {
             .collect();
         for round in 0..=rounds {
             for (i, (_, run)) in runs.iter().enumerate() {
-                let before = db.query_count();
+                let before = count();
                 let started = Instant::now();
                 let sums = run()
                     .await
@@ -642,7 +648,7 @@ mod report {
                 let ms = started.elapsed().as_secs_f64() * 1e3;
                 if round == 0 {
                     rows[i].sums = sums;
-                    rows[i].queries = db.query_count() - before;
+                    rows[i].queries = count() - before;
                 } else {
                     assert_eq!(
                         rows[i].sums, sums,
@@ -836,7 +842,7 @@ mod report {
                 };
                 measure(
                     &format!("W1 tree, first {n} orders, statements delayed {rtt:?}"),
-                    db,
+                    &[db],
                     rounds,
                     runs,
                 )
@@ -896,7 +902,7 @@ mod report {
             let loader = handwritten_loader(&ctx, w).await;
             measure(
                 &format!("{w}"),
-                db,
+                &[db],
                 rounds,
                 vec![
                     ("handwritten", handwritten(&loader)),
@@ -933,7 +939,7 @@ mod report {
         let loader = handwritten_loader(&ctx, Workload::W3).await;
         measure(
             "W3",
-            db,
+            &[db],
             rounds,
             vec![
                 ("handwritten", handwritten(&loader)),
@@ -971,7 +977,7 @@ mod report {
         .await;
         measure(
             "deep and narrow: 20 customers > orders > items > product > stock > warehouse",
-            db,
+            &[db],
             rounds,
             vec![
                 (
@@ -992,7 +998,7 @@ mod report {
         .await;
         measure(
             "wide and shallow: 1,000 products > their 100,261 items",
-            db,
+            &[db],
             rounds,
             vec![
                 (
@@ -1023,7 +1029,7 @@ mod report {
         let no_jit = &super::super::connect(&no_jit_ctx, 8).await.unwrap();
         measure(
             "W2 select_related, server JIT on (default) and off",
-            db,
+            &[db, no_jit],
             rounds,
             vec![
                 (
@@ -1046,7 +1052,7 @@ mod report {
         let rtt = Duration::from_millis(1);
         measure(
             "W1 with every statement delayed 1 ms (simulated round trip)",
-            db,
+            &[db],
             rounds,
             vec![
                 (
@@ -1066,7 +1072,7 @@ mod report {
         .await;
         measure(
             "deep and narrow, every statement delayed 1 ms",
-            db,
+            &[db],
             rounds,
             vec![
                 (

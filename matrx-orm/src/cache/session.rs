@@ -65,7 +65,9 @@ impl SessionCache {
             .instances
             .entry(TypeId::of::<M>())
             .or_insert_with(|| Box::new(Instances::<M>(HashMap::new())));
-        let Some(held) = held.downcast_mut::<Instances<M>>() else { return };
+        let Some(held) = held.downcast_mut::<Instances<M>>() else {
+            return;
+        };
         for row in rows {
             match held.0.get(&row.key()) {
                 Some(existing) => *row = existing.clone(),
@@ -76,12 +78,8 @@ impl SessionCache {
         }
     }
 
-
     /// Splits `keys` into those with cached targets (returned with them) and the rest.
-    pub(crate) fn split<R: Relation>(
-        &self,
-        keys: Vec<R::Key>,
-    ) -> Split<R> {
+    pub(crate) fn split<R: Relation>(&self, keys: Vec<R::Key>) -> Split<R> {
         let inner = self.lock();
         let Some(entries) = inner
             .relations
@@ -102,13 +100,19 @@ impl SessionCache {
     }
 
     /// Records the targets loaded for each key (an empty list for a key with none).
-    pub(crate) fn store<R: Relation>(&self, loaded: impl IntoIterator<Item = (R::Key, Vec<Arc<R::Target>>)>) {
+    pub(crate) fn store<R: Relation>(
+        &self,
+        loaded: impl IntoIterator<Item = (R::Key, Vec<Arc<R::Target>>)>,
+    ) {
         let mut inner = self.lock();
-        let slot = inner.relations.entry(TypeId::of::<R>()).or_insert_with(|| RelationSlot {
-            source: TypeId::of::<R::Source>(),
-            target: TypeId::of::<R::Target>(),
-            entries: Box::new(Entries::<R>(HashMap::new())),
-        });
+        let slot = inner
+            .relations
+            .entry(TypeId::of::<R>())
+            .or_insert_with(|| RelationSlot {
+                source: TypeId::of::<R::Source>(),
+                target: TypeId::of::<R::Target>(),
+                entries: Box::new(Entries::<R>(HashMap::new())),
+            });
         if let Some(entries) = slot.entries.downcast_mut::<Entries<R>>() {
             entries.0.extend(loaded);
         }
@@ -131,7 +135,9 @@ impl SessionCache {
                 }
             }
         }
-        inner.relations.retain(|_, slot| slot.source != model && slot.target != model);
+        inner
+            .relations
+            .retain(|_, slot| slot.source != model && slot.target != model);
     }
 
     /// Forgets every relation entry of relation `R` and of relations between the same

@@ -103,12 +103,18 @@ pub(crate) struct SharedCache {
 
 impl std::fmt::Debug for SharedCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SharedCache").field("capacity", &self.capacity).finish_non_exhaustive()
+        f.debug_struct("SharedCache")
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
     }
 }
 
 impl SharedCache {
-    pub(crate) fn new(clock: Arc<dyn Clock>, capacity: usize, policies: &[(TypeId, CachePolicy)]) -> Self {
+    pub(crate) fn new(
+        clock: Arc<dyn Clock>,
+        capacity: usize,
+        policies: &[(TypeId, CachePolicy)],
+    ) -> Self {
         let models = policies
             .iter()
             .map(|&(model, policy)| {
@@ -123,7 +129,11 @@ impl SharedCache {
                 (model, state)
             })
             .collect();
-        SharedCache { clock, capacity, models: Mutex::new(models) }
+        SharedCache {
+            clock,
+            capacity,
+            models: Mutex::new(models),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TypeId, ModelState>> {
@@ -145,7 +155,11 @@ impl SharedCache {
         let ttl = state.policy.ttl()?;
         state.tick += 1;
         let tick = state.tick;
-        let Some(cache) = state.rows.as_mut().and_then(|r| r.downcast_mut::<ModelCache<M>>()) else {
+        let Some(cache) = state
+            .rows
+            .as_mut()
+            .and_then(|r| r.downcast_mut::<ModelCache<M>>())
+        else {
             state.stats.misses += 1;
             return None;
         };
@@ -176,27 +190,47 @@ impl SharedCache {
 
     /// Stores rows read while the model's generation was `generation`; skipped if a
     /// write happened since (the rows may predate it).
-    pub(crate) fn put<M: Model>(&self, generation: u64, rows: impl IntoIterator<Item = (M::Key, CachedRow)>) {
+    pub(crate) fn put<M: Model>(
+        &self,
+        generation: u64,
+        rows: impl IntoIterator<Item = (M::Key, CachedRow)>,
+    ) {
         let now = self.clock.now();
         let mut models = self.lock();
-        let Some(state) = models.get_mut(&TypeId::of::<M>()) else { return };
+        let Some(state) = models.get_mut(&TypeId::of::<M>()) else {
+            return;
+        };
         if state.policy.ttl().is_none() || state.generation != generation {
             return;
         }
         let capacity = state.capacity;
         let rows_box = state.rows.get_or_insert_with(|| {
-            Box::new(ModelCache::<M> { entries: HashMap::new(), recency: BTreeMap::new() })
+            Box::new(ModelCache::<M> {
+                entries: HashMap::new(),
+                recency: BTreeMap::new(),
+            })
         });
-        let Some(cache) = rows_box.downcast_mut::<ModelCache<M>>() else { return };
+        let Some(cache) = rows_box.downcast_mut::<ModelCache<M>>() else {
+            return;
+        };
         for (key, row) in rows {
             state.tick += 1;
             let tick = state.tick;
-            if let Some(old) = cache.entries.insert(key.clone(), Entry { row, stored_at: now, tick }) {
+            if let Some(old) = cache.entries.insert(
+                key.clone(),
+                Entry {
+                    row,
+                    stored_at: now,
+                    tick,
+                },
+            ) {
                 cache.recency.remove(&old.tick);
             }
             cache.recency.insert(tick, key);
             while cache.entries.len() > capacity {
-                let Some((_, oldest)) = cache.recency.pop_first() else { break };
+                let Some((_, oldest)) = cache.recency.pop_first() else {
+                    break;
+                };
                 cache.entries.remove(&oldest);
                 state.stats.evictions += 1;
             }
@@ -208,9 +242,15 @@ impl SharedCache {
     /// model's generation.
     pub(crate) fn evict<M: Model>(&self, keys: Option<&[M::Key]>) {
         let mut models = self.lock();
-        let Some(state) = models.get_mut(&TypeId::of::<M>()) else { return };
+        let Some(state) = models.get_mut(&TypeId::of::<M>()) else {
+            return;
+        };
         state.generation += 1;
-        let Some(cache) = state.rows.as_mut().and_then(|r| r.downcast_mut::<ModelCache<M>>()) else {
+        let Some(cache) = state
+            .rows
+            .as_mut()
+            .and_then(|r| r.downcast_mut::<ModelCache<M>>())
+        else {
             return;
         };
         match keys {
@@ -233,6 +273,9 @@ impl SharedCache {
 
     /// The counters of `M`.
     pub(crate) fn stats<M: Model>(&self) -> CacheStats {
-        self.lock().get(&TypeId::of::<M>()).map(|s| s.stats).unwrap_or_default()
+        self.lock()
+            .get(&TypeId::of::<M>())
+            .map(|s| s.stats)
+            .unwrap_or_default()
     }
 }

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use crate::cache::shared::{CachedRow, SharedCache};
 use crate::error::Result;
-use crate::executor::Scope;
 use crate::executor::DynExecutor;
+use crate::executor::Scope;
 use crate::key::Key;
 use crate::model::Model;
 use crate::relation::sql::{edge_statement, keys_statement};
@@ -179,7 +179,10 @@ struct Fresh<K, T> {
 
 impl<K, T> Default for Fresh<K, T> {
     fn default() -> Self {
-        Fresh { targets: Vec::new(), links: Vec::new() }
+        Fresh {
+            targets: Vec::new(),
+            links: Vec::new(),
+        }
     }
 }
 
@@ -221,7 +224,13 @@ fn decode_rows<R: Relation>(
             fresh.links.push((key, fresh.targets.len()));
         }
         if keep {
-            kept.push((target.key(), CachedRow { row: Arc::new(row), offset: 0 }));
+            kept.push((
+                target.key(),
+                CachedRow {
+                    row: Arc::new(row),
+                    offset: 0,
+                },
+            ));
         }
         fresh.targets.push(target);
     }
@@ -292,7 +301,10 @@ impl<M: Model> Keyed<M> {
     /// The row of `key`, for the shared cache.
     pub(crate) fn cached_row(&self, key: &M::Key) -> Option<CachedRow> {
         let &i = self.index.get(key)?;
-        Some(CachedRow { row: self.rows[i].clone(), offset: <M::Key as Key>::ARITY })
+        Some(CachedRow {
+            row: self.rows[i].clone(),
+            offset: <M::Key as Key>::ARITY,
+        })
     }
 }
 

@@ -8,6 +8,7 @@ use futures_util::future::{try_join_all, BoxFuture};
 
 use crate::error::{Error, Result};
 use crate::executor::DynExecutor;
+use crate::key::Key;
 use crate::model::Model;
 use crate::relation::batch::{load_by_keys, load_edge};
 use crate::relation::loader;
@@ -41,6 +42,9 @@ pub async fn fetch<R: Relation>(ex: &dyn DynExecutor, source: &R::Source) -> Res
             model: <R::Source as Model>::META.name,
             relation: R::META.name,
         });
+    }
+    if let Some(key) = R::source_key(source) {
+        key.validate()?;
     }
     let groups = match (&ex.scope_dyn().loaders, R::source_key(source)) {
         (Some(loaders), Some(key)) => {
@@ -80,8 +84,12 @@ struct GetByKey<M>(std::marker::PhantomData<M>);
 /// The row of `M` with primary key `key`, if any: one query, shared with every
 /// concurrent get of the same model when run in a [`Session`](crate::Session).
 pub(crate) async fn get<M: Model>(ex: &dyn DynExecutor, key: &M::Key) -> Result<Option<M>> {
+    key.validate()?;
     let scope = ex.scope_dyn();
-    let shared = scope.shared.as_deref().and_then(|s| s.generation::<M>().map(|g| (s, g)));
+    let shared = scope
+        .shared
+        .as_deref()
+        .and_then(|s| s.generation::<M>().map(|g| (s, g)));
     if let Some((cache, _)) = shared {
         if let Some(cached) = cache.get::<M>(key) {
             return M::decode(&cached.row, cached.offset).map(Some);

@@ -61,6 +61,14 @@
 //! (docs/BENCHMARKS.md): it was slower to build on the server and to parse on the
 //! client, and it loses types (numerics become JSON numbers, `bytea` a hex string).
 //!
+//! # Choosing per edge: `balanced`
+//!
+//! [`balanced_strategy`]: to-many edges batched; to-one edges joined into their
+//! parent's statement when it returns at most [`BALANCED_JOIN_LIMIT`] parents (the
+//! root's `LIMIT`, or the number of keys a batched edge sends), batched otherwise. The
+//! plan keeps such edges joined until the statement is built (`Plan::settle`), when
+//! the bound is known. Every edge can choose for itself ([`EdgeStrategy`]).
+//!
 //! # Batched edges in a joined tree
 //!
 //! An edge marked batched (by [`EdgeStrategy::batched`], or by the `balanced` policy)
