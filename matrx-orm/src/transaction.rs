@@ -228,7 +228,10 @@ impl<'a> Transaction<'a> {
             });
         }
         let sql = match self.savepoint {
-            0 => "COMMIT".to_owned(),
+            // The probe fails (25P02) if a statement the caller never saw fail — one it
+            // cancelled after sending — aborted the transaction; the batch then stops
+            // before COMMIT and the connection is closed, which rolls back.
+            0 => "SELECT 1; COMMIT".to_owned(),
             n => format!("RELEASE SAVEPOINT matrx_sp_{n}"),
         };
         self.finish(&sql).await

@@ -230,9 +230,9 @@ async fn a_chunked_insert_failing_in_a_middle_chunk_leaves_nothing_in_any_scope(
 
 /// A statement fails inside a transaction and the caller commits anyway (the error
 /// was logged and ignored, or swallowed by the closure). PostgreSQL answers `COMMIT`
-/// on an aborted transaction with a *successful* `ROLLBACK`, and `Transaction::commit`
-/// reports `Ok(())`: the caller believes the earlier writes were saved, and they are
-/// gone. A commit that rolled back must be an error.
+/// on an aborted transaction with a *successful* `ROLLBACK`; a commit that rolled back
+/// must be an error, not `Ok(())` for writes that are gone. (Regression test: it was
+/// `Ok(())` until the fix in eeb4ed5.)
 #[tokio::test]
 async fn a_commit_after_a_failed_statement_is_an_error_not_a_silent_rollback() {
     let tdb = fixtures::shop_db("atomic_commit_aborted").await;
@@ -261,5 +261,34 @@ async fn a_commit_after_a_failed_statement_is_an_error_not_a_silent_rollback() {
     assert!(
         result.is_err() || stored == 1,
         "the closure transaction said {result:?} but its order was not stored"
+    );
+}
+
+/// A statement cancelled by the caller (a timeout around it) after it was sent, which
+/// then fails on the server: the caller never sees the error, but the server has
+/// aborted the transaction. A commit right after must not report success for writes
+/// the server rolled back: `commit` sends a probe in the same batch as `COMMIT`, which
+/// fails in an aborted transaction even when no error was seen on the client.
+#[tokio::test]
+async fn a_commit_after_a_cancelled_statement_that_failed_is_an_error() {
+    let tdb = fixtures::shop_db("atomic_commit_cancelled_failure").await;
+    let db = &tdb.db;
+    let tx = db.begin().await.unwrap();
+    customer("A", "a@x").insert(&tx).await.unwrap();
+    // Prepared once (cached), so the next call sends it on its first poll.
+    // Divides by zero after a 50 ms nap when $1 is 1 (pg_sleep is volatile, so
+    // nothing is folded at planning time).
+    let slow_div = "SELECT 1 / (1 - $1::int4 + 0 * length(pg_sleep(0.05)::text))";
+    tx.query_sql(slow_div, &[&0i32]).await.unwrap();
+    let cut =
+        tokio::time::timeout(Duration::from_millis(5), tx.query_sql(slow_div, &[&1i32])).await;
+    assert!(cut.is_err(), "cancelled while the server still runs it");
+    // Let the server fail it (division by zero) before the commit is sent.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let committed = tx.commit().await;
+    let stored = count_rows(db, "customers").await;
+    assert!(
+        committed.is_err() || stored == 1,
+        "commit said {committed:?} but {stored} customers were stored"
     );
 }

@@ -430,11 +430,10 @@ async fn cancelled_waiters_and_leaders_of_session_batches_never_misattach() {
 }
 
 /// `Db::begin` cancelled after `BEGIN` was sent but before its answer: the pooled
-/// connection must not stay inside that transaction. It does: `Transaction::begin`
-/// holds the connection as a plain pool object while it awaits `BEGIN`, so dropping
-/// the future returns it to the pool mid-transaction, and the next caller's
-/// "autocommit" writes are invisible to everyone else and lost when the connection
-/// closes.
+/// connection must not stay inside that transaction. (Regression test: until
+/// eeb4ed5, `Transaction::begin` held the connection as a plain pool object while it
+/// awaited `BEGIN`, so dropping the future returned it to the pool mid-transaction and
+/// the next caller's "autocommit" writes were invisible to everyone else, then lost.)
 #[tokio::test]
 async fn a_cancelled_begin_never_leaves_the_pooled_connection_in_a_transaction() {
     let tdb = fixtures::shop_db("cancel_begin").await;
@@ -454,10 +453,10 @@ async fn a_cancelled_begin_never_leaves_the_pooled_connection_in_a_transaction()
 }
 
 /// A savepoint's `commit` (RELEASE) or `rollback` cancelled once its statement was
-/// sent: the statement still runs on the server, and the dropped savepoint then also
-/// queues a `ROLLBACK TO SAVEPOINT` for a savepoint that no longer exists. The
-/// enclosing transaction's next statement fails with 3B001 and the transaction is
-/// aborted.
+/// sent: the statement still runs on the server, so the dropped savepoint owes
+/// nothing. (Regression test: until eeb4ed5 it also queued a `ROLLBACK TO SAVEPOINT`
+/// for the released savepoint; the enclosing transaction's next statement failed with
+/// 3B001 and the transaction was aborted.)
 #[tokio::test]
 async fn a_cancelled_savepoint_commit_or_rollback_keeps_the_transaction_usable() {
     let tdb = fixtures::shop_db("cancel_savepoint").await;

@@ -658,10 +658,9 @@ async fn a_nul_byte_in_a_key_is_invalid_input_and_writes_nothing() {
     );
 }
 
-/// In a session, gets issued together share one statement. A NUL byte in one key
-/// makes the server refuse that statement, and every caller of the batch gets the
-/// error, including callers whose own keys were fine: one bad input in a request
-/// fails its sibling loads.
+/// In a session, gets issued together share one statement. A key the server would
+/// refuse (a NUL byte in text) must fail its own caller only, not every load batched
+/// with it. (Regression test: until eeb4ed5 one bad key failed the whole batch.)
 #[tokio::test]
 async fn a_nul_byte_key_in_a_session_batch_fails_only_its_own_caller() {
     let (tdb, h) = seeded("hostile_nul_batch").await;
