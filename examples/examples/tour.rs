@@ -13,13 +13,15 @@ use std::cell::{Cell, RefCell};
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::future::try_join_all;
+use matrx_orm::cache::CachePolicy;
 use matrx_orm::prelude::*;
 use matrx_orm::Select;
 use matrx_orm_examples::dataset::{Progress, Shop, Size};
-use matrx_orm_examples::shop::{self, Customer, Order, OrderItem, Product, Stock};
+use matrx_orm_examples::shop::{self, Customer, Order, OrderItem, Product, Stock, Tag};
 use matrx_orm_testkit::{Server, ServerSource, TestSchema};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -28,6 +30,8 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 const ORDERS: u64 = 200;
 /// The dataset's seed: the same shop on every run.
 const SEED: u64 = 2024;
+/// How many per-object pipelines the session-batching step runs.
+const PIPELINES: i64 = 25;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -93,6 +97,8 @@ async fn tour(schema: &TestSchema) -> Result<u32, BoxError> {
     tour.lazy_concurrent().await?;
     tour.fetch_all_related().await?;
     tour.prefetch_on_query().await?;
+    tour.select_related().await?;
+    tour.balanced().await?;
     tour.prefetch_on_vec().await?;
     tour.self_reference().await?;
     tour.composite_keys().await?;
@@ -100,6 +106,8 @@ async fn tour(schema: &TestSchema) -> Result<u32, BoxError> {
     tour.filtered_edge().await?;
     tour.string_paths().await?;
     tour.strict_mode().await?;
+    tour.session_batching().await?;
+    tour.cache_hits(schema).await?;
     tour.m2m_writes().await?;
     tour.summary(started.elapsed());
     Ok(tour.problems.get())
@@ -144,6 +152,9 @@ struct Tour {
     problems: Cell<u32>,
     /// Queries and time of step 1a, to compare with.
     baseline: Cell<Option<(u64, Duration)>>,
+    /// Queries, time and loaded graph (as JSON) of step 2a's prefetch, to compare
+    /// the joined strategies with.
+    prefetched: RefCell<Option<(u64, Duration, serde_json::Value)>>,
 }
 
 struct SummaryRow {
@@ -166,6 +177,20 @@ let orders = Order::query()
     .order_by(Order::ID.asc())
     .limit(200)";
 
+/// What step 8's per-object code returns for one order.
+type Pipeline = (Order, Option<Arc<Customer>>, Vec<Arc<Tag>>);
+
+/// Step 8's per-object code: an order by key, then its customer and its tags
+/// concurrently. Generic over where it runs: a session batches it, `&Db` does not.
+async fn one_order<E: Executor>(ex: &E, id: i64) -> matrx_orm::Result<Pipeline> {
+    let order = Order::get(ex, &id).await?;
+    let (customer, tags) = futures_util::join!(
+        order.fetch(ex, Order::CUSTOMER),
+        order.fetch(ex, Order::TAGS)
+    );
+    Ok((order, customer?, tags?))
+}
+
 /// Runs `work` and returns its value, the statements it ran on `db` and its wall time.
 async fn measured<T>(
     db: &Db,
@@ -187,6 +212,7 @@ impl Tour {
             rows: RefCell::new(Vec::new()),
             problems: Cell::new(0),
             baseline: Cell::new(None),
+            prefetched: RefCell::new(None),
         }
     }
 
@@ -302,7 +328,7 @@ order.fetch_all_related(&db).await?;   // customer, items, tags, concurrently",
     }
 
     async fn prefetch_on_query(&self) -> Result<(), BoxError> {
-        title("2", "prefetch on the query builder: one query per edge");
+        title("2a", "prefetch on the query builder: one query per edge");
         code(&format!(
             "{PAID_ORDERS}
     .prefetch(Order::CUSTOMER)
@@ -332,7 +358,84 @@ order.fetch_all_related(&db).await?;   // customer, items, tags, concurrently",
                 ms(time)
             ));
         }
-        self.record("2  prefetch on the query (200 orders)", n, time);
+        match serde_json::to_value(&orders) {
+            Ok(graph) => *self.prefetched.borrow_mut() = Some((n, time, graph)),
+            Err(err) => self.warn(format!("the prefetched orders do not serialise: {err}")),
+        }
+        self.record("2a prefetch on the query (200 orders)", n, time);
+        Ok(())
+    }
+
+    async fn select_related(&self) -> Result<(), BoxError> {
+        title("2b", "select_related: the whole tree in one joined query");
+        code(&format!(
+            "{PAID_ORDERS}
+    .select_related(Order::CUSTOMER)
+    .select_related(Order::ITEMS.with(OrderItem::PRODUCT))
+    .select_related(Order::TAGS)
+    .all(&db).await?;"
+        ));
+        let db = &self.db;
+        let (orders, n, time) = measured(
+            db,
+            paid_orders()
+                .select_related(Order::CUSTOMER)
+                .select_related(Order::ITEMS.with(OrderItem::PRODUCT))
+                .select_related(Order::TAGS)
+                .all(db),
+        )
+        .await?;
+        self.queries(
+            n,
+            1,
+            "customers LEFT JOINed; items (+ products), tags as LATERAL arrays",
+        );
+        self.time(time);
+        self.check_orders(&orders, true);
+        self.same_graph_as_prefetch(&orders);
+        sample(&order_sample(&orders));
+        if let Some((prefetch_n, prefetch_time, _)) = &*self.prefetched.borrow() {
+            note(&format!(
+                "vs 2a: {prefetch_n} → {n} queries, {} → {}: one round trip, but each",
+                ms(*prefetch_time),
+                ms(time)
+            ));
+            note("to-many edge is a subquery per parent; balanced (2c) batches those");
+        }
+        self.record("2b select_related (200 orders)", n, time);
+        Ok(())
+    }
+
+    async fn balanced(&self) -> Result<(), BoxError> {
+        title("2c", "balanced: to-one edges joined, to-many edges batched");
+        code(&format!(
+            "{PAID_ORDERS}
+    .balanced(Order::CUSTOMER)
+    .balanced(Order::ITEMS.with(OrderItem::PRODUCT))
+    .balanced(Order::TAGS)
+    .all(&db).await?;"
+        ));
+        let db = &self.db;
+        let (orders, n, time) = measured(
+            db,
+            paid_orders()
+                .balanced(Order::CUSTOMER)
+                .balanced(Order::ITEMS.with(OrderItem::PRODUCT))
+                .balanced(Order::TAGS)
+                .all(db),
+        )
+        .await?;
+        self.queries(n, 3, "orders + customers, items + products, tags");
+        self.time(time);
+        self.check_orders(&orders, true);
+        self.same_graph_as_prefetch(&orders);
+        note("to-one edges (customer, product) join their parent's statement when it");
+        note(&format!(
+            "has ≤ {} parents (BALANCED_JOIN_LIMIT; here {ORDERS} orders, {ORDERS} order keys);",
+            thousands(matrx_orm::BALANCED_JOIN_LIMIT as u64)
+        ));
+        note("to-many edges (items, tags) are batched: one statement each");
+        self.record("2c balanced (200 orders)", n, time);
         Ok(())
     }
 
@@ -734,8 +837,191 @@ orders[0].fetch(&session, Order::TAGS).await;       // not loaded: Err"
         Ok(())
     }
 
+    async fn session_batching(&self) -> Result<(), BoxError> {
+        title("8", "lazy code in a session: concurrent loads batched");
+        code(&format!(
+            "async fn one_order(s: &impl Executor, id: i64) -> Result<..> {{
+    let order = Order::get(s, &id).await?;
+    let (customer, tags) = futures_util::join!(
+        order.fetch(s, Order::CUSTOMER),
+        order.fetch(s, Order::TAGS));
+    Ok((order, customer?, tags?))
+}}
+let session = db.session();
+try_join_all((1..={PIPELINES}).map(|id| one_order(&session, id))).await?;
+try_join_all((1..={PIPELINES}).map(|id| one_order(&db, id))).await?;  // no session"
+        ));
+        let db = &self.db;
+        let ids: Vec<i64> = (1..=PIPELINES).collect();
+        let session = db.session();
+        let (batched, n, time) = measured(
+            db,
+            try_join_all(ids.iter().map(|&id| one_order(&session, id))),
+        )
+        .await?;
+        self.queries(
+            n,
+            3,
+            "in the session: orders, customers, tags, one batch each",
+        );
+        self.time(time);
+        let (plain, plain_n, plain_time) =
+            measured(db, try_join_all(ids.iter().map(|&id| one_order(db, id)))).await?;
+        self.queries(
+            plain_n,
+            3 * PIPELINES as u64,
+            &format!("on &db: one per call, 3 per order × {PIPELINES}"),
+        );
+        self.time(plain_time);
+        self.check_pipelines(&batched);
+        self.check_pipelines(&plain);
+
+        // Orders of one customer got one instance of it from the session's batch.
+        let mut by_customer: HashMap<i64, &Arc<Customer>> = HashMap::new();
+        let mut shared = 0;
+        for (_, customer, _) in &batched {
+            let Some(customer) = customer else { continue };
+            match by_customer.get(&customer.id) {
+                Some(seen) if Arc::ptr_eq(seen, customer) => shared += 1,
+                Some(_) => self.warn(format!(
+                    "customer #{} is two instances in one session",
+                    customer.id
+                )),
+                None => {
+                    by_customer.insert(customer.id, customer);
+                }
+            }
+        }
+        if let Some((order, customer, tags)) = batched.iter().find(|(_, _, t)| !t.is_empty()) {
+            let tags: Vec<&str> = tags.iter().map(|t| t.name.as_str()).collect();
+            sample(&[format!(
+                "order #{} → {}, tags: {}",
+                order.id,
+                customer.as_ref().map_or("(none)", |c| c.email.as_str()),
+                tags.join(", ")
+            )]);
+        }
+        note(&format!(
+            "wave 1: {PIPELINES} gets, one query; wave 2: {PIPELINES} customer and {PIPELINES} tag loads,"
+        ));
+        note(&format!(
+            "one query per edge; {PIPELINES} orders name {} customers: each key sent once,",
+            by_customer.len()
+        ));
+        note(&format!(
+            "and orders of one customer share one Arc ({shared} such orders here)"
+        ));
+        self.record("8  lazy code in a session (25 orders)", n, time);
+        self.record("8  the same code on &db (25 orders)", plain_n, plain_time);
+        Ok(())
+    }
+
+    async fn cache_hits(&self, schema: &TestSchema) -> Result<(), BoxError> {
+        title(
+            "9",
+            "cache hits: the session's identity map, the shared cache",
+        );
+        let by_customer = self.shop.orders_by_customer();
+        let Some((customer_id, [a_id, b_id, c_id])) = by_customer
+            .iter()
+            .filter_map(|(&id, orders)| match orders.as_slice() {
+                [a, b, c, ..] => Some((id, [a.id, b.id, c.id])),
+                _ => None,
+            })
+            .min_by_key(|(id, _)| *id)
+        else {
+            self.warn("no customer has three orders".to_owned());
+            return Ok(());
+        };
+        code(&format!(
+            "let s = db.session();
+let a = Order::get(&s, &{a_id}).await?;     // three orders of customer #{customer_id}
+let b = Order::get(&s, &{b_id}).await?;
+let c = Order::get(&s, &{c_id}).await?;
+let mut customer = Customer::get(&s, &{customer_id}).await?;"
+        ));
+        let db = &self.db;
+        let s = db.session();
+        let a = Order::get(&s, &a_id).await?;
+        let b = Order::get(&s, &b_id).await?;
+        let c = Order::get(&s, &c_id).await?;
+        let mut customer = Customer::get(&s, &customer_id).await?;
+        let original = customer.email.clone();
+        println!("    {:<46}{:<20}queries", "call", "result");
+
+        let (first, n, _) = measured(db, a.fetch(&s, Order::CUSTOMER)).await?;
+        let result = first
+            .as_ref()
+            .map_or("(none)".to_owned(), |c| format!("{} (#{})", c.name, c.id));
+        let ok = first.as_ref().is_some_and(|c| c.id == customer_id);
+        self.call_row(n, 1, "a.fetch(&s, Order::CUSTOMER)", result, ok);
+
+        let (second, hit_n, hit_time) = measured(db, b.fetch(&s, Order::CUSTOMER)).await?;
+        let same = matches!((&first, &second), (Some(x), Some(y)) if Arc::ptr_eq(x, y));
+        let call = "b.fetch(&s, Order::CUSTOMER)";
+        self.call_row(hit_n, 0, call, "the same Arc".to_owned(), same);
+
+        let changed = format!("vip.{original}");
+        customer.email = changed.clone();
+        let ((), n, _) = measured(db, customer.update(&s)).await?;
+        let call = "customer.email = ..; customer.update(&s)";
+        self.call_row(n, 1, call, "saved".to_owned(), customer.email == changed);
+
+        let (third, n, _) = measured(db, c.fetch(&s, Order::CUSTOMER)).await?;
+        let ok = third.as_ref().is_some_and(|c| c.email == changed);
+        let result = if ok { "the new email" } else { "a stale email" };
+        self.call_row(n, 1, "c.fetch(&s, Order::CUSTOMER)", result.to_owned(), ok);
+        // Put the data back as the dataset wrote it.
+        customer.email = original.clone();
+        customer.update(&s).await?;
+        println!();
+        note("one instance per row in a session; a write through the ORM evicts it");
+        println!();
+
+        code(
+            "let cached = Db::builder(url)
+    .search_path(schema)
+    .cache::<Customer>(CachePolicy::ShortTerm)   // ten minutes
+    .connect().await?;",
+        );
+        let cached = Db::builder(schema.url())
+            .search_path(schema.name())
+            .pool_size(2)
+            .cache::<Customer>(CachePolicy::ShortTerm)
+            .connect()
+            .await?;
+        println!("    {:<46}{:<20}queries", "call", "result");
+        let call = format!("Customer::get(&cached.session(), &{customer_id})");
+        let (got, n, _) = measured(&cached, Customer::get(&cached.session(), &customer_id)).await?;
+        self.call_row(
+            n,
+            1,
+            &call,
+            "a miss: stored".to_owned(),
+            got.email == original,
+        );
+        let (got, shared_n, shared_time) =
+            measured(&cached, Customer::get(&cached.session(), &customer_id)).await?;
+        let ok = got.id == customer_id && got.email == original;
+        self.call_row(shared_n, 0, &call, "a hit".to_owned(), ok);
+        let stats = cached.cache_stats::<Customer>();
+        println!(
+            "    {:<46}hits {}, misses {}, {} row held",
+            "cached.cache_stats::<Customer>()", stats.hits, stats.misses, stats.len
+        );
+        self.check((stats.hits, stats.misses, stats.len) == (1, 1, 1), || {
+            format!("expected 1 hit, 1 miss, 1 row cached: {stats:?}")
+        });
+        println!();
+        note("each hit decodes a fresh instance: nothing one session attached leaks");
+        note("into another; every write through the ORM evicts the row");
+        self.record("9  identity map hit (session)", hit_n, hit_time);
+        self.record("9  shared cache hit (next session)", shared_n, shared_time);
+        Ok(())
+    }
+
     async fn m2m_writes(&self) -> Result<(), BoxError> {
-        title("8", "many-to-many writes: one statement each");
+        title("10", "many-to-many writes: one statement each");
         let db = self.db.clone();
         let mut order = Order::get(&db, &1).await?;
         let mut product = Product::get(&db, &1).await?;
@@ -858,7 +1144,7 @@ let mut product = Product::get(&db, &1).await?;",
         println!();
         self.queries(n, 7, "one statement per call, 7 calls");
         self.time(time);
-        self.record("8  m2m writes (7 calls)", n, time);
+        self.record("10 m2m writes (7 calls)", n, time);
         Ok(())
     }
 
@@ -873,14 +1159,6 @@ let mut product = Product::get(&db, &1).await?;",
                 }
                 None => println!("  {:<38}{:>21}", row.label, row.note),
             }
-        }
-        for label in [
-            "select_related (one joined query)",
-            "balanced (to-one joined, to-many batched)",
-            "session batching (DataLoader)",
-            "cache hits (identity map)",
-        ] {
-            println!("  {label:<42}{:>17}", "not built yet");
         }
         println!();
         if self.problems.get() == 0 {
@@ -928,6 +1206,46 @@ let mut product = Product::get(&db, &1).await?;",
         });
     }
 
+    /// Compares loaded orders with the graph step 2a prefetched, field by field.
+    fn same_graph_as_prefetch(&self, orders: &[Order]) {
+        let prefetched = self.prefetched.borrow();
+        let Some((_, _, want)) = &*prefetched else {
+            self.warn("no prefetched graph to compare with (step 2a)".to_owned());
+            return;
+        };
+        let got = match serde_json::to_value(orders) {
+            Ok(got) => got,
+            Err(err) => {
+                self.warn(format!("the loaded orders do not serialise: {err}"));
+                return;
+            }
+        };
+        if &got == want {
+            println!(
+                "  {:<9}✓ the same graph as 2a's prefetch (compared as serde_json values)",
+                "graph"
+            );
+            return;
+        }
+        let empty = Vec::new();
+        let (got, want) = (
+            got.as_array().unwrap_or(&empty),
+            want.as_array().unwrap_or(&empty),
+        );
+        let first = got.iter().zip(want).position(|(g, w)| g != w);
+        self.warn(match first.and_then(|i| orders.get(i)) {
+            Some(order) => format!(
+                "the graph differs from 2a's prefetch, first at order #{}",
+                order.id
+            ),
+            None => format!(
+                "the graph differs from 2a's prefetch: {} orders, not {}",
+                got.len(),
+                want.len()
+            ),
+        });
+    }
+
     fn queries(&self, counted: u64, expected: u64, because: &str) {
         if counted == expected {
             println!("  {:<9}{:<7}✓ {because}", "queries", thousands(counted));
@@ -945,13 +1263,45 @@ let mut product = Product::get(&db, &1).await?;",
     }
 
     fn write_row(&self, queries: u64, call: &str, result: String, ok: bool) {
+        self.call_row(queries, 1, call, result, ok);
+    }
+
+    /// One row of a call table: the call, its result and the queries it ran.
+    fn call_row(&self, queries: u64, expected: u64, call: &str, result: String, ok: bool) {
         println!("    {call:<46}{result:<20}{queries}");
         if !ok {
             self.warn(format!("{call} gave an unexpected result: {result}"));
         }
-        if queries != 1 {
-            self.warn(format!("{call} ran {queries} statements, not 1"));
+        if queries != expected {
+            self.warn(format!("{call} ran {queries} queries, not {expected}"));
         }
+    }
+
+    /// Checks step 8's pipelines: each order, its customer and its tags as written.
+    fn check_pipelines(&self, loaded: &[Pipeline]) {
+        let mut bad = 0;
+        for (i, (order, customer, tags)) in loaded.iter().enumerate() {
+            let id = i as i64 + 1;
+            let want_tags = usize::try_from(id - 1)
+                .ok()
+                .and_then(|i| self.shop.order_tags.get(i));
+            let got_tags: Vec<i64> = tags.iter().map(|t| t.id).collect();
+            let ok = order.id == id
+                && customer.as_ref().is_some_and(|c| c.id == order.customer_id)
+                && order.customer.get().is_some()
+                && order.tags.get().is_some()
+                && want_tags == Some(&got_tags);
+            if !ok {
+                bad += 1;
+            }
+        }
+        let wrong_size = loaded.len() as i64 != PIPELINES;
+        self.check(bad == 0 && !wrong_size, || {
+            format!(
+                "{bad} of {} pipelines loaded a wrong order, customer or tags",
+                loaded.len()
+            )
+        });
     }
 
     fn time(&self, elapsed: Duration) {
@@ -1052,7 +1402,13 @@ fn note(text: &str) {
 }
 
 fn ms(elapsed: Duration) -> String {
-    format!("{:.1} ms", elapsed.as_secs_f64() * 1000.0)
+    let millis = elapsed.as_secs_f64() * 1000.0;
+    if millis < 0.1 {
+        // Cache hits: a tenth of a millisecond would print as 0.0.
+        format!("{millis:.3} ms")
+    } else {
+        format!("{millis:.1} ms")
+    }
 }
 
 fn money(cents: i64) -> String {
