@@ -182,6 +182,8 @@ fn run_child_process(
         .args(["--child", workload.name(), strategy])
         .args(["--runs", &runs.to_string(), "--scale", scale.name()])
         .env("DATABASE_URL", url)
+        // The children use the server the parent resolved, never one of their own.
+        .env_remove("MATRX_TEST_THROWAWAY")
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()?;
