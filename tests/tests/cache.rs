@@ -441,3 +441,39 @@ async fn reads_inside_a_transaction_never_fill_the_shared_cache() {
         "only the committed read was stored"
     );
 }
+
+#[tokio::test]
+async fn joined_loads_share_the_session_identity_map() {
+    let db = shop("cache_joined").await;
+    let s = db.session();
+    let prefetched = Order::query()
+        .order_by(Order::ID.asc())
+        .prefetch(Order::CUSTOMER)
+        .all(&s)
+        .await
+        .unwrap();
+    let joined = Order::query()
+        .order_by(Order::ID.asc())
+        .select_related(Order::CUSTOMER)
+        .select_related(Order::TAGS)
+        .all(&s)
+        .await
+        .unwrap();
+    let a = prefetched[0].customer.state().unwrap().unwrap();
+    let b = joined[0].customer.state().unwrap().unwrap();
+    assert!(
+        Arc::ptr_eq(a, b),
+        "customer 1 through prefetch and through a join"
+    );
+    let tags: Vec<i64> = joined[0].tags.iter().map(|t| t.id).collect();
+    assert_eq!(tags, [1, 2], "the joined edges are still filled");
+    let balanced = Order::query()
+        .order_by(Order::ID.asc())
+        .balanced(Order::CUSTOMER.with(Customer::REFERRER))
+        .all(&s)
+        .await
+        .unwrap();
+    let bob = balanced[3].customer.state().unwrap().unwrap();
+    let ann = bob.referrer.state().unwrap().unwrap();
+    assert!(Arc::ptr_eq(ann, a), "Bob's referrer is the same Ann");
+}

@@ -470,7 +470,7 @@ pub(crate) async fn load_root<M: Model>(
 ) -> Result<Vec<M>> {
     let mut plan = build_plan(trees)?;
     plan.settle(root_bound(select));
-    plan.prepare();
+    plan.prepare(ex.scope_dyn().cache.as_ref());
     let sql = root_statement(select, &plan, AggregateEncoding::Records)?;
     let rows = ex.query_dyn(&sql.text, &as_sql_refs(&sql.params)).await?;
     let width = M::META.columns.len();

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use futures_util::future::{try_join, try_join_all, BoxFuture};
 
+use crate::cache::session::SessionCache;
 use crate::error::{Error, Result};
 use crate::executor::DynExecutor;
 use crate::key::Key;
@@ -207,9 +208,11 @@ impl<S: Model> Plan<S> {
     }
 
     /// Readies the joined edges for decoding (once the plan is complete).
-    pub(crate) fn prepare(&mut self) {
+    /// Readies the joined edges for decoding; `cache` is the session's identity map,
+    /// which decoded targets join (one instance per row), if there is one.
+    pub(crate) fn prepare(&mut self, cache: Option<&Arc<SessionCache>>) {
         for edge in &mut self.joined {
-            edge.prepare();
+            edge.prepare(cache);
         }
     }
 
@@ -287,7 +290,7 @@ trait JoinEdge<S>: Send + Sync {
         nested: bool,
         sql: &mut SqlBuf,
     ) -> Result<()>;
-    fn prepare(&mut self);
+    fn prepare(&mut self, cache: Option<&Arc<SessionCache>>);
     /// Whether the edge was joined by the balanced policy (not by choice).
     fn is_auto(&self) -> bool;
     fn is_to_one(&self) -> bool;
@@ -415,6 +418,8 @@ pub(crate) struct JoinedEdge<R: Relation> {
     keep: bool,
     /// Joined by the balanced policy, not by choice.
     auto: bool,
+    /// The session's identity map, for uncustomised edges (set by `prepare`).
+    cache: Option<Arc<SessionCache>>,
 }
 
 impl<R: Relation> JoinedEdge<R> {
@@ -433,6 +438,7 @@ impl<R: Relation> JoinedEdge<R> {
             decoded: Vec::new(),
             keep: false,
             auto: false,
+            cache: None,
         }
     }
 
@@ -649,10 +655,12 @@ impl<R: Relation> JoinedEdge<R> {
         } else {
             None
         };
-        let target = <R::Target as Model>::decode_fields(src, at)?;
+        let target = interned(
+            <R::Target as Model>::decode_fields(src, at)?,
+            self.cache.as_deref(),
+        );
         self.plan
             .decode(&target, src, at + Self::target().columns.len())?;
-        let target = Arc::new(target);
         if let Some(key) = key {
             self.seen.insert(key, target.clone());
         }
@@ -704,9 +712,10 @@ impl<R: Relation> JoinEdge<R::Source> for JoinedEdge<R> {
         }
     }
 
-    fn prepare(&mut self) {
+    fn prepare(&mut self, cache: Option<&Arc<SessionCache>>) {
         self.keep = self.plan.batched_edges() > 0;
-        self.plan.prepare();
+        self.cache = cache.filter(|_| self.related.is_default()).cloned();
+        self.plan.prepare(cache);
     }
 
     fn is_auto(&self) -> bool {
@@ -889,7 +898,12 @@ impl<R: Relation> BatchedEdge<R> {
             return Ok(Vec::new());
         }
         let sql = self.statement(&keys)?;
-        self.plan.prepare();
+        let cache = ex
+            .scope_dyn()
+            .cache
+            .clone()
+            .filter(|_| self.related.is_default());
+        self.plan.prepare(cache.as_ref());
         let rows = ex.query_dyn(&sql.text, &as_sql_refs(&sql.params)).await?;
         let target = <R::Target as Model>::META;
         let m2m = R::META.kind == RelationKind::ManyToMany;
@@ -904,14 +918,14 @@ impl<R: Relation> BatchedEdge<R> {
                 match seen.get(&tk) {
                     Some(t) => t.clone(),
                     None => {
-                        let t = Arc::new(self.decode_target(&src, at)?);
+                        let t = self.decode_target(&src, at, cache.as_deref())?;
                         seen.insert(tk, t.clone());
                         decoded.push(t.clone());
                         t
                     }
                 }
             } else {
-                let t = Arc::new(self.decode_target(&src, at)?);
+                let t = self.decode_target(&src, at, cache.as_deref())?;
                 decoded.push(t.clone());
                 t
             };
@@ -939,12 +953,29 @@ impl<R: Relation> BatchedEdge<R> {
         Ok(decoded)
     }
 
-    fn decode_target(&mut self, src: &Src<'_>, at: usize) -> Result<R::Target> {
-        let t = <R::Target as Model>::decode_fields(src, at)?;
+    /// Decodes a target (joining the session's identity map), then its joined edges.
+    fn decode_target(
+        &mut self,
+        src: &Src<'_>,
+        at: usize,
+        cache: Option<&SessionCache>,
+    ) -> Result<Arc<R::Target>> {
+        let t = interned(<R::Target as Model>::decode_fields(src, at)?, cache);
         self.plan
             .decode(&t, src, at + <R::Target as Model>::META.columns.len())?;
         Ok(t)
     }
+}
+
+/// `row` as the session's instance of it: the one already held for its key, or `row`
+/// now held. Its joined edges are decoded after, onto whichever instance this is
+/// (relation fields are set once, so an instance's earlier loads are kept).
+fn interned<T: Model>(row: T, cache: Option<&SessionCache>) -> Arc<T> {
+    let mut row = Arc::new(row);
+    if let Some(cache) = cache {
+        cache.intern(std::slice::from_mut(&mut row));
+    }
+    row
 }
 
 /// The distinct targets attached to `parents` (a shared row counts once).
