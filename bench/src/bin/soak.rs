@@ -94,10 +94,16 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .expect("a tokio runtime");
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("soak: cannot start the tokio runtime: {e}");
+            std::process::exit(1);
+        }
+    };
     match runtime.block_on(run(args)) {
         Ok(true) => std::process::exit(0),
         Ok(false) => std::process::exit(1),
