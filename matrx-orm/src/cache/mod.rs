@@ -13,6 +13,10 @@
 //!   inside a transaction that rolls back survives it, and reads inside a transaction
 //!   never fill the shared cache.
 //! - Instances always hold every column, so a partial row can never overwrite a full one.
+//! - The shared cache is per `Db`, so per process: another process's writes (or
+//!   another `Db`'s) are seen only when the row's time to live runs out. Coherence
+//!   across processes (PostgreSQL `LISTEN`/`NOTIFY`) is not built; choose a policy
+//!   whose TTL bounds the staleness you accept, or `Disabled`.
 //! - Writes made outside the ORM (raw SQL, other programs) are not seen: call
 //!   [`Session::clear_cache`](crate::Session::clear_cache), or rely on the shared
 //!   cache's time to live.
