@@ -2,7 +2,7 @@
 //! statement, counts it and traces it.
 //!
 //! [`Db`](crate::Db), [`Session`](crate::Session) and
-//! [`Transaction`](crate::Transaction) are executors, so every query and write runs
+//! [`Transaction`] are executors, so every query and write runs
 //! the same way on each of them.
 
 use std::future::Future;
@@ -22,7 +22,7 @@ use crate::relation::loader::Loaders;
 use crate::transaction::Transaction;
 
 /// Something that runs statements: a [`Db`](crate::Db) (a pooled connection per
-/// statement), a [`Session`](crate::Session), or a [`Transaction`](crate::Transaction)
+/// statement), a [`Session`](crate::Session), or a [`Transaction`]
 /// (its one connection; concurrent statements are pipelined on it).
 ///
 /// The methods are the low-level escape hatch; models and query builders call them.

@@ -245,7 +245,7 @@ pub trait Model: Sized + Send + Sync + 'static {
     }
 
     /// Loads relation `rel` of this instance and attaches it (see
-    /// [`fetch`](crate::relation::fetch)): no query if it is loaded already or its key
+    /// [`fetch`]): no query if it is loaded already or its key
     /// is NULL, one query otherwise.
     ///
     /// ```no_run
