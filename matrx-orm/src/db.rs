@@ -182,6 +182,7 @@ impl DbBuilder {
                     outer_cache: None,
                     shared,
                     in_transaction: false,
+                    after_commit: None,
                 },
                 pool_wait: self.pool_wait,
                 connect_timeout: self.connect_timeout,

@@ -7,7 +7,7 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use deadpool_postgres::ClientWrapper;
@@ -82,8 +82,21 @@ pub struct Scope {
     pub(crate) outer_cache: Option<Arc<SessionCache>>,
     /// The `Db`'s process-wide row cache, when some model has a policy.
     pub(crate) shared: Option<Arc<SharedCache>>,
-    /// Whether statements run inside a transaction (its reads never fill the shared cache).
+    /// Whether statements run inside a transaction (it neither reads nor fills the
+    /// shared cache).
     pub(crate) in_transaction: bool,
+    /// In a transaction: evictions to repeat once it commits (a read outside it may
+    /// have cached the old row again in between).
+    pub(crate) after_commit: Option<Arc<Mutex<Vec<Eviction>>>>,
+}
+
+/// An eviction deferred to a transaction's commit.
+pub(crate) struct Eviction(Box<dyn FnOnce() + Send>);
+
+impl std::fmt::Debug for Eviction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Eviction")
+    }
 }
 
 impl Scope {
@@ -111,7 +124,26 @@ impl Scope {
             scope.cache = Some(Arc::default());
         }
         scope.in_transaction = true;
+        scope.after_commit = Some(Arc::default());
         scope
+    }
+
+    /// Runs the evictions deferred to this transaction's commit.
+    pub(crate) fn committed(&self) {
+        let Some(list) = &self.after_commit else { return };
+        let deferred = match list.lock() {
+            Ok(mut list) => std::mem::take(&mut *list),
+            Err(_) => return,
+        };
+        for Eviction(eviction) in deferred {
+            eviction();
+        }
+    }
+
+    fn defer(&self, eviction: Eviction) {
+        if let Some(Ok(mut list)) = self.after_commit.as_ref().map(|l| l.lock()) {
+            list.push(eviction);
+        }
     }
 
     /// Evicts rows of `M` (these keys, or all) and the relation entries that lead from
@@ -123,12 +155,27 @@ impl Scope {
         if let Some(shared) = &self.shared {
             shared.evict::<M>(keys);
         }
+        if self.after_commit.is_some() {
+            let (outer, shared) = (self.outer_cache.clone(), self.shared.clone());
+            let keys: Option<Vec<M::Key>> = keys.map(<[M::Key]>::to_vec);
+            self.defer(Eviction(Box::new(move || {
+                if let Some(cache) = outer {
+                    cache.evict::<M>(keys.as_deref());
+                }
+                if let Some(shared) = shared {
+                    shared.evict::<M>(keys.as_deref());
+                }
+            })));
+        }
     }
 
     /// Evicts the relation entries between `S` and `T` (a many-to-many link changed).
     pub(crate) fn evict_links<S: 'static, T: 'static>(&self) {
         for cache in [&self.cache, &self.outer_cache].into_iter().flatten() {
             cache.evict_links::<S, T>();
+        }
+        if let Some(outer) = self.outer_cache.clone().filter(|_| self.after_commit.is_some()) {
+            self.defer(Eviction(Box::new(move || outer.evict_links::<S, T>())));
         }
     }
 }

@@ -331,14 +331,20 @@ impl<M: Model> Select<M> {
             || !self.balanced.is_empty()
             || joined::has_choice(&self.prefetch)
         {
-            return joined::load_root(ex, self, &self.trees()).await;
+            let rows = joined::load_root(ex, self, &self.trees()).await;
+            for (tree, _) in self.trees() {
+                tree.settle_cache(ex);
+            }
+            return rows;
         }
         self.prefetch.validate()?;
         let sql = self.render_select()?;
         let rows: Vec<M> = fetch_models(ex, &sql).await?;
         if !self.prefetch.is_empty() {
             let parents: Vec<&M> = rows.iter().collect();
-            self.prefetch.load(ex, &parents).await?;
+            let loaded = self.prefetch.load(ex, &parents).await;
+            self.prefetch.settle_cache(ex);
+            loaded?;
         }
         Ok(rows)
     }
@@ -423,7 +429,7 @@ impl<M: Model> Select<M> {
             .push(" WHERE ");
         self.render_where(ROOT, &mut sql);
         sql.push(" RETURNING ").columns(ROOT, M::META);
-        crate::write::evicting(ex.scope(), fetch_models(ex, &sql).await)
+        crate::write::evicting(ex.scope(), false, fetch_models(ex, &sql)).await
     }
 
     /// Starts an update of the matching rows: add columns with
@@ -527,6 +533,11 @@ impl<M: Model> Update<M> {
         sql.push(" WHERE ");
         self.query.render_where(ROOT, &mut sql);
         sql.push(" RETURNING ").columns(ROOT, M::META);
-        crate::write::evicting(ex.scope(), fetch_models(ex, &sql).await)
+        // A new primary key leaves the old one cached unless the whole model goes.
+        let rewrites_keys = self
+            .sets
+            .iter()
+            .any(|(name, _)| M::META.primary_key_columns().any(|c| c.name == *name));
+        crate::write::evicting(ex.scope(), rewrites_keys, fetch_models(ex, &sql)).await
     }
 }

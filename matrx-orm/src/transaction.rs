@@ -51,7 +51,10 @@ pub struct Transaction<'a> {
     finished: AtomicBool,
     /// Held by a savepoint opened for an atomic write (`Executor::atomic`), so such
     /// savepoints on one connection never interleave.
-    _atomic: Option<tokio::sync::OwnedMutexGuard<()>>,
+    _atomic: Option<tokio::sync::OwnedRwLockWriteGuard<()>>,
+    /// Whether the answer to the ending statement (commit or rollback) has arrived:
+    /// until then a root transaction's connection is in an unknown state.
+    confirmed: AtomicBool,
 }
 
 /// State shared by a transaction and its savepoints.
@@ -62,8 +65,11 @@ struct Shared {
     pending: Mutex<Vec<String>>,
     /// The last savepoint number handed out.
     last_savepoint: AtomicU32,
-    /// Serialises the savepoints of concurrent atomic writes on this connection.
-    atomic: Arc<tokio::sync::Mutex<()>>,
+    /// Held for writing by a savepoint opened for an atomic write, for reading by every
+    /// other statement: while such a savepoint is open, nothing else runs on the
+    /// connection (a rollback of the savepoint would undo it too), and such savepoints
+    /// never interleave.
+    atomic: Arc<tokio::sync::RwLock<()>>,
     /// The savepoint level (0: the root) at which a statement failed: the server has
     /// aborted the transaction until a rollback to that level or above.
     aborted: Mutex<Option<u32>>,
@@ -115,6 +121,7 @@ impl Transaction<'static> {
             shared: Arc::default(),
             finished: AtomicBool::new(false),
             _atomic: None,
+            confirmed: AtomicBool::new(false),
         };
         if let Err(err) = tx.send(Some("BEGIN"), || {}).await {
             tx.finished.store(true, Ordering::Relaxed);
@@ -180,7 +187,25 @@ impl<'a> Transaction<'a> {
 
     /// Opens a savepoint: a nested transaction that can be rolled back alone.
     pub async fn savepoint(&mut self) -> Result<Transaction<'_>> {
+        let _gate = self.gate().await;
         self.nested().await
+    }
+
+    /// Waits while an atomic write's savepoint is open on this connection (unless this
+    /// is that savepoint), and holds it off while the caller's statement runs.
+    async fn gate(&self) -> Option<tokio::sync::OwnedRwLockReadGuard<()>> {
+        match self._atomic {
+            Some(_) => None,
+            None => Some(self.shared.atomic.clone().read_owned().await),
+        }
+    }
+
+    /// Forgets what this transaction's cache read: a rolled-back savepoint may have
+    /// read its own writes.
+    fn forget_reads(&self) {
+        if let Some(cache) = &self.scope.cache {
+            cache.clear();
+        }
     }
 
     /// Opens a savepoint through a shared reference (for atomic multi-statement
@@ -196,6 +221,7 @@ impl<'a> Transaction<'a> {
             shared: self.shared.clone(),
             finished: AtomicBool::new(true),
             _atomic: None,
+            confirmed: AtomicBool::new(false),
         };
         let sql = format!("SAVEPOINT matrx_sp_{number}");
         self.send(Some(&sql), || {
@@ -234,7 +260,11 @@ impl<'a> Transaction<'a> {
             0 => "SELECT 1; COMMIT".to_owned(),
             n => format!("RELEASE SAVEPOINT matrx_sp_{n}"),
         };
-        self.finish(&sql).await
+        let result = self.finish(&sql).await;
+        if result.is_ok() && self.savepoint == 0 {
+            self.scope.committed();
+        }
+        result
     }
 
     /// Rolls back (to the savepoint, for a nested transaction).
@@ -247,6 +277,9 @@ impl<'a> Transaction<'a> {
         if result.is_ok() {
             self.shared.rolled_back_to(self.savepoint);
         }
+        if self.savepoint > 0 {
+            self.forget_reads();
+        }
         result
     }
 
@@ -257,6 +290,7 @@ impl<'a> Transaction<'a> {
             .send(Some(sql), || finished.store(true, Ordering::Relaxed))
             .await;
         self.finished.store(true, Ordering::Relaxed);
+        self.confirmed.store(true, Ordering::Relaxed);
         if result.is_err() {
             self.note_failure_on_end(&result);
             self.discard_connection();
@@ -311,6 +345,7 @@ impl<'a> Transaction<'a> {
 
     /// Runs several parameterless statements separated by `;`.
     pub async fn batch_execute(&self, sql: &str) -> Result<()> {
+        let _gate = self.gate().await;
         self.send(Some(sql), || {})
             .await
             .inspect_err(|e| self.note_failure(e))
@@ -328,11 +363,10 @@ impl<'a> Transaction<'a> {
 
 impl Drop for Transaction<'_> {
     fn drop(&mut self) {
-        if self.finished.load(Ordering::Relaxed) {
-            return;
-        }
         match &mut self.conn {
+            Conn::Nested(_) if self.finished.load(Ordering::Relaxed) => {}
             Conn::Nested(_) => {
+                self.forget_reads();
                 let n = self.savepoint;
                 // The rollback is sent before any later statement, so an abort that
                 // happened inside this savepoint is over from that statement's view.
@@ -343,6 +377,11 @@ impl Drop for Transaction<'_> {
                     ));
                 }
             }
+            // Committed or rolled back, and the server said so.
+            Conn::Owned(_) if self.confirmed.load(Ordering::Relaxed) => {}
+            // Not ended, or ended without an answer (a cancelled commit may have
+            // failed, leaving the transaction aborted): roll back before pooling; a
+            // ROLLBACK after a COMMIT only draws a warning.
             Conn::Owned(conn) => {
                 let Some(conn) = conn.take() else { return };
                 match tokio::runtime::Handle::try_current() {
@@ -379,6 +418,7 @@ async fn rollback_then_release(conn: Object) {
 
 impl Executor for Transaction<'_> {
     async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        let _gate = self.gate().await;
         self.settle().await?;
         run_query(self.client()?, &self.scope, sql, params)
             .await
@@ -386,6 +426,7 @@ impl Executor for Transaction<'_> {
     }
 
     async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
+        let _gate = self.gate().await;
         self.settle().await?;
         run_execute(self.client()?, &self.scope, sql, params)
             .await
@@ -397,7 +438,7 @@ impl Executor for Transaction<'_> {
     }
 
     async fn atomic(&self) -> Result<Transaction<'_>> {
-        let guard = self.shared.atomic.clone().lock_owned().await;
+        let guard = self.shared.atomic.clone().write_owned().await;
         let mut child = self.nested().await?;
         child._atomic = Some(guard);
         Ok(child)

@@ -1,5 +1,6 @@
 //! Inserts, upserts, and writes of single instances.
 
+use std::future::Future;
 use std::marker::PhantomData;
 
 use postgres_types::ToSql;
@@ -79,6 +80,16 @@ impl<'r, M: Model> InsertRows<'r, M> {
         self
     }
 
+    /// Whether an `ON CONFLICT DO UPDATE` may rewrite a primary key (then every cached
+    /// row of the model is evicted, not just the returned keys).
+    fn updates_primary_key(&self) -> bool {
+        let Conflict::DoUpdate(_, update) = &self.conflict else {
+            return false;
+        };
+        let is_key = |name: &str| M::META.primary_key_columns().any(|c| c.name == name);
+        update.is_empty() || update.iter().any(|name| is_key(name))
+    }
+
     fn columns(&self) -> Vec<usize> {
         (0..M::META.columns.len())
             .filter(|&i| self.include_auto || !M::META.columns[i].auto)
@@ -92,7 +103,8 @@ impl<'r, M: Model> InsertRows<'r, M> {
         if self.rows.is_empty() {
             return Ok(Vec::new());
         }
-        evicting(ex.scope(), self.exec_all(ex).await)
+        let rewrites_keys = self.updates_primary_key();
+        evicting(ex.scope(), rewrites_keys, self.exec_all(ex)).await
     }
 
     async fn exec_all<E: Executor>(&self, ex: &E) -> Result<Vec<M>> {
@@ -285,22 +297,54 @@ impl<M: Model> Create<M> {
             sql.push(")");
         }
         sql.push(" RETURNING ").columns(ROOT, M::META);
-        single(evicting(ex.scope(), fetch_models(ex, &sql).await)?)
+        single(evicting(ex.scope(), false, fetch_models(ex, &sql)).await?)
     }
 }
 
-/// Evicts what a write to `M` touched from every cache of `scope`: the written rows'
-/// keys, or every row of `M` when the write failed (an error can hide a write that
-/// happened, a lost response for one). Relation entries from or to `M` go either way.
-pub(crate) fn evicting<M: Model>(scope: &Scope, result: Result<Vec<M>>) -> Result<Vec<M>> {
+/// Runs a write to `M` and evicts what it touched from every cache of `scope`: the
+/// written rows' keys, or every row of `M` when the write failed or changed a primary
+/// key (`all_rows`), or when the caller stopped waiting (a write cancelled after it was
+/// sent still runs on the server; an error can hide a write that happened).
+pub(crate) async fn evicting<M: Model>(
+    scope: &Scope,
+    all_rows: bool,
+    write: impl Future<Output = Result<Vec<M>>>,
+) -> Result<Vec<M>> {
+    let guard = EvictOnDrop::<M>::new(scope);
+    let result = write.await;
+    guard.disarm();
     match &result {
-        Ok(rows) => {
+        Ok(rows) if !all_rows => {
             let keys: Vec<M::Key> = rows.iter().map(Model::key).collect();
             scope.evict::<M>(Some(&keys));
         }
-        Err(_) => scope.evict::<M>(None),
+        _ => scope.evict::<M>(None),
     }
     result
+}
+
+/// Evicts every row of `M` if dropped before [`disarm`](Self::disarm).
+pub(crate) struct EvictOnDrop<'s, M: Model> {
+    scope: Option<&'s Scope>,
+    _model: PhantomData<fn() -> M>,
+}
+
+impl<'s, M: Model> EvictOnDrop<'s, M> {
+    pub(crate) fn new(scope: &'s Scope) -> Self {
+        EvictOnDrop { scope: Some(scope), _model: PhantomData }
+    }
+
+    pub(crate) fn disarm(mut self) {
+        self.scope = None;
+    }
+}
+
+impl<M: Model> Drop for EvictOnDrop<'_, M> {
+    fn drop(&mut self) {
+        if let Some(scope) = self.scope {
+            scope.evict::<M>(None);
+        }
+    }
 }
 
 fn single<M: Model>(mut rows: Vec<M>) -> Result<M> {
@@ -344,10 +388,11 @@ pub(crate) fn render_key_filter<M: Model>(key: &M::Key, sql: &mut SqlBuf) {
 
 /// `UPDATE ... SET <non-key columns> WHERE pk = key RETURNING ...`.
 pub(crate) async fn update_instance<M: Model, E: Executor>(ex: &E, row: &M) -> Result<M> {
-    let key = row.key();
+    let guard = EvictOnDrop::<M>::new(ex.scope());
     let result = update_row(ex, row).await;
+    guard.disarm();
     match &result {
-        Ok(_) => ex.scope().evict::<M>(Some(std::slice::from_ref(&key))),
+        Ok(_) => ex.scope().evict::<M>(Some(std::slice::from_ref(&row.key()))),
         Err(_) => ex.scope().evict::<M>(None),
     }
     result
@@ -396,7 +441,9 @@ pub(crate) async fn delete_by_key<M: Model, E: Executor>(ex: &E, key: &M::Key) -
     let mut sql = SqlBuf::new();
     sql.push("DELETE FROM ").table_as(M::META, ROOT);
     render_key_filter::<M>(key, &mut sql);
+    let guard = EvictOnDrop::<M>::new(ex.scope());
     let result = ex.execute(&sql.text, &as_sql_refs(&sql.params)).await;
+    guard.disarm();
     ex.scope().evict::<M>(Some(std::slice::from_ref(key)));
     match result? {
         0 => Err(Error::NotFound {

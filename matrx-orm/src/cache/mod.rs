@@ -6,12 +6,18 @@
 //! - A filtered lookup never comes from a cache: queries with filters always run; only
 //!   loads by key (relations, gets by primary key) are answered from a cache.
 //! - Every write through the ORM (insert, update, delete — of instances or by filter —,
-//!   upsert, many-to-many add/remove/set/clear) evicts the rows it touched and every
-//!   relation entry that leads from or to the written model, in the session, in the
-//!   session behind a transaction, and in the shared cache.
-//! - A transaction has a cache of its own, dropped with it: nothing read or written
-//!   inside a transaction that rolls back survives it, and reads inside a transaction
-//!   never fill the shared cache.
+//!   upsert, many-to-many add/remove/set/clear) evicts, even when it fails or is
+//!   cancelled after it was sent: from the shared cache the rows it touched (the whole
+//!   model when it failed, was cancelled or changed a primary key); from the session,
+//!   and the session behind a transaction, everything (held instances of other models
+//!   may hold the written rows in their relation fields).
+//! - A load with a customised edge (filter, ordering, limit) empties the session's
+//!   cache afterwards: it filled relation fields of instances the session may hold
+//!   with a subset.
+//! - A transaction has a cache of its own, dropped with it and emptied when a
+//!   savepoint rolls back: nothing read or written inside a transaction that rolls
+//!   back survives it. A transaction neither reads nor fills the shared cache, and its
+//!   writes evict again when it commits.
 //! - Instances always hold every column, so a partial row can never overwrite a full one.
 //! - The shared cache is per `Db`, so per process: another process's writes (or
 //!   another `Db`'s) are seen only when the row's time to live runs out. Coherence

@@ -24,10 +24,8 @@ pub(crate) type Split<R> = (
     Vec<<R as Relation>::Key>,
 );
 
-/// A relation's entries with the models they depend on (for eviction).
+/// A relation's entries.
 struct RelationSlot {
-    source: TypeId,
-    target: TypeId,
     entries: Box<dyn Any + Send + Sync>,
 }
 
@@ -109,8 +107,6 @@ impl SessionCache {
             .relations
             .entry(TypeId::of::<R>())
             .or_insert_with(|| RelationSlot {
-                source: TypeId::of::<R::Source>(),
-                target: TypeId::of::<R::Target>(),
                 entries: Box::new(Entries::<R>(HashMap::new())),
             });
         if let Some(entries) = slot.entries.downcast_mut::<Entries<R>>() {
@@ -118,36 +114,19 @@ impl SessionCache {
         }
     }
 
-    /// Forgets instances of `M` with the given keys (all of them for `None`) and every
-    /// relation entry that leads from or to `M`.
-    pub(crate) fn evict<M: Model>(&self, keys: Option<&[M::Key]>) {
-        let model = TypeId::of::<M>();
-        let mut inner = self.lock();
-        if let Some(held) = inner.instances.get_mut(&model) {
-            match (keys, held.downcast_mut::<Instances<M>>()) {
-                (Some(keys), Some(held)) => {
-                    for key in keys {
-                        held.0.remove(key);
-                    }
-                }
-                _ => {
-                    inner.instances.remove(&model);
-                }
-            }
-        }
-        inner
-            .relations
-            .retain(|_, slot| slot.source != model && slot.target != model);
+    /// A write to `M` (these keys, or any): forgets every instance and relation entry.
+    ///
+    /// Not only `M`'s: instances of other models hold `M` rows in relation fields that
+    /// are set once (a customer's loaded orders), so any held instance may now be
+    /// stale. Session caches live for one request; a write empties them.
+    pub(crate) fn evict<M: Model>(&self, _keys: Option<&[M::Key]>) {
+        self.clear();
     }
 
-    /// Forgets every relation entry of relation `R` and of relations between the same
-    /// two models (a many-to-many link changed).
+    /// A many-to-many link between `S` and `T` changed: forgets everything (see
+    /// [`evict`](Self::evict)).
     pub(crate) fn evict_links<S: 'static, T: 'static>(&self) {
-        let (s, t) = (TypeId::of::<S>(), TypeId::of::<T>());
-        let mut inner = self.lock();
-        inner.relations.retain(|_, slot| {
-            !((slot.source == s && slot.target == t) || (slot.source == t && slot.target == s))
-        });
+        self.clear();
     }
 
     /// Forgets everything.

@@ -136,7 +136,7 @@ pub async fn load_edge<R: Relation>(
         )?;
         let rows = ex.query_dyn(&sql.text, &as_sql_refs(&sql.params)).await?;
         match shared {
-            Some((shared, generation)) if !scope.in_transaction => {
+            Some((shared, generation)) => {
                 let stored = decode_rows::<R>(rows, &mut fresh, true)?;
                 shared.put::<R::Target>(generation, stored);
             }
@@ -246,7 +246,10 @@ fn shared_target_cache<'s, R: Relation>(
     let plain_fk = R::META.kind == RelationKind::BelongsTo
         && R::META.target_fields.is_empty()
         && related.is_default();
-    let shared = scope.shared.as_deref().filter(|_| plain_fk)?;
+    let shared = scope
+        .shared
+        .as_deref()
+        .filter(|_| plain_fk && !scope.in_transaction)?;
     shared.generation::<R::Target>().map(|g| (shared, g))
 }
 

@@ -86,9 +86,12 @@ struct GetByKey<M>(std::marker::PhantomData<M>);
 pub(crate) async fn get<M: Model>(ex: &dyn DynExecutor, key: &M::Key) -> Result<Option<M>> {
     key.validate()?;
     let scope = ex.scope_dyn();
+    // A transaction neither reads nor fills the shared cache: its own writes are not
+    // committed, and rows outside it may be older than what it wrote.
     let shared = scope
         .shared
         .as_deref()
+        .filter(|_| !scope.in_transaction)
         .and_then(|s| s.generation::<M>().map(|g| (s, g)));
     if let Some((cache, _)) = shared {
         if let Some(cached) = cache.get::<M>(key) {
@@ -103,7 +106,7 @@ pub(crate) async fn get<M: Model>(ex: &dyn DynExecutor, key: &M::Key) -> Result<
         }
         None => Arc::new(load_by_keys::<M>(ex, [key.clone()]).await?),
     };
-    if let (Some((cache, generation)), false) = (shared, scope.in_transaction) {
+    if let Some((cache, generation)) = shared {
         if let Some(row) = rows.cached_row(key) {
             cache.put::<M>(generation, [(key.clone(), row)]);
         }

@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 
 use crate::error::{Error, Result};
-use crate::executor::Executor;
+use crate::executor::{Executor, Scope};
 use crate::key::Key;
 use crate::model::Model;
 use crate::relation::batch::dedup_keys;
@@ -15,6 +15,25 @@ use crate::value::{as_sql_refs, Param};
 
 /// The target key type of relation `R`.
 pub type TargetKey<R> = <<R as Relation>::Target as Model>::Key;
+
+/// Evicts the cached links of `R` when dropped: after the write, whether it
+/// succeeded, failed, or was cancelled after it was sent.
+struct EvictLinksOnDrop<'s, R: Relation> {
+    scope: &'s Scope,
+    _relation: std::marker::PhantomData<fn() -> R>,
+}
+
+impl<'s, R: Relation> EvictLinksOnDrop<'s, R> {
+    fn new(scope: &'s Scope) -> Self {
+        EvictLinksOnDrop { scope, _relation: std::marker::PhantomData }
+    }
+}
+
+impl<R: Relation> Drop for EvictLinksOnDrop<'_, R> {
+    fn drop(&mut self) {
+        self.scope.evict_links::<R::Source, R::Target>();
+    }
+}
 
 /// Counts returned by [`set`](crate::Model::m2m_set).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -184,9 +203,8 @@ pub(crate) async fn add<R: Relation, E: Executor>(
     );
     let from = std::mem::take(&mut sql.text);
     j.insert_missing(&mut sql, &key, &R::Key::column_types(), &from);
-    let result = ex.execute(&sql.text, &as_sql_refs(&sql.params)).await;
-    ex.scope().evict_links::<R::Source, R::Target>();
-    result
+    let _evict = EvictLinksOnDrop::<R>::new(ex.scope());
+    ex.execute(&sql.text, &as_sql_refs(&sql.params)).await
 }
 
 /// Unlinks `source` from each of `targets`; returns how many links were deleted.
@@ -214,9 +232,8 @@ pub(crate) async fn remove<R: Relation, E: Executor>(
     j.source_match(&mut sql, "j", &key, &R::Key::column_types());
     sql.push(" AND ");
     j.target_match(&mut sql);
-    let result = ex.execute(&sql.text, &as_sql_refs(&sql.params)).await;
-    ex.scope().evict_links::<R::Source, R::Target>();
-    result
+    let _evict = EvictLinksOnDrop::<R>::new(ex.scope());
+    ex.execute(&sql.text, &as_sql_refs(&sql.params)).await
 }
 
 /// Unlinks `source` from every target; returns how many links were deleted.
@@ -228,9 +245,8 @@ pub(crate) async fn clear<R: Relation, E: Executor>(ex: &E, source: &R::Source) 
         .push(&j.table)
         .push(" AS \"j\" WHERE ");
     j.source_match(&mut sql, "j", &key, &R::Key::column_types());
-    let result = ex.execute(&sql.text, &as_sql_refs(&sql.params)).await;
-    ex.scope().evict_links::<R::Source, R::Target>();
-    result
+    let _evict = EvictLinksOnDrop::<R>::new(ex.scope());
+    ex.execute(&sql.text, &as_sql_refs(&sql.params)).await
 }
 
 /// Makes `targets` exactly the linked set of `source`, in one statement: links not
@@ -263,9 +279,10 @@ pub(crate) async fn set<R: Relation, E: Executor>(
     sql.push(
         " RETURNING 1) SELECT (SELECT count(*) FROM \"removed\"), (SELECT count(*) FROM \"added\")",
     );
-    let rows = ex.query(&sql.text, &as_sql_refs(&sql.params)).await;
-    ex.scope().evict_links::<R::Source, R::Target>();
-    let rows = rows?;
+    let rows = {
+        let _evict = EvictLinksOnDrop::<R>::new(ex.scope());
+        ex.query(&sql.text, &as_sql_refs(&sql.params)).await?
+    };
     let name = <R::Source as Model>::META.name;
     let Some(row) = rows.first() else {
         return Ok(SetOutcome::default());

@@ -39,6 +39,8 @@ pub(crate) trait Node<S>: Send + Sync + 'static {
     fn conflict(&self) -> Option<String>;
     /// The edge as `select_related` plans it (joined.rs).
     fn join_plan(&self) -> &dyn crate::relation::joined::JoinPlan<S>;
+    /// Whether this edge or one below it is customised (filter, ordering, limit).
+    fn customised(&self) -> bool;
 }
 
 /// A set of relation trees to load on parents of type `S`. Equal edges are merged, so
@@ -104,6 +106,20 @@ impl<S: Model> Prefetch<S> {
             }
         }
         self.nodes.push(node);
+    }
+
+    /// Whether some edge of the tree is customised (filter, ordering, limit).
+    pub(crate) fn is_customised(&self) -> bool {
+        self.nodes.iter().any(|n| n.customised())
+    }
+
+    /// After loading this tree in a session: a customised edge put a subset of its
+    /// targets into relation fields of instances the session may hold (fields are set
+    /// once), so the session forgets what it holds.
+    pub(crate) fn settle_cache(&self, ex: &dyn DynExecutor) {
+        if let (Some(cache), true) = (&ex.scope_dyn().cache, self.is_customised()) {
+            cache.clear();
+        }
     }
 
     /// Refuses a tree that prefetches one relation twice with different
@@ -341,6 +357,10 @@ impl<R: Relation> Node<R::Source> for Path<R> {
         self.children.first_conflict()
     }
 
+    fn customised(&self) -> bool {
+        !self.related.is_default() || self.children.is_customised()
+    }
+
     fn join_plan(&self) -> &dyn crate::relation::joined::JoinPlan<R::Source> {
         self
     }
@@ -404,5 +424,8 @@ where
     I: IntoIterator<Item = &'p S>,
 {
     let parents: Vec<&S> = parents.into_iter().collect();
-    tree.into_prefetch().load(ex, &parents).await
+    let tree = tree.into_prefetch();
+    let result = tree.load(ex, &parents).await;
+    tree.settle_cache(ex);
+    result
 }

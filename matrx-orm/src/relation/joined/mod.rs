@@ -382,6 +382,10 @@ impl<R: Relation> Node<R::Source> for Planned<R> {
         format!("{}.{}", <R::Source as Model>::META.name, R::META.name)
     }
 
+    fn customised(&self) -> bool {
+        <Path<R> as Node<R::Source>>::customised(&self.path)
+    }
+
     fn conflict(&self) -> Option<String> {
         match self.path.children.validate() {
             Ok(()) => None,
