@@ -130,7 +130,9 @@ impl Scope {
 
     /// Runs the evictions deferred to this transaction's commit.
     pub(crate) fn committed(&self) {
-        let Some(list) = &self.after_commit else { return };
+        let Some(list) = &self.after_commit else {
+            return;
+        };
         let deferred = match list.lock() {
             Ok(mut list) => std::mem::take(&mut *list),
             Err(_) => return,
@@ -174,7 +176,11 @@ impl Scope {
         for cache in [&self.cache, &self.outer_cache].into_iter().flatten() {
             cache.evict_links::<S, T>();
         }
-        if let Some(outer) = self.outer_cache.clone().filter(|_| self.after_commit.is_some()) {
+        if let Some(outer) = self
+            .outer_cache
+            .clone()
+            .filter(|_| self.after_commit.is_some())
+        {
             self.defer(Eviction(Box::new(move || outer.evict_links::<S, T>())));
         }
     }

@@ -331,7 +331,10 @@ pub(crate) struct EvictOnDrop<'s, M: Model> {
 
 impl<'s, M: Model> EvictOnDrop<'s, M> {
     pub(crate) fn new(scope: &'s Scope) -> Self {
-        EvictOnDrop { scope: Some(scope), _model: PhantomData }
+        EvictOnDrop {
+            scope: Some(scope),
+            _model: PhantomData,
+        }
     }
 
     pub(crate) fn disarm(mut self) {
@@ -392,7 +395,9 @@ pub(crate) async fn update_instance<M: Model, E: Executor>(ex: &E, row: &M) -> R
     let result = update_row(ex, row).await;
     guard.disarm();
     match &result {
-        Ok(_) => ex.scope().evict::<M>(Some(std::slice::from_ref(&row.key()))),
+        Ok(_) => ex
+            .scope()
+            .evict::<M>(Some(std::slice::from_ref(&row.key()))),
         Err(_) => ex.scope().evict::<M>(None),
     }
     result

@@ -25,7 +25,10 @@ struct EvictLinksOnDrop<'s, R: Relation> {
 
 impl<'s, R: Relation> EvictLinksOnDrop<'s, R> {
     fn new(scope: &'s Scope) -> Self {
-        EvictLinksOnDrop { scope, _relation: std::marker::PhantomData }
+        EvictLinksOnDrop {
+            scope,
+            _relation: std::marker::PhantomData,
+        }
     }
 }
 
