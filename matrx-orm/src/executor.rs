@@ -171,17 +171,17 @@ impl Scope {
         }
     }
 
-    /// Evicts the relation entries between `S` and `T` (a many-to-many link changed).
-    pub(crate) fn evict_links<S: 'static, T: 'static>(&self) {
+    /// A many-to-many link changed: empties the session caches (now and after commit).
+    pub(crate) fn evict_links(&self) {
         for cache in [&self.cache, &self.outer_cache].into_iter().flatten() {
-            cache.evict_links::<S, T>();
+            cache.clear();
         }
         if let Some(outer) = self
             .outer_cache
             .clone()
             .filter(|_| self.after_commit.is_some())
         {
-            self.defer(Eviction(Box::new(move || outer.evict_links::<S, T>())));
+            self.defer(Eviction(Box::new(move || outer.clear())));
         }
     }
 }

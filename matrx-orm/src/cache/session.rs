@@ -123,12 +123,6 @@ impl SessionCache {
         self.clear();
     }
 
-    /// A many-to-many link between `S` and `T` changed: forgets everything (see
-    /// [`evict`](Self::evict)).
-    pub(crate) fn evict_links<S: 'static, T: 'static>(&self) {
-        self.clear();
-    }
-
     /// Forgets everything.
     pub(crate) fn clear(&self) {
         let mut inner = self.lock();
