@@ -275,7 +275,7 @@ impl Db {
 
     /// Begins a transaction on a connection of its own.
     pub async fn begin(&self) -> Result<Transaction<'static>> {
-        Transaction::begin(self.conn().await?, self.inner.scope.for_transaction()).await
+        self.begin_in(&self.inner.scope).await
     }
 
     /// Runs `f` in a transaction: committed if `f` returns `Ok`, rolled back if it
@@ -354,23 +354,51 @@ pub struct PoolStatus {
     pub waiting: usize,
 }
 
-impl Executor for Db {
-    async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+impl Db {
+    /// Runs a statement on a pooled connection, reporting to `scope` (the `Db`'s or a
+    /// session's); a connection that failed with a connection error is closed.
+    pub(crate) async fn pooled_query(
+        &self,
+        scope: &Scope,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>> {
         let conn = self.conn().await?;
-        let result = run_query(&conn, &self.inner.scope, sql, params).await;
+        let result = run_query(&conn, scope, sql, params).await;
         discard_if_broken(conn, &result);
         result
+    }
+
+    /// [`pooled_query`](Self::pooled_query) for statements whose rows are not needed.
+    pub(crate) async fn pooled_execute(
+        &self,
+        scope: &Scope,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64> {
+        let conn = self.conn().await?;
+        let result = run_execute(&conn, scope, sql, params).await;
+        discard_if_broken(conn, &result);
+        result
+    }
+
+    /// Begins a transaction reporting to `scope`.
+    pub(crate) async fn begin_in(&self, scope: &Scope) -> Result<Transaction<'static>> {
+        Transaction::begin(self.conn().await?, scope.for_transaction()).await
+    }
+}
+
+impl Executor for Db {
+    async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        self.pooled_query(&self.inner.scope, sql, params).await
     }
 
     async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
-        let conn = self.conn().await?;
-        let result = run_execute(&conn, &self.inner.scope, sql, params).await;
-        discard_if_broken(conn, &result);
-        result
+        self.pooled_execute(&self.inner.scope, sql, params).await
     }
 
     async fn atomic(&self) -> Result<Transaction<'_>> {
-        Transaction::begin(self.conn().await?, self.inner.scope.for_transaction()).await
+        self.begin_in(&self.inner.scope).await
     }
 
     fn scope(&self) -> &Scope {

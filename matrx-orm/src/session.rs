@@ -7,7 +7,7 @@ use tokio_postgres::Row;
 
 use crate::db::Db;
 use crate::error::{Error, Result};
-use crate::executor::{discard_if_broken, run_execute, run_query, Executor, QueryCounter, Scope};
+use crate::executor::{Executor, QueryCounter, Scope};
 use crate::relation::loader::{Loaders, DEFAULT_MAX_BATCH};
 use crate::transaction::Transaction;
 
@@ -94,7 +94,7 @@ impl Session {
 
     /// Begins a transaction that reports to this session.
     pub async fn begin(&self) -> Result<Transaction<'static>> {
-        Transaction::begin(self.db.conn().await?, self.scope.for_transaction()).await
+        self.db.begin_in(&self.scope).await
     }
 
     /// Runs `f` in a transaction; see [`Db::transaction`].
@@ -120,21 +120,15 @@ impl Session {
 
 impl Executor for Session {
     async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
-        let conn = self.db.conn().await?;
-        let result = run_query(&conn, &self.scope, sql, params).await;
-        discard_if_broken(conn, &result);
-        result
+        self.db.pooled_query(&self.scope, sql, params).await
     }
 
     async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
-        let conn = self.db.conn().await?;
-        let result = run_execute(&conn, &self.scope, sql, params).await;
-        discard_if_broken(conn, &result);
-        result
+        self.db.pooled_execute(&self.scope, sql, params).await
     }
 
     async fn atomic(&self) -> Result<Transaction<'_>> {
-        Transaction::begin(self.db.conn().await?, self.scope.for_transaction()).await
+        self.db.begin_in(&self.scope).await
     }
 
     fn scope(&self) -> &Scope {

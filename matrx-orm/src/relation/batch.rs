@@ -158,10 +158,7 @@ pub async fn load_edge<R: Relation>(
         targets.extend(cached.iter().cloned());
         pairs.extend(cached.iter().map(|t| (key.clone(), t.clone())));
     }
-    let mut groups = Groups::new(pairs, targets);
-    if related.order.is_empty() && related.limit_per_parent.is_none() && !R::META.kind.is_to_one() {
-        groups.for_each_group(sort_by_key);
-    }
+    let groups = group::<R>(pairs, targets, related);
     if let Some(cache) = cache {
         cache.store::<R>(keys.into_iter().map(|key| {
             let targets = groups.get(&key).to_vec();
@@ -278,9 +275,31 @@ fn from_shared_cache<R: Relation>(
     Ok(missing)
 }
 
+/// Groups an edge's `(parent key, target)` pairs, each parent's targets in the edge's
+/// order: the statement's when customised, else primary-key order applied here.
+/// Every strategy that loads an edge groups through this, and attaches the result
+/// with [`attach`](crate::relation::stitch::attach).
+pub(crate) fn group<R: Relation>(
+    pairs: Vec<(R::Key, Arc<R::Target>)>,
+    targets: Vec<Arc<R::Target>>,
+    related: &Related<R::Target>,
+) -> Groups<R::Key, R::Target> {
+    let mut groups = Groups::new(pairs, targets);
+    if sorted_in_memory(R::META.kind, related) {
+        groups.for_each_group(sort_by_key);
+    }
+    groups
+}
+
+/// Whether a to-many edge's targets are put in the default order (primary key) in
+/// memory, rather than ordered by the statement.
+pub(crate) fn sorted_in_memory<T>(kind: RelationKind, related: &Related<T>) -> bool {
+    !kind.is_to_one() && related.order.is_empty() && related.limit_per_parent.is_none()
+}
+
 /// Orders one parent's targets by primary key (the default order), unless they
 /// arrived in order already.
-fn sort_by_key<T: Model>(group: &mut [Arc<T>]) {
+pub(crate) fn sort_by_key<T: Model>(group: &mut [Arc<T>]) {
     if group.len() > 1 && !group.is_sorted_by(|a, b| a.key() <= b.key()) {
         group.sort_by_key(|t| t.key());
     }

@@ -101,6 +101,11 @@ impl Junction {
         }
     }
 
+    /// [`wanted`](Self::wanted) for a list of target keys.
+    fn wanted_keys<K: Key>(&self, sql: &mut SqlBuf, keys: &[K]) {
+        self.wanted(sql, K::array_params(keys), &K::column_types());
+    }
+
     /// `unnest($a::T[], ...) AS "w"("k0", ...)` binding the target keys.
     fn wanted(&self, sql: &mut SqlBuf, keys: Vec<Param>, types: &[Cow<'static, str>]) {
         sql.push("unnest(");
@@ -183,6 +188,13 @@ fn source_key<R: Relation>(source: &R::Source) -> Result<Vec<Param>> {
     })
 }
 
+/// Runs one link write; the cached links go whether it succeeds, fails or is
+/// cancelled after it was sent.
+async fn execute<R: Relation, E: Executor>(ex: &E, sql: &SqlBuf) -> Result<u64> {
+    let _evict = EvictLinksOnDrop::<R>::new(ex.scope());
+    ex.execute(&sql.text, &as_sql_refs(&sql.params)).await
+}
+
 /// Links `source` to each of `targets` not linked yet; returns how many links were
 /// created (adding an existing link is a no-op).
 pub(crate) async fn add<R: Relation, E: Executor>(
@@ -199,15 +211,10 @@ pub(crate) async fn add<R: Relation, E: Executor>(
     // The unnest is rendered first so its parameters come first; the INSERT around it
     // binds the source key after them.
     let mut sql = SqlBuf::new();
-    j.wanted(
-        &mut sql,
-        TargetKey::<R>::array_params(&targets),
-        &TargetKey::<R>::column_types(),
-    );
+    j.wanted_keys(&mut sql, &targets);
     let from = std::mem::take(&mut sql.text);
     j.insert_missing(&mut sql, &key, &R::Key::column_types(), &from);
-    let _evict = EvictLinksOnDrop::<R>::new(ex.scope());
-    ex.execute(&sql.text, &as_sql_refs(&sql.params)).await
+    execute::<R, E>(ex, &sql).await
 }
 
 /// Unlinks `source` from each of `targets`; returns how many links were deleted.
@@ -226,17 +233,12 @@ pub(crate) async fn remove<R: Relation, E: Executor>(
     sql.push("DELETE FROM ")
         .push(&j.table)
         .push(" AS \"j\" USING ");
-    j.wanted(
-        &mut sql,
-        TargetKey::<R>::array_params(&targets),
-        &TargetKey::<R>::column_types(),
-    );
+    j.wanted_keys(&mut sql, &targets);
     sql.push(" WHERE ");
     j.source_match(&mut sql, "j", &key, &R::Key::column_types());
     sql.push(" AND ");
     j.target_match(&mut sql);
-    let _evict = EvictLinksOnDrop::<R>::new(ex.scope());
-    ex.execute(&sql.text, &as_sql_refs(&sql.params)).await
+    execute::<R, E>(ex, &sql).await
 }
 
 /// Unlinks `source` from every target; returns how many links were deleted.
@@ -248,8 +250,7 @@ pub(crate) async fn clear<R: Relation, E: Executor>(ex: &E, source: &R::Source) 
         .push(&j.table)
         .push(" AS \"j\" WHERE ");
     j.source_match(&mut sql, "j", &key, &R::Key::column_types());
-    let _evict = EvictLinksOnDrop::<R>::new(ex.scope());
-    ex.execute(&sql.text, &as_sql_refs(&sql.params)).await
+    execute::<R, E>(ex, &sql).await
 }
 
 /// Makes `targets` exactly the linked set of `source`, in one statement: links not
@@ -266,11 +267,7 @@ pub(crate) async fn set<R: Relation, E: Executor>(
     let key_types = R::Key::column_types();
     let mut sql = SqlBuf::new();
     sql.push("WITH \"w\" AS (SELECT * FROM ");
-    j.wanted(
-        &mut sql,
-        TargetKey::<R>::array_params(&targets),
-        &TargetKey::<R>::column_types(),
-    );
+    j.wanted_keys(&mut sql, &targets);
     sql.push("), \"removed\" AS (DELETE FROM ")
         .push(&j.table)
         .push(" AS \"j\" WHERE ");

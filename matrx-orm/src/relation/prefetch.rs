@@ -18,7 +18,7 @@ use crate::executor::DynExecutor;
 use crate::filter::Filter;
 use crate::model::Model;
 use crate::relation::batch::load_edge;
-use crate::relation::stitch::attach;
+use crate::relation::stitch::{attach, attached};
 use crate::relation::{Related, Relation, Slot};
 
 /// A type-erased edge of a prefetch tree whose parents are `S`.
@@ -321,11 +321,8 @@ impl<R: Relation> Node<R::Source> for Path<R> {
                 return self.children.load(ex, &refs).await;
             }
             // Some parents were loaded before: children load on every attached target.
-            let mut targets = Vec::with_capacity(groups.targets().len());
-            for parent in parents {
-                R::slot(parent).loaded_targets(&mut targets);
-            }
-            let refs = distinct(&targets);
+            let targets = attached::<R>(parents.iter().copied());
+            let refs: Vec<&R::Target> = targets.iter().map(|t| &**t).collect();
             self.children.load(ex, &refs).await
         })
     }
@@ -364,16 +361,6 @@ impl<R: Relation> Node<R::Source> for Path<R> {
     fn join_plan(&self) -> &dyn crate::relation::joined::JoinPlan<R::Source> {
         self
     }
-}
-
-/// The distinct rows of `targets` (by identity: a shared row counts once).
-fn distinct<T>(targets: &[Arc<T>]) -> Vec<&T> {
-    let mut seen = std::collections::HashSet::with_capacity(targets.len());
-    targets
-        .iter()
-        .filter(|t| seen.insert(Arc::as_ptr(t) as usize))
-        .map(|t| &**t)
-        .collect()
 }
 
 /// A relation of `S` found by name at run time (for string paths and

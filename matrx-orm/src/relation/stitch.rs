@@ -1,5 +1,7 @@
 //! The one place that attaches loaded targets to their parents.
 
+use std::sync::Arc;
+
 use crate::relation::batch::Groups;
 use crate::relation::{Relation, Slot};
 
@@ -20,4 +22,18 @@ pub(crate) fn attach<'p, R: Relation>(
         };
         slot.fill(<R::Slot as Slot<R::Target>>::value_from(targets));
     }
+}
+
+/// The distinct targets attached to `parents` by `R`, loaded now or before (a row
+/// shared by several parents counts once): where nested edges load next.
+pub(crate) fn attached<'p, R: Relation>(
+    parents: impl IntoIterator<Item = &'p R::Source>,
+) -> Vec<Arc<R::Target>> {
+    let mut targets = Vec::new();
+    for parent in parents {
+        R::slot(parent).loaded_targets(&mut targets);
+    }
+    let mut seen = std::collections::HashSet::with_capacity(targets.len());
+    targets.retain(|t| seen.insert(Arc::as_ptr(t) as usize));
+    targets
 }

@@ -16,10 +16,10 @@ use crate::error::{Error, Result};
 use crate::executor::DynExecutor;
 use crate::key::Key;
 use crate::model::{Fields, Model, ModelMeta};
-use crate::relation::batch::{dedup_keys, load_edge};
+use crate::relation::batch::{dedup_keys, group, load_edge, sort_by_key, sorted_in_memory};
 use crate::relation::prefetch::Prefetch;
 use crate::relation::sql::edge_statement;
-use crate::relation::stitch::attach;
+use crate::relation::stitch::{attach, attached};
 use crate::relation::{Related, Relation, RelationKind, RelationMeta, Slot};
 use crate::sql::{qualified, SqlBuf};
 use crate::value::{as_sql_refs, Param};
@@ -325,20 +325,6 @@ type EdgeParts<'a, T> = (
     &'a mut Plan<T>,
     &'a mut Prefetch<T>,
 );
-
-/// Orders one parent's targets by primary key (the default order), unless they
-/// arrived in order already.
-fn sort_by_key<T: Model>(group: &mut [Arc<T>]) {
-    if group.len() > 1 && !group.is_sorted_by(|a, b| a.key() <= b.key()) {
-        group.sort_by_key(|t| t.key());
-    }
-}
-
-/// Whether a to-many edge's targets are ordered in memory (the default order) rather
-/// than by the statement.
-fn sorted_in_memory<T>(kind: RelationKind, related: &Related<T>) -> bool {
-    !kind.is_to_one() && related.order.is_empty() && related.limit_per_parent.is_none()
-}
 
 fn push_list(sql: &mut SqlBuf, alias: &str, columns: &[&str], sep: &str) {
     for (i, col) in columns.iter().enumerate() {
@@ -908,7 +894,7 @@ impl<R: Relation> BatchedEdge<R> {
         let target = <R::Target as Model>::META;
         let m2m = R::META.kind == RelationKind::ManyToMany;
         let at = if m2m { R::Key::ARITY } else { 0 };
-        let mut groups: HashMap<R::Key, Vec<Arc<R::Target>>> = HashMap::new();
+        let mut pairs: Vec<(R::Key, Arc<R::Target>)> = Vec::with_capacity(rows.len());
         let mut seen: HashMap<TargetKey<R>, Arc<R::Target>> = HashMap::new();
         let mut decoded = Vec::new();
         for row in &rows {
@@ -935,22 +921,14 @@ impl<R: Relation> BatchedEdge<R> {
                 R::target_key(&t)
             };
             if let Some(key) = key {
-                groups.entry(key).or_default().push(t);
+                pairs.push((key, t));
             }
         }
         drop(rows);
-        if sorted_in_memory(R::META.kind, &self.related) {
-            for group in groups.values_mut() {
-                sort_by_key(group);
-            }
-        }
-        for parent in fresh {
-            let targets = R::source_key(parent)
-                .and_then(|k| groups.get(&k).cloned())
-                .unwrap_or_default();
-            R::slot(parent).fill(<R::Slot as Slot<R::Target>>::value_from(targets));
-        }
-        Ok(decoded)
+        // The grouping and the stitching every strategy shares.
+        let groups = group::<R>(pairs, decoded, &self.related);
+        attach::<R>(fresh.iter().copied(), &groups);
+        Ok(groups.targets().to_vec())
     }
 
     /// Decodes a target (joining the session's identity map), then its joined edges.
@@ -976,19 +954,6 @@ fn interned<T: Model>(row: T, cache: Option<&SessionCache>) -> Arc<T> {
         cache.intern(std::slice::from_mut(&mut row));
     }
     row
-}
-
-/// The distinct targets attached to `parents` (a shared row counts once).
-fn attached<'p, R: Relation>(
-    parents: impl IntoIterator<Item = &'p R::Source>,
-) -> Vec<Arc<R::Target>> {
-    let mut targets = Vec::new();
-    for parent in parents {
-        R::slot(parent).loaded_targets(&mut targets);
-    }
-    let mut seen = std::collections::HashSet::with_capacity(targets.len());
-    targets.retain(|t| seen.insert(Arc::as_ptr(t) as usize));
-    targets
 }
 
 impl<R: Relation> BatchEdge<R::Source> for BatchedEdge<R> {
