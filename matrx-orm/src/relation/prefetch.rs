@@ -117,8 +117,10 @@ impl<S: Model> Prefetch<S> {
     /// targets into relation fields of instances the session may hold (fields are set
     /// once), so the session forgets what it holds.
     pub(crate) fn settle_cache(&self, ex: &dyn DynExecutor) {
-        if let (Some(cache), true) = (&ex.scope_dyn().cache, self.is_customised()) {
-            cache.clear();
+        if let Some(cache) = &ex.scope_dyn().cache {
+            if self.is_customised() {
+                cache.clear();
+            }
         }
     }
 
