@@ -12,7 +12,8 @@ use tokio_postgres::Client;
 
 use crate::checksum::{self, Checksums};
 use crate::error::{BenchError, Result};
-use crate::strategy::{self, BenchContext, Loader};
+use crate::registry;
+use crate::strategy::{BenchContext, LoadedGraph, Loader};
 use crate::workload::{Scale, Workload};
 use crate::{db, sysinfo};
 
@@ -53,7 +54,7 @@ pub async fn run_child(
     runs: usize,
     scale: Scale,
 ) -> Result<ChildReport> {
-    let strategy = strategy::find(strategy_name)
+    let strategy = registry::find(strategy_name)
         .ok_or_else(|| BenchError::other(format!("unknown strategy {strategy_name:?}")))?;
     let setup = strategy.setup_for(workload).ok_or_else(|| {
         BenchError::other(format!(
@@ -142,7 +143,7 @@ impl Checker {
         }
     }
 
-    fn check(&mut self, graph: &dyn strategy::LoadedGraph) {
+    fn check(&mut self, graph: &dyn LoadedGraph) {
         let mismatches = checksum::compare(&self.expected, &graph.checksums());
         if !mismatches.is_empty() && self.first_failure.is_none() {
             self.first_failure = Some(mismatches.iter().map(ToString::to_string).collect());

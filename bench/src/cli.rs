@@ -73,7 +73,7 @@ fn usage(msg: impl std::fmt::Display) -> BenchError {
 /// Parses the arguments (without the program name).  `known_strategies` are
 /// the registered strategy names, in registry order; `planned` are names
 /// accepted by `--strategy` although not registered (see
-/// [`crate::strategy::PLANNED`]).
+/// [`crate::registry::PLANNED`]).
 pub fn parse(args: &[String], known_strategies: &[&str], planned: &[&str]) -> Result<Command> {
     let mut workload_arg = "all".to_string();
     let mut strategy_arg = "all".to_string();

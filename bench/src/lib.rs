@@ -4,7 +4,9 @@
 //!
 //! * [`dataset`]: generates the dataset in Rust and loads it into a schema.
 //! * [`checksum`]: the checksums of a loaded graph and their expected values.
-//! * [`strategy`]: the strategy registry (add new strategies there).
+//! * [`strategy`]: what a strategy implements (the types shared by the strategies).
+//! * [`registry`]: the list of every strategy and lookup by name (add new
+//!   strategies there).
 //! * [`handwritten`]: the hand-written baseline for W1..W5.
 //! * [`runner`] / [`child`]: the CLI's parent process and measuring child.
 
@@ -18,6 +20,7 @@ pub mod db;
 pub mod error;
 pub mod handwritten;
 pub mod orm;
+pub mod registry;
 pub mod runner;
 pub mod strategy;
 pub mod sysinfo;

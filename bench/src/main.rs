@@ -2,7 +2,7 @@
 
 use matrx_orm_bench::cli::{self, Command};
 use matrx_orm_bench::error::Result;
-use matrx_orm_bench::{child, runner, strategy};
+use matrx_orm_bench::{child, registry, runner};
 
 fn main() {
     match run() {
@@ -16,8 +16,8 @@ fn main() {
 
 fn run() -> Result<i32> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let names: Vec<&str> = strategy::registry().iter().map(|s| s.name).collect();
-    match cli::parse(&args, &names, &strategy::PLANNED)? {
+    let names: Vec<&str> = registry::registry().iter().map(|s| s.name).collect();
+    match cli::parse(&args, &names, &registry::PLANNED)? {
         Command::Help => {
             println!("{}", cli::USAGE);
             Ok(0)

@@ -11,7 +11,8 @@ use crate::child::ChildReport;
 use crate::cli::RunArgs;
 use crate::dataset;
 use crate::error::{BenchError, Result};
-use crate::strategy::{self, BASELINE};
+use crate::registry;
+use crate::strategy::BASELINE;
 use crate::workload::{Scale, Workload};
 use crate::{db, sysinfo};
 
@@ -61,13 +62,13 @@ impl ResultRow {
 /// The (workload, strategies) plan: per workload the baseline first, then
 /// every other selected strategy that applies to it.
 pub fn plan(args: &RunArgs) -> Vec<(Workload, Vec<&'static str>)> {
-    let registry = strategy::registry();
+    let registered = registry::registry();
     args.workloads
         .iter()
         .map(|&w| {
             let mut names = vec![BASELINE];
             names.extend(
-                registry
+                registered
                     .iter()
                     .filter(|s| s.name != BASELINE)
                     .filter(|s| args.strategies.iter().any(|n| n == s.name))

@@ -1,5 +1,5 @@
-//! The strategy registry: what a loading strategy implements and the list
-//! the runner picks from.
+//! What a loading strategy implements: the types shared by the strategies,
+//! the registry and the runner.
 //!
 //! A strategy is a [`StrategyDef`]: a name plus, per workload, an optional
 //! [`SetupFn`].  The setup function connects and prepares (not timed) and
@@ -7,8 +7,10 @@
 //! workload's object graph and returns it as a [`LoadedGraph`], whose
 //! checksums the runner computes afterwards, outside the timing.
 //!
-//! To add a strategy, write a module with one setup function per workload it
-//! applies to and add its `StrategyDef` to [`registry`]:
+//! This module knows no strategy: the strategies import it, and the list of
+//! them is assembled in `registry.rs`.  To add a strategy, write a module with
+//! one setup function per workload it applies to and add its `StrategyDef` to
+//! `registry()` there:
 //!
 //! ```ignore
 //! pub const STRATEGY: StrategyDef = StrategyDef {
@@ -113,39 +115,6 @@ impl std::fmt::Debug for StrategyDef {
 /// The name of the hand-written baseline, which every ratio refers to.
 pub const BASELINE: &str = "handwritten";
 
-/// The ORM strategies planned for this bench.  `--strategy` accepts these
-/// names even before they are registered; an unregistered one is left out of
-/// the output (with a notice), never faked.
-pub const PLANNED: [&str; 6] = [
-    "lazy_serial",
-    "lazy_concurrent",
-    "prefetch",
-    "select_related",
-    "balanced",
-    "dataloader",
-];
-
-/// Every registered strategy; the baseline comes first.
-///
-/// Add new strategies here (e.g. `lazy_serial`, `lazy_concurrent`,
-/// `prefetch`, `select_related`, `balanced`, `dataloader`).
-pub fn registry() -> Vec<StrategyDef> {
-    vec![
-        crate::handwritten::STRATEGY,
-        crate::orm::lazy::SERIAL,
-        crate::orm::lazy::CONCURRENT,
-        crate::orm::prefetch::STRATEGY,
-        crate::orm::dataloader::STRATEGY,
-        crate::orm::joined::SELECT_RELATED,
-        crate::orm::joined::BALANCED,
-    ]
-}
-
-/// Finds a registered strategy by name.
-pub fn find(name: &str) -> Option<StrategyDef> {
-    registry().into_iter().find(|s| s.name == name)
-}
-
 /// A cheap, cloneable query counter for strategies that count their own
 /// queries (increment once per statement sent).
 #[derive(Debug, Clone, Default)]
@@ -171,21 +140,6 @@ impl QueryCounter {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn registry_has_baseline_first_and_unique_names() {
-        let r = registry();
-        assert_eq!(r[0].name, BASELINE);
-        for w in Workload::ALL {
-            assert!(r[0].setup_for(w).is_some(), "baseline must cover {w}");
-        }
-        let mut names: Vec<&str> = r.iter().map(|s| s.name).collect();
-        names.sort_unstable();
-        names.dedup();
-        assert_eq!(names.len(), r.len());
-        assert!(find("handwritten").is_some());
-        assert!(find("nope").is_none());
-    }
 
     #[test]
     fn counter_counts() {

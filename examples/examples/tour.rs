@@ -304,16 +304,6 @@ try_join_all(orders.iter().map(|order| async move {{
 order.fetch_all_related(&db).await?;   // customer, items, tags, concurrently",
         );
         let order = Order::get(&self.db, &1).await?;
-        if Order::relations().is_empty() {
-            note("skipped: #[derive(Model)] does not emit Model::relations() yet,");
-            note("so fetch_all_related has nothing to load (0 queries, no error).");
-            self.rows.borrow_mut().push(SummaryRow {
-                label: "1c fetch_all_related",
-                cost: None,
-                note: "skipped (derive gap)",
-            });
-            return Ok(());
-        }
         let ((), n, time) = measured(&self.db, order.fetch_all_related(&self.db)).await?;
         self.queries(n, 3, "one per relation: customer, items, tags");
         self.time(time);
@@ -732,21 +722,7 @@ matrx_orm::prefetch_related(&db, &orders,
         let built = paid_orders()
             .prefetch_path("customer")
             .and_then(|q| q.prefetch_path("items__product"));
-        let query = match built {
-            Ok(query) => query,
-            Err(matrx_orm::Error::InvalidInput(message)) if message.contains("has no relation") => {
-                note("skipped: the library answered");
-                note(&format!("  \"{message}\""));
-                note("#[derive(Model)] does not emit Model::relations() yet.");
-                self.rows.borrow_mut().push(SummaryRow {
-                    label: "6  string paths",
-                    cost: None,
-                    note: "skipped (derive gap)",
-                });
-                return Ok(());
-            }
-            Err(err) => return Err(err.into()),
-        };
+        let query = built?;
         let db = &self.db;
         let (orders, n, time) = measured(db, query.all(db)).await?;
         self.queries(n, 4, "orders, customers, items, products");

@@ -1,57 +1,66 @@
 //! # matrx-orm
 //!
 //! An async ORM for PostgreSQL whose relation loading is never N+1.
+//!
+//! The crate is built in layers whose imports point one way, ground first (see
+//! `docs/ARCHITECTURE.md`): `base` (values, keys, metadata, SQL text) → `schema`
+//! (the `Model` and `Relation` traits, columns, filters) → `statement` (sending one
+//! statement) → `cache` → `executor` (what loads run on) → `relation` (the relation
+//! engine) → `query` (queries and writes) → `db` (`Db`, `Session`, `Transaction`).
 
 #![warn(missing_docs)]
 
+mod base;
 pub mod cache;
-pub mod column;
 mod db;
-pub mod ddl;
-pub mod error;
 pub mod executor;
-pub mod filter;
-pub mod key;
-pub mod model;
 mod query;
 pub mod relation;
-mod session;
-pub mod sql;
-mod transaction;
-pub mod value;
-mod write;
+mod schema;
+mod statement;
 
-pub use column::{Column, ColumnRef, OrderBy};
-pub use db::{Db, DbBuilder, PoolStatus};
-pub use error::{Error, Result};
+pub use base::{error, key, sql, value};
+pub use query::ddl;
+pub use schema::{column, filter};
+
+pub use base::error::{Error, Result};
+pub use base::key::{Key, KeyField, KeyPart};
+pub use base::meta::{ColumnMeta, ModelMeta, RelationKind, RelationMeta, Through};
+pub use base::value::{Param, SqlType};
+pub use db::pool::{Db, DbBuilder, PoolStatus};
+pub use db::session::Session;
+pub use db::transaction::Transaction;
 pub use executor::{Executor, QueryCounter};
-pub use filter::Filter;
-pub use key::{Key, KeyField, KeyPart};
-pub use model::{ColumnMeta, Model, ModelMeta};
-pub use query::{Select, Update};
+pub use query::m2m::{SetOutcome, TargetKey};
+pub use query::model_ext::ModelExt;
+pub use query::select::{Select, Update};
+pub use query::write::{Create, InsertRows};
 #[doc(hidden)]
 pub use relation::AggregateEncoding;
 pub use relation::{balanced_strategy, EdgeStrategy, LoadStrategy, Planned, BALANCED_JOIN_LIMIT};
 pub use relation::{
-    fetch, fetch_all_related, load_edge, prefetch_related, DynRelation, Groups, IntoPrefetch,
-    Loaded, Many, One, Path, Prefetch, Related, Relation, RelationKind, RelationMeta, Slot,
-    Through,
+    fetch, fetch_all_related, load_edge, prefetch_related, Groups, IntoPrefetch, Loaded, Path,
+    Prefetch, RelationExt,
 };
-pub use session::Session;
-pub use transaction::Transaction;
-pub use value::{Param, SqlType};
-pub use write::{Create, InsertRows};
+pub use schema::column::{Column, ColumnRef, OrderBy};
+pub use schema::filter::Filter;
+pub use schema::model::{Model, Relation, RelationVisitor};
+pub use schema::related::Related;
+pub use schema::slot::{Many, One, Slot};
 
 pub use matrx_orm_derive::Model;
 
 /// The traits and types most code needs: `use matrx_orm::prelude::*;`.
 pub mod prelude {
-    pub use crate::EdgeStrategy;
-    pub use crate::{Db, Executor, Filter, Many, Model, One, Relation, Session, Slot, Transaction};
+    pub use crate::{
+        Db, EdgeStrategy, Executor, Filter, Many, Model, ModelExt, One, Relation, RelationExt,
+        Session, Slot, Transaction,
+    };
 }
 
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::base::decode::{decode_column, decode_column_named, Fields};
     pub use postgres_types::ToSql;
     pub use tokio_postgres::Row;
 }

@@ -8,8 +8,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use common::shop::*;
 use common::{count_queries, test_db, TestDb};
 use matrx_orm::prelude::*;
-use matrx_orm::relation::SetOutcome;
 use matrx_orm::Error;
+use matrx_orm::SetOutcome;
 
 fn ts(secs: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(1_700_000_000 + secs, 0).unwrap()

@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use matrx_orm::executor::Scope;
 use matrx_orm::{
-    AggregateEncoding, Db, EdgeStrategy, Executor, Many, Model, One, Relation, Select, Slot,
+    AggregateEncoding, Db, EdgeStrategy, Executor, Many, Model, ModelExt, One, RelationExt, Select,
+    Slot,
 };
 use matrx_orm_bench::checksum::Checksums;
 use matrx_orm_bench::dataset::ensure_dataset;
@@ -28,7 +29,8 @@ use matrx_orm_bench::error::{BenchError, Result};
 use matrx_orm_bench::orm::graph::{Orders, Products};
 use matrx_orm_bench::orm::joined::{orders_query, products_query, Mode};
 use matrx_orm_bench::orm::models::{Customer, Order, OrderItem, Product, Stock, Tag, Warehouse};
-use matrx_orm_bench::strategy::{find, BenchContext, BoxFuture, LoadedGraph, Loader};
+use matrx_orm_bench::registry::find;
+use matrx_orm_bench::strategy::{BenchContext, BoxFuture, LoadedGraph, Loader};
 use matrx_orm_bench::workload::{Scale, Workload};
 use tokio_postgres::types::{FromSql, Json, ToSql};
 use tokio_postgres::Row;
@@ -544,6 +546,11 @@ struct Delayed<'a> {
 }
 
 impl Executor for Delayed<'_> {
+    type Atomic<'t>
+        = matrx_orm::Transaction<'static>
+    where
+        Self: 't;
+
     async fn query(
         &self,
         sql: &str,
@@ -562,7 +569,7 @@ impl Executor for Delayed<'_> {
         self.db.scope()
     }
 
-    async fn atomic(&self) -> matrx_orm::Result<matrx_orm::Transaction<'_>> {
+    async fn atomic(&self) -> matrx_orm::Result<matrx_orm::Transaction<'static>> {
         self.db.atomic().await
     }
 }

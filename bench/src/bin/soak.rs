@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::future::{join, try_join_all};
-use matrx_orm::{Db, Model, Session};
+use matrx_orm::{Db, ModelExt, Session};
 use matrx_orm_bench::dataset::ensure_dataset;
 use matrx_orm_bench::orm::models::{Customer, Order, Tag};
 use matrx_orm_bench::workload::Scale;

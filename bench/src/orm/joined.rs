@@ -12,7 +12,7 @@
 //!     .all(&db)
 //! ```
 
-use matrx_orm::{Db, Model, Relation, Select};
+use matrx_orm::{Db, Model, ModelExt, RelationExt, Select};
 
 use crate::error::Result;
 use crate::orm::graph::{Orders, Products};

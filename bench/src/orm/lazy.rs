@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use futures_util::future::{join, try_join_all};
-use matrx_orm::{Db, Executor, Model};
+use matrx_orm::{Db, Executor, ModelExt};
 
 use crate::error::Result;
 use crate::orm::graph::{Orders, Products, RequestOrder, Requests, WaveOrder, Waves};

@@ -8,7 +8,7 @@
 //!     .all(&db)
 //! ```
 
-use matrx_orm::{Db, Model, Relation};
+use matrx_orm::{Db, ModelExt, RelationExt};
 
 use crate::error::Result;
 use crate::orm::graph::{Orders, Products};

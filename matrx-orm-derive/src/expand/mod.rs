@@ -107,7 +107,7 @@ mod tests {
     fn decoding_from_any_field_source() {
         let code = expand(stock());
         assert!(
-            code.contains("fn decode_fields < F : :: matrx_orm :: model :: Fields >"),
+            code.contains("fn decode_fields < F : :: matrx_orm :: __private :: Fields >"),
             "{code}"
         );
         assert!(
@@ -117,7 +117,7 @@ mod tests {
             "{code}"
         );
         assert!(
-            code.contains("Result :: Ok ((:: matrx_orm :: model :: Fields :: field :: < i64 > (src , offset , \"Stock\" , \"product_id\") ? ,"),
+            code.contains("Result :: Ok ((:: matrx_orm :: __private :: Fields :: field :: < i64 > (src , offset , \"Stock\" , \"product_id\") ? ,"),
             "composite key: {code}"
         );
         let single = expand(parse_quote! {
@@ -127,7 +127,7 @@ mod tests {
             }
         });
         assert!(
-            single.contains("Self :: Key > { :: matrx_orm :: model :: Fields :: field :: < i64 > (src , offset , \"Tag\" , \"id\") }"),
+            single.contains("Self :: Key > { :: matrx_orm :: __private :: Fields :: field :: < i64 > (src , offset , \"Tag\" , \"id\") }"),
             "single key, no Ok(..?): {single}"
         );
     }

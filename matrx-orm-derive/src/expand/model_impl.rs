@@ -105,7 +105,7 @@ fn decode(model: &ModelDef) -> TokenStream {
                 quote!(offset + #i)
             }
         };
-        quote!(::matrx_orm::model::decode_column::<#ty>(row, #index, #name)?)
+        quote!(::matrx_orm::__private::decode_column::<#ty>(row, #index, #name)?)
     });
     quote! {
         #[inline]
@@ -123,7 +123,7 @@ fn decode_named(model: &ModelDef) -> TokenStream {
     let fields = struct_fields(model, |_, column| {
         let ty = &column.ty;
         let column_name = &column.name;
-        quote!(::matrx_orm::model::decode_column_named::<#ty>(row, #column_name, #name)?)
+        quote!(::matrx_orm::__private::decode_column_named::<#ty>(row, #column_name, #name)?)
     });
     quote! {
         fn decode_named(row: &::matrx_orm::__private::Row) -> ::matrx_orm::Result<Self> {
@@ -147,7 +147,7 @@ fn decode_fields(model: &ModelDef) -> TokenStream {
                 quote!(offset + #i)
             }
         };
-        quote!(::matrx_orm::model::Fields::field::<#ty>(src, #index, #name, #column_name))
+        quote!(::matrx_orm::__private::Fields::field::<#ty>(src, #index, #name, #column_name))
     };
     let fields = struct_fields(model, |i, column| {
         let call = call(i, column);
@@ -170,7 +170,7 @@ fn decode_fields(model: &ModelDef) -> TokenStream {
     };
     quote! {
         #[inline]
-        fn decode_fields<F: ::matrx_orm::model::Fields>(
+        fn decode_fields<F: ::matrx_orm::__private::Fields>(
             src: &F,
             offset: usize,
         ) -> ::matrx_orm::Result<Self> {
@@ -178,7 +178,7 @@ fn decode_fields(model: &ModelDef) -> TokenStream {
         }
 
         #[inline]
-        fn decode_key_fields<F: ::matrx_orm::model::Fields>(
+        fn decode_key_fields<F: ::matrx_orm::__private::Fields>(
             src: &F,
             offset: usize,
         ) -> ::matrx_orm::Result<Self::Key> {

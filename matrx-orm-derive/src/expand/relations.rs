@@ -67,22 +67,21 @@ fn through_meta(through: &ThroughDef) -> TokenStream {
     }
 }
 
-/// `fn relations()`: the run-time table of relations by name, for string paths and
-/// `fetch_all_related`. Omitted (the trait's empty default) when there are none.
+/// `fn visit_relations()`: each relation handed to a visitor as its type, with its
+/// name, for string paths and `fetch_all_related`. Omitted (the trait's empty default)
+/// when there are none.
 pub fn dyn_table(model: &ModelDef) -> TokenStream {
     if model.relations.is_empty() {
         return TokenStream::new();
     }
-    let ident = &model.ident;
-    let entries = model.relations.iter().map(|relation| {
+    let visits = model.relations.iter().map(|relation| {
         let ty = type_ident(model, relation);
         let name = unraw(&relation.ident).to_string();
-        quote! { ::matrx_orm::DynRelation::of::<#ty>(#name) }
+        quote! { visitor.visit::<#ty>(#name); }
     });
     quote! {
-        fn relations() -> &'static [::matrx_orm::DynRelation<Self>] {
-            const RELATIONS: &[::matrx_orm::DynRelation<#ident>] = &[#(#entries),*];
-            RELATIONS
+        fn visit_relations<V: ::matrx_orm::RelationVisitor<Self>>(visitor: &mut V) {
+            #(#visits)*
         }
     }
 }

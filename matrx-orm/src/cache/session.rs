@@ -9,8 +9,7 @@ use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::model::Model;
-use crate::relation::Relation;
+use crate::schema::model::{Model, Relation};
 
 /// One model's instances by primary key.
 struct Instances<M: Model>(HashMap<M::Key, Arc<M>>);

@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio_postgres::Row;
 
 use crate::cache::clock::Clock;
-use crate::model::Model;
+use crate::schema::model::Model;
 
 /// How long a model's rows stay in the shared cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

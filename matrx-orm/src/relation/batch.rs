@@ -3,19 +3,19 @@
 //! prefetch once per edge, the request-scoped loader once per batch.
 
 use std::any::Any;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
 
+use crate::base::error::Result;
+use crate::base::key::{dedup_keys, Key};
+use crate::base::meta::RelationKind;
+use crate::base::value::as_sql_refs;
 use crate::cache::shared::{CachedRow, SharedCache};
-use crate::error::Result;
-use crate::executor::DynExecutor;
-use crate::executor::Scope;
-use crate::key::Key;
-use crate::model::Model;
+use crate::executor::{DynExecutor, Scope};
 use crate::relation::sql::{edge_statement, keys_statement};
-use crate::relation::{Related, Relation, RelationKind};
-use crate::value::as_sql_refs;
+use crate::schema::model::{Model, Relation};
+use crate::schema::related::Related;
 
 /// Target rows of one edge, grouped by the parent key they belong to.
 ///
@@ -89,14 +89,6 @@ impl<K: Key, T> Groups<K, T> {
             f(&mut self.rows[range.clone()]);
         }
     }
-}
-
-/// Removes duplicates, keeping first occurrences in order.
-pub(crate) fn dedup_keys<K: Key>(keys: impl IntoIterator<Item = K>) -> Vec<K> {
-    let mut seen = HashSet::new();
-    keys.into_iter()
-        .filter(|k| seen.insert(k.clone()))
-        .collect()
 }
 
 /// Loads `R` for `keys` (de-duplicated here; an empty set costs no query).

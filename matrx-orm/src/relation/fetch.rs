@@ -6,14 +6,15 @@ use std::sync::Arc;
 
 use futures_util::future::{try_join_all, BoxFuture};
 
-use crate::error::{Error, Result};
+use crate::base::error::{Error, Result};
+use crate::base::key::Key;
+use crate::executor::batching;
 use crate::executor::DynExecutor;
-use crate::key::Key;
-use crate::model::Model;
 use crate::relation::batch::{load_by_keys, load_edge};
-use crate::relation::loader;
 use crate::relation::stitch::attach;
-use crate::relation::{Related, Relation, Slot};
+use crate::schema::model::{Model, Relation, RelationVisitor};
+use crate::schema::related::Related;
+use crate::schema::slot::Slot;
 
 /// What loading relation `R` returns: `Option<Arc<Target>>` or `Vec<Arc<Target>>`.
 pub type Loaded<R> = <<R as Relation>::Slot as Slot<<R as Relation>::Target>>::Value;
@@ -53,7 +54,7 @@ pub async fn fetch<R: Relation>(ex: &dyn DynExecutor, source: &R::Source) -> Res
                     .await
                     .map(Arc::new)
             };
-            loader::load(loaders, TypeId::of::<R>(), key, run).await?
+            batching::load(loaders, TypeId::of::<R>(), key, run).await?
         }
         (_, key) => Arc::new(load_edge::<R>(ex, key, &Related::default()).await?),
     };
@@ -63,19 +64,33 @@ pub async fn fetch<R: Relation>(ex: &dyn DynExecutor, source: &R::Source) -> Res
     })
 }
 
-/// [`fetch`] with the value dropped, as a plain function pointer for [`DynRelation`](crate::DynRelation).
-pub(crate) fn fetch_erased<'a, R: Relation>(
-    ex: &'a dyn DynExecutor,
-    source: &'a R::Source,
-) -> BoxFuture<'a, Result<()>> {
-    Box::pin(async move { fetch::<R>(ex, source).await.map(drop) })
-}
-
 /// Loads every relation of one instance, concurrently: one query per relation not
 /// loaded yet (none for NULL keys). The first error is returned.
 pub async fn fetch_all_related<S: Model>(ex: &dyn DynExecutor, source: &S) -> Result<()> {
-    try_join_all(S::relations().iter().map(|rel| (rel.fetch)(ex, source))).await?;
+    let mut fetches = Fetches {
+        ex,
+        source,
+        loads: Vec::new(),
+    };
+    S::visit_relations(&mut fetches);
+    try_join_all(fetches.loads).await?;
     Ok(())
+}
+
+/// Collects one lazy load per relation of `source`.
+struct Fetches<'a, S> {
+    ex: &'a dyn DynExecutor,
+    source: &'a S,
+    loads: Vec<BoxFuture<'a, Result<()>>>,
+}
+
+impl<'a, S: Model> RelationVisitor<S> for Fetches<'a, S> {
+    fn visit<R: Relation<Source = S>>(&mut self, _name: &'static str) {
+        let (ex, source) = (self.ex, self.source);
+        self.loads.push(Box::pin(
+            async move { fetch::<R>(ex, source).await.map(drop) },
+        ));
+    }
 }
 
 /// Marks the batches of gets by primary key of `M` (distinct from relation batches).
@@ -102,7 +117,7 @@ pub(crate) async fn get<M: Model>(ex: &dyn DynExecutor, key: &M::Key) -> Result<
         Some(loaders) => {
             let run =
                 |keys: Vec<M::Key>| async move { load_by_keys::<M>(ex, keys).await.map(Arc::new) };
-            loader::load(loaders, TypeId::of::<GetByKey<M>>(), key.clone(), run).await?
+            batching::load(loaders, TypeId::of::<GetByKey<M>>(), key.clone(), run).await?
         }
         None => Arc::new(load_by_keys::<M>(ex, [key.clone()]).await?),
     };

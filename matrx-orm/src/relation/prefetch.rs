@@ -12,14 +12,17 @@ use std::sync::Arc;
 
 use futures_util::future::{try_join_all, BoxFuture};
 
-use crate::column::OrderBy;
-use crate::error::{Error, Result};
-use crate::executor::DynExecutor;
-use crate::filter::Filter;
-use crate::model::Model;
+use crate::base::error::{Error, Result};
+use crate::executor::{DynExecutor, Executor};
 use crate::relation::batch::load_edge;
+use crate::relation::joined::plan::{Ids, JoinPlan, Plan};
+use crate::relation::joined::policy::{LoadStrategy, Policy};
 use crate::relation::stitch::{attach, attached};
-use crate::relation::{Related, Relation, Slot};
+use crate::schema::column::OrderBy;
+use crate::schema::filter::Filter;
+use crate::schema::model::{Model, Relation, RelationVisitor};
+use crate::schema::related::Related;
+use crate::schema::slot::Slot;
 
 /// A type-erased edge of a prefetch tree whose parents are `S`.
 pub(crate) trait Node<S>: Send + Sync + 'static {
@@ -38,7 +41,7 @@ pub(crate) trait Node<S>: Send + Sync + 'static {
     /// A conflict somewhere in this edge's subtree.
     fn conflict(&self) -> Option<String>;
     /// The edge as `select_related` plans it (joined.rs).
-    fn join_plan(&self) -> &dyn crate::relation::joined::JoinPlan<S>;
+    fn join_plan(&self) -> &dyn JoinPlan<S>;
     /// Whether this edge or one below it is customised (filter, ordering, limit).
     fn customised(&self) -> bool;
 }
@@ -153,10 +156,17 @@ impl<S: Model> Prefetch<S> {
         let Some((first, rest)) = segments.split_first() else {
             return Ok(Prefetch::default());
         };
-        match S::relations().iter().find(|r| r.name == *first) {
-            Some(rel) => (rel.edge)(rest),
+        let mut find = FindEdge {
+            name: first,
+            rest,
+            found: None,
+            names: Vec::new(),
+        };
+        S::visit_relations(&mut find);
+        match find.found {
+            Some(edge) => edge,
             None => {
-                let valid: Vec<&str> = S::relations().iter().map(|r| r.name).collect();
+                let valid = find.names;
                 Err(Error::InvalidInput(format!(
                     "{} has no relation `{first}`; its relations are: {}",
                     S::META.name,
@@ -360,32 +370,231 @@ impl<R: Relation> Node<R::Source> for Path<R> {
         !self.related.is_default() || self.children.is_customised()
     }
 
-    fn join_plan(&self) -> &dyn crate::relation::joined::JoinPlan<R::Source> {
+    fn join_plan(&self) -> &dyn JoinPlan<R::Source> {
         self
     }
 }
 
-/// A relation of `S` found by name at run time (for string paths and
-/// `fetch_all_related`). `#[derive(Model)]` emits one per relation field.
-pub struct DynRelation<S> {
-    /// The relation's field name.
-    pub name: &'static str,
-    /// Builds the edge for this relation with the path's remaining segments.
-    pub edge: fn(&[&str]) -> Result<Prefetch<S>>,
-    /// Lazily loads this relation of one instance.
-    pub fetch: for<'a> fn(&'a dyn DynExecutor, &'a S) -> BoxFuture<'a, Result<()>>,
+/// A tree edge with a chosen strategy; build it with [`EdgeStrategy::joined`] or
+/// [`EdgeStrategy::batched`]. The choice covers this edge only; its children follow
+/// their own choice, else the call's default (`select_related`: joined, `balanced`:
+/// [`balanced_strategy`], `prefetch`: batched).
+///
+/// An edge whose parents are loaded already (the top edges of a `prefetch` tree or of
+/// [`prefetch_related`](crate::prefetch_related)) cannot join into their statement: it
+/// runs as a batched edge, and its joined children join into its statement.
+pub struct Planned<R: Relation> {
+    pub(crate) path: Path<R>,
+    pub(crate) strategy: LoadStrategy,
 }
 
-impl<S: Model> DynRelation<S> {
-    /// The entry for relation `R`.
-    pub const fn of<R: Relation<Source = S>>(name: &'static str) -> Self {
-        DynRelation {
-            name,
-            edge: Path::<R>::from_segments,
-            fetch: crate::relation::fetch::fetch_erased::<R>,
+impl<R: Relation> Clone for Planned<R> {
+    fn clone(&self) -> Self {
+        Planned {
+            path: self.path.clone(),
+            strategy: self.strategy,
         }
     }
 }
+
+impl<R: Relation> std::fmt::Debug for Planned<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}.{} ({:?})",
+            <R::Source as Model>::META.name,
+            R::META.name,
+            self.strategy
+        )
+    }
+}
+
+/// Choosing the strategy of one edge: `Order::ITEMS.with(OrderItem::PRODUCT).batched()`.
+///
+/// ```no_run
+/// # use matrx_orm::prelude::*;
+/// # #[derive(Model, Debug)] #[orm(table = "customers")]
+/// # pub struct Customer { #[orm(primary_key)] pub id: i64 }
+/// # #[derive(Model, Debug)] #[orm(table = "products")]
+/// # pub struct Product { #[orm(primary_key)] pub id: i64 }
+/// # #[derive(Model, Debug)] #[orm(table = "order_items")]
+/// # pub struct OrderItem { #[orm(primary_key)] pub id: i64, pub order_id: i64, pub product_id: i64,
+/// #   #[orm(belongs_to(key = "product_id"))] pub product: One<Product> }
+/// # #[derive(Model, Debug)] #[orm(table = "orders")]
+/// # pub struct Order { #[orm(primary_key)] pub id: i64, pub customer_id: i64,
+/// #   #[orm(belongs_to(key = "customer_id"))] pub customer: One<Customer>,
+/// #   #[orm(has_many(foreign_key = "order_id"))] pub items: Many<OrderItem> }
+/// # async fn demo(db: &matrx_orm::Db) -> matrx_orm::Result<()> {
+/// // Orders with their customer in one statement; items (each with its product
+/// // joined in) in a second one: 2 queries.
+/// let orders = Order::query()
+///     .select_related(Order::CUSTOMER)
+///     .select_related(Order::ITEMS.with(OrderItem::PRODUCT).batched())
+///     .all(db)
+///     .await?;
+/// # Ok(()) }
+/// ```
+pub trait EdgeStrategy: Sized {
+    /// The relation of the edge.
+    type Relation: Relation;
+
+    /// This edge with `strategy`.
+    fn strategy(self, strategy: LoadStrategy) -> Planned<Self::Relation>;
+
+    /// This edge in its parent's statement.
+    fn joined(self) -> Planned<Self::Relation> {
+        self.strategy(LoadStrategy::Joined)
+    }
+
+    /// This edge with a statement of its own.
+    fn batched(self) -> Planned<Self::Relation> {
+        self.strategy(LoadStrategy::Batched)
+    }
+}
+
+impl<R: Relation> EdgeStrategy for R {
+    type Relation = R;
+    fn strategy(self, strategy: LoadStrategy) -> Planned<R> {
+        Planned {
+            path: Path::new(),
+            strategy,
+        }
+    }
+}
+
+impl<R: Relation> EdgeStrategy for Path<R> {
+    type Relation = R;
+    fn strategy(self, strategy: LoadStrategy) -> Planned<R> {
+        Planned {
+            path: self,
+            strategy,
+        }
+    }
+}
+
+impl<R: Relation> EdgeStrategy for Planned<R> {
+    type Relation = R;
+    fn strategy(self, strategy: LoadStrategy) -> Planned<R> {
+        Planned {
+            path: self.path,
+            strategy,
+        }
+    }
+}
+
+impl<R: Relation> IntoPrefetch<R::Source> for Planned<R> {
+    fn into_prefetch(self) -> Prefetch<R::Source> {
+        let mut tree = Prefetch::default();
+        tree.nodes.push(Arc::new(self));
+        tree
+    }
+}
+
+/// Reached from a plain prefetch tree (`prefetch`, `prefetch_related`): the parents
+/// are loaded, so the edge runs batched; its subtree follows its own choices, else
+/// batched.
+impl<R: Relation> Node<R::Source> for Planned<R> {
+    fn load<'a>(
+        &'a self,
+        ex: &'a dyn DynExecutor,
+        parents: &'a [&'a R::Source],
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let mut plan = Plan::default();
+            let mut ids = Ids::default();
+            self.add_to(
+                &mut plan,
+                Policy::Batched,
+                Some(LoadStrategy::Batched),
+                &mut ids,
+            )?;
+            plan.run_batched(ex, parents).await
+        })
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn merged(&self, other: &dyn Node<R::Source>) -> Option<Arc<dyn Node<R::Source>>> {
+        let other = other.as_any().downcast_ref::<Planned<R>>()?;
+        if other.strategy != self.strategy
+            || !self.path.related.is_default()
+            || !other.path.related.is_default()
+        {
+            return None;
+        }
+        let mut merged = self.clone();
+        merged.path.children.add(other.path.children.clone());
+        Some(Arc::new(merged))
+    }
+
+    fn describe(&self) -> String {
+        format!("{}.{}", <R::Source as Model>::META.name, R::META.name)
+    }
+
+    fn customised(&self) -> bool {
+        <Path<R> as Node<R::Source>>::customised(&self.path)
+    }
+
+    fn conflict(&self) -> Option<String> {
+        match self.path.children.validate() {
+            Ok(()) => None,
+            Err(Error::InvalidInput(message)) => Some(message),
+            Err(other) => Some(other.to_string()),
+        }
+    }
+
+    fn join_plan(&self) -> &dyn JoinPlan<R::Source> {
+        self
+    }
+}
+
+/// Finds the relation named `name` among a model's relations and builds its edge
+/// with the path's remaining segments.
+struct FindEdge<'p, S> {
+    name: &'p str,
+    rest: &'p [&'p str],
+    found: Option<Result<Prefetch<S>>>,
+    /// Every relation name, for the error when none matches.
+    names: Vec<&'static str>,
+}
+
+impl<S: Model> RelationVisitor<S> for FindEdge<'_, S> {
+    fn visit<R: Relation<Source = S>>(&mut self, name: &'static str) {
+        self.names.push(name);
+        if self.found.is_none() && name == self.name {
+            self.found = Some(Path::<R>::from_segments(self.rest));
+        }
+    }
+}
+
+/// Building an edge from a relation constant: `Order::ITEMS.with(OrderItem::PRODUCT)`,
+/// `Order::ITEMS.order_by(OrderItem::ID.desc()).limit_per_parent(3)`. Implemented for
+/// every relation; in the [prelude](crate::prelude).
+pub trait RelationExt: Relation {
+    /// This edge, also loading `child` on its targets.
+    fn with(self, child: impl IntoPrefetch<Self::Target>) -> Path<Self> {
+        Path::new().with(child)
+    }
+
+    /// This edge, keeping only targets matching `filter`.
+    fn filter(self, filter: Filter<Self::Target>) -> Path<Self> {
+        Path::new().filter(filter)
+    }
+
+    /// This edge, ordering each parent's targets.
+    fn order_by(self, order: OrderBy<Self::Target>) -> Path<Self> {
+        Path::new().order_by(order)
+    }
+
+    /// This edge, keeping at most `n` targets per parent.
+    fn limit_per_parent(self, n: u64) -> Path<Self> {
+        Path::new().limit_per_parent(n)
+    }
+}
+
+impl<R: Relation> RelationExt for R {}
 
 /// Loads relation trees on an existing collection: one query per edge, whatever the
 /// collection's size; no query at all for an empty collection.
@@ -409,7 +618,7 @@ pub async fn prefetch_related<'p, S, E, I>(
 ) -> Result<()>
 where
     S: Model,
-    E: crate::executor::Executor,
+    E: Executor,
     I: IntoIterator<Item = &'p S>,
 {
     let parents: Vec<&S> = parents.into_iter().collect();

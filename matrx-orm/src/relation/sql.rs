@@ -19,11 +19,11 @@
 
 use std::borrow::Cow;
 
-use crate::error::{Error, Result};
-use crate::model::ModelMeta;
-use crate::relation::{Related, RelationKind, RelationMeta};
-use crate::sql::{qualified, SqlBuf};
-use crate::value::Param;
+use crate::base::error::{Error, Result};
+use crate::base::meta::{ModelMeta, RelationKind, RelationMeta};
+use crate::base::sql::{qualified, SqlBuf};
+use crate::base::value::Param;
+use crate::schema::related::Related;
 
 const TARGET: &str = "t";
 const JUNCTION: &str = "j";

@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use crate::relation::batch::Groups;
-use crate::relation::{Relation, Slot};
+use crate::schema::model::Relation;
+use crate::schema::slot::Slot;
 
 /// Fills `R`'s slot on every parent not loaded yet: its key's targets, or empty /
 /// NULL when its key is NULL or has no targets. Already-loaded slots are left alone.

@@ -11,31 +11,30 @@ use std::sync::Arc;
 
 use futures_util::future::{try_join, try_join_all, BoxFuture};
 
+use crate::base::error::{Error, Result};
+use crate::base::key::{dedup_keys, Key};
+use crate::base::meta::{ModelMeta, RelationKind, RelationMeta};
+use crate::base::sql::SqlBuf;
+use crate::base::value::as_sql_refs;
 use crate::cache::session::SessionCache;
-use crate::error::{Error, Result};
 use crate::executor::DynExecutor;
-use crate::key::Key;
-use crate::model::{Fields, Model, ModelMeta};
-use crate::relation::batch::{dedup_keys, group, load_edge, sort_by_key, sorted_in_memory};
-use crate::relation::prefetch::Prefetch;
-use crate::relation::sql::edge_statement;
+use crate::relation::batch::{group, load_edge};
+use crate::relation::joined::policy::{
+    AggregateEncoding, LoadStrategy, Policy, BALANCED_JOIN_LIMIT,
+};
+use crate::relation::joined::records::Src;
+use crate::relation::prefetch::{Path, Planned, Prefetch};
 use crate::relation::stitch::{attach, attached};
-use crate::relation::{Related, Relation, RelationKind, RelationMeta, Slot};
-use crate::sql::{qualified, SqlBuf};
-use crate::value::{as_sql_refs, Param};
-
-use super::records::{Record, Records, Src};
-use super::{AggregateEncoding, LoadStrategy, Policy, BALANCED_JOIN_LIMIT};
-
-/// Alias of the derived table holding a batched edge's rows (see [`BatchedEdge`]).
-const BASE: &str = "b";
+use crate::schema::model::{Model, Relation};
+use crate::schema::related::Related;
+use crate::schema::slot::Slot;
 
 /// The edges of one level of a plan, on parents of type `S`.
 pub(crate) struct Plan<S> {
     /// Edges loaded in the parent's statement, in select-list order.
-    joined: Vec<Box<dyn JoinEdge<S>>>,
+    pub(super) joined: Vec<Box<dyn JoinEdge<S>>>,
     /// Edges loaded with a statement of their own, once the parents are decoded.
-    batched: Vec<Box<dyn BatchEdge<S>>>,
+    pub(super) batched: Vec<Box<dyn BatchEdge<S>>>,
 }
 
 impl<S> Default for Plan<S> {
@@ -59,7 +58,7 @@ impl Ids {
 }
 
 /// How a tree edge adds itself to a plan; implemented by [`Path`](crate::Path) and
-/// [`Planned`](super::Planned), reached through `Node::join_plan`.
+/// [`Planned`](crate::Planned), reached through `Node::join_plan`.
 pub(crate) trait JoinPlan<S> {
     /// Adds this edge and its subtree to `plan`. `policy` decides the edges that do
     /// not choose; `forced` overrides every choice on this edge only.
@@ -73,6 +72,45 @@ pub(crate) trait JoinPlan<S> {
 
     /// Whether this edge or one below it chose a strategy.
     fn has_choice(&self) -> bool;
+}
+
+impl<R: Relation> JoinPlan<R::Source> for Path<R> {
+    fn add_to(
+        &self,
+        plan: &mut Plan<R::Source>,
+        policy: Policy,
+        forced: Option<LoadStrategy>,
+        ids: &mut Ids,
+    ) -> Result<()> {
+        plan.add_edge::<R>(&self.related, &self.children, forced, policy, ids)
+    }
+
+    fn has_choice(&self) -> bool {
+        has_choice(&self.children)
+    }
+}
+
+impl<R: Relation> JoinPlan<R::Source> for Planned<R> {
+    fn add_to(
+        &self,
+        plan: &mut Plan<R::Source>,
+        policy: Policy,
+        forced: Option<LoadStrategy>,
+        ids: &mut Ids,
+    ) -> Result<()> {
+        let chosen = forced.unwrap_or(self.strategy);
+        plan.add_edge::<R>(
+            &self.path.related,
+            &self.path.children,
+            Some(chosen),
+            policy,
+            ids,
+        )
+    }
+
+    fn has_choice(&self) -> bool {
+        true
+    }
 }
 
 /// Whether an edge of `tree` chose a strategy (then a `prefetch` tree is planned too).
@@ -217,39 +255,8 @@ impl<S: Model> Plan<S> {
     }
 
     /// The number of fields the joined edges add to a parent's row.
-    fn width(&self) -> usize {
+    pub(super) fn width(&self) -> usize {
         self.joined.iter().map(|e| e.width()).sum()
-    }
-
-    /// Appends the select-list entries of the joined edges.
-    pub(crate) fn selects(&self, enc: AggregateEncoding, out: &mut Vec<String>) {
-        for edge in &self.joined {
-            edge.selects(enc, out);
-        }
-    }
-
-    /// Appends the joins of the joined edges onto `parent` (an alias).
-    pub(crate) fn joins(
-        &self,
-        enc: AggregateEncoding,
-        parent: &str,
-        nested: bool,
-        sql: &mut SqlBuf,
-    ) -> Result<()> {
-        for edge in &self.joined {
-            edge.joins(enc, parent, nested, sql)?;
-        }
-        Ok(())
-    }
-
-    /// Decodes the joined edges of `parent` from `src`, whose field `at` is the first
-    /// one after the parent's columns, and fills their slots.
-    pub(crate) fn decode(&mut self, parent: &S, src: &Src<'_>, mut at: usize) -> Result<()> {
-        for edge in &mut self.joined {
-            edge.decode(parent, src, at)?;
-            at += edge.width();
-        }
-        Ok(())
     }
 
     /// Runs the statements left once `parents` are decoded: the batched edges of this
@@ -276,7 +283,7 @@ impl<S: Model> Plan<S> {
 }
 
 /// A type-erased edge joined into its parent's statement.
-trait JoinEdge<S>: Send + Sync {
+pub(super) trait JoinEdge<S>: Send + Sync {
     fn meta(&self) -> &'static RelationMeta;
     fn as_any_mut(&mut self) -> &mut dyn Any;
     /// Fields this edge adds to the parent's row: the target's columns and its own
@@ -304,7 +311,7 @@ trait JoinEdge<S>: Send + Sync {
 }
 
 /// A type-erased edge loaded with a statement of its own.
-trait BatchEdge<S>: Send + Sync {
+pub(super) trait BatchEdge<S>: Send + Sync {
     fn meta(&self) -> &'static RelationMeta;
     fn as_any_mut(&mut self) -> &mut dyn Any;
     fn plan_ref_batched(&self) -> usize;
@@ -326,63 +333,6 @@ type EdgeParts<'a, T> = (
     &'a mut Prefetch<T>,
 );
 
-fn push_list(sql: &mut SqlBuf, alias: &str, columns: &[&str], sep: &str) {
-    for (i, col) in columns.iter().enumerate() {
-        if i > 0 {
-            sql.push(sep);
-        }
-        sql.column(alias, col);
-    }
-}
-
-/// `"a"."x" = "p"."y" AND ...`, pairing `columns` of `alias` with `parent_columns` of
-/// `parent`.
-fn push_match(
-    sql: &mut SqlBuf,
-    alias: &str,
-    columns: &[&str],
-    parent: &str,
-    parent_columns: &[&str],
-) {
-    for (i, (c, p)) in columns.iter().zip(parent_columns).enumerate() {
-        if i > 0 {
-            sql.push(" AND ");
-        }
-        sql.column(alias, c).push(" = ").column(parent, p);
-    }
-}
-
-/// The ordering of `related` on `alias` (default: the target's primary key).
-fn push_order<T>(sql: &mut SqlBuf, alias: &str, target: &ModelMeta, related: &Related<T>) {
-    if related.order.is_empty() {
-        let pk: Vec<&str> = target.primary_key_columns().map(|c| c.name).collect();
-        push_list(sql, alias, &pk, ", ");
-        return;
-    }
-    for (i, term) in related.order.iter().enumerate() {
-        if i > 0 {
-            sql.push(", ");
-        }
-        term.render(alias, sql);
-    }
-}
-
-fn limit_param(n: u64) -> Result<Param> {
-    i64::try_from(n)
-        .map(Param::new)
-        .map_err(|_| Error::InvalidInput(format!("limit per parent {n} is out of range")))
-}
-
-fn check_arity(rel: &RelationMeta, source: &ModelMeta, a: usize, b: usize) -> Result<()> {
-    if a == b {
-        return Ok(());
-    }
-    Err(Error::InvalidInput(format!(
-        "relation {}.{}: {a} key columns on one side, {b} on the other",
-        source.name, rel.name
-    )))
-}
-
 // ---------------------------------------------------------------------------------
 // Joined edges
 // ---------------------------------------------------------------------------------
@@ -391,21 +341,21 @@ fn check_arity(rel: &RelationMeta, source: &ModelMeta, a: usize, b: usize) -> Re
 /// `LEFT JOIN LATERAL` aggregate for to-many edges (see the module documentation of
 /// `joined`).
 pub(crate) struct JoinedEdge<R: Relation> {
-    id: usize,
-    related: Related<R::Target>,
-    children: Prefetch<R::Target>,
-    plan: Plan<R::Target>,
+    pub(super) id: usize,
+    pub(super) related: Related<R::Target>,
+    pub(super) children: Prefetch<R::Target>,
+    pub(super) plan: Plan<R::Target>,
     /// Targets decoded so far, by primary key, where rows repeat (to-one and
     /// many-to-many targets): a row under many parents is decoded once and shared.
-    seen: HashMap<TargetKey<R>, Arc<R::Target>>,
+    pub(super) seen: HashMap<TargetKey<R>, Arc<R::Target>>,
     /// Every distinct target decoded, kept when batched edges run below this one.
-    decoded: Vec<Arc<R::Target>>,
+    pub(super) decoded: Vec<Arc<R::Target>>,
     /// Whether batched edges run below this one (set by `prepare`).
-    keep: bool,
+    pub(super) keep: bool,
     /// Joined by the balanced policy, not by choice.
-    auto: bool,
+    pub(super) auto: bool,
     /// The session's identity map, for uncustomised edges (set by `prepare`).
-    cache: Option<Arc<SessionCache>>,
+    pub(super) cache: Option<Arc<SessionCache>>,
 }
 
 impl<R: Relation> JoinedEdge<R> {
@@ -428,232 +378,19 @@ impl<R: Relation> JoinedEdge<R> {
         }
     }
 
-    fn alias(&self) -> String {
+    pub(super) fn alias(&self) -> String {
         format!("r{}", self.id)
     }
 
-    fn target() -> &'static ModelMeta {
+    pub(super) fn target() -> &'static ModelMeta {
         <R::Target as Model>::META
     }
 
-    fn shares_rows() -> bool {
+    pub(super) fn shares_rows() -> bool {
         matches!(
             R::META.kind,
             RelationKind::BelongsTo | RelationKind::ManyToMany
         )
-    }
-
-    /// The target's columns and this edge's own joined edges, qualified.
-    fn row_selects(&self, enc: AggregateEncoding, out: &mut Vec<String>) {
-        let alias = self.alias();
-        for col in Self::target().columns {
-            let mut sql = SqlBuf::new();
-            sql.column(&alias, col.name);
-            out.push(sql.text);
-        }
-        self.plan.selects(enc, out);
-    }
-
-    fn target_columns() -> Result<Vec<&'static str>> {
-        R::META.target_columns()
-    }
-
-    /// The `FROM` item: the target, or for a many-to-many edge the junction joined to
-    /// the target (no placeholders).
-    fn push_from(&self, sql: &mut SqlBuf) -> Result<()> {
-        let alias = self.alias();
-        let target = Self::target();
-        let source = <R::Source as Model>::META;
-        match (&R::META.through, R::META.kind) {
-            (Some(through), RelationKind::ManyToMany) => {
-                let junction = format!("j{}", self.id);
-                let pk: Vec<&str> = target.primary_key_columns().map(|c| c.name).collect();
-                check_arity(R::META, source, pk.len(), through.target_columns.len())?;
-                sql.push(&qualified(through.schema.or(source.schema), through.table));
-                sql.push(" AS ")
-                    .ident(&junction)
-                    .push(" JOIN ")
-                    .table_as(target, &alias)
-                    .push(" ON ");
-                push_match(sql, &alias, &pk, &junction, through.target_columns);
-            }
-            (None, RelationKind::ManyToMany) => {
-                return Err(Error::InvalidInput(format!(
-                    "relation {}.{} is many-to-many but names no junction table",
-                    source.name,
-                    R::META.name
-                )))
-            }
-            _ => {
-                sql.table_as(target, &alias);
-            }
-        }
-        Ok(())
-    }
-
-    /// ` WHERE <the keys match the parent's> [AND <the edge's filter>]`.
-    fn push_condition(&self, sql: &mut SqlBuf, parent: &str) -> Result<()> {
-        let alias = self.alias();
-        let source = <R::Source as Model>::META;
-        sql.push(" WHERE ");
-        match &R::META.through {
-            Some(through) if R::META.kind == RelationKind::ManyToMany => {
-                let junction = format!("j{}", self.id);
-                check_arity(
-                    R::META,
-                    source,
-                    through.source_columns.len(),
-                    R::META.source_columns.len(),
-                )?;
-                push_match(
-                    sql,
-                    &junction,
-                    through.source_columns,
-                    parent,
-                    R::META.source_columns,
-                );
-            }
-            _ => {
-                let columns = Self::target_columns()?;
-                check_arity(R::META, source, columns.len(), R::META.source_columns.len())?;
-                push_match(sql, &alias, &columns, parent, R::META.source_columns);
-            }
-        }
-        if let Some(filter) = &self.related.filter {
-            sql.push(" AND ");
-            filter.render(&alias, sql);
-        }
-        Ok(())
-    }
-
-    fn to_one_joins(
-        &self,
-        enc: AggregateEncoding,
-        parent: &str,
-        nested: bool,
-        sql: &mut SqlBuf,
-    ) -> Result<()> {
-        let alias = self.alias();
-        let target = Self::target();
-        let plain = R::META.kind == RelationKind::BelongsTo
-            && R::META.target_fields.is_empty()
-            && self.related.order.is_empty()
-            && self.related.limit_per_parent.is_none()
-            && !nested;
-        if plain {
-            // A foreign key to the target's primary key: at most one row, a plain join.
-            let columns = Self::target_columns()?;
-            check_arity(
-                R::META,
-                <R::Source as Model>::META,
-                columns.len(),
-                R::META.source_columns.len(),
-            )?;
-            sql.push(" LEFT JOIN ")
-                .table_as(target, &alias)
-                .push(" ON ");
-            push_match(sql, &alias, &columns, parent, R::META.source_columns);
-            if let Some(filter) = &self.related.filter {
-                sql.push(" AND ");
-                filter.render(&alias, sql);
-            }
-        } else {
-            // One row at most, whatever the data: a has-one may find several, and
-            // inside an aggregate the LIMIT keeps the planner on an index lookup per
-            // row (a plain join there is planned as a hash join rebuilt per parent).
-            sql.push(" LEFT JOIN LATERAL (SELECT ")
-                .columns(&alias, target)
-                .push(" FROM ");
-            self.push_from(sql)?;
-            self.push_condition(sql, parent)?;
-            sql.push(" ORDER BY ");
-            push_order(sql, &alias, target, &self.related);
-            match self.related.limit_per_parent {
-                // At most one row either way: a limit of 0 leaves the relation NULL.
-                Some(n) => {
-                    sql.push(" LIMIT ").param(limit_param(n.min(1))?);
-                }
-                None => {
-                    sql.push(" LIMIT 1");
-                }
-            }
-            sql.push(") AS ").ident(&alias).push(" ON TRUE");
-        }
-        self.plan.joins(enc, &alias, nested, sql)
-    }
-
-    fn to_many_joins(&self, enc: AggregateEncoding, parent: &str, sql: &mut SqlBuf) -> Result<()> {
-        let alias = self.alias();
-        let target = Self::target();
-        let (agg, ctor) = match enc {
-            AggregateEncoding::Records => ("array_agg", "ROW"),
-            AggregateEncoding::Json => ("json_agg", "json_build_array"),
-        };
-        let mut fields = Vec::new();
-        self.row_selects(enc, &mut fields);
-        sql.push(" LEFT JOIN LATERAL (SELECT ")
-            .push(agg)
-            .push("(")
-            .push(ctor)
-            .push("(");
-        sql.push(&fields.join(", ")).push(")");
-        if !sorted_in_memory(R::META.kind, &self.related) {
-            sql.push(" ORDER BY ");
-            push_order(sql, &alias, target, &self.related);
-        }
-        sql.push(") AS \"v\" FROM ");
-        match self.related.limit_per_parent {
-            Some(n) => {
-                sql.push("(SELECT ").columns(&alias, target).push(" FROM ");
-                self.push_from(sql)?;
-                self.push_condition(sql, parent)?;
-                sql.push(" ORDER BY ");
-                push_order(sql, &alias, target, &self.related);
-                sql.push(" LIMIT ").param(limit_param(n)?);
-                sql.push(") AS ").ident(&alias);
-                self.plan.joins(enc, &alias, true, sql)?;
-            }
-            None => {
-                // The children's joins go between the FROM item and the condition.
-                self.push_from(sql)?;
-                self.plan.joins(enc, &alias, true, sql)?;
-                self.push_condition(sql, parent)?;
-            }
-        }
-        sql.push(") AS ")
-            .ident(&format!("l{}", self.id))
-            .push(" ON TRUE");
-        Ok(())
-    }
-
-    fn fill(parent: &R::Source, targets: Vec<Arc<R::Target>>) {
-        R::slot(parent).fill(<R::Slot as Slot<R::Target>>::value_from(targets));
-    }
-
-    /// Decodes one target row at `at` of `src` (or takes the one decoded before).
-    fn target_at(&mut self, src: &Src<'_>, at: usize) -> Result<Arc<R::Target>> {
-        let key = if Self::shares_rows() {
-            let key = <R::Target as Model>::decode_key_fields(src, at)?;
-            if let Some(t) = self.seen.get(&key) {
-                return Ok(t.clone());
-            }
-            Some(key)
-        } else {
-            None
-        };
-        let target = interned(
-            <R::Target as Model>::decode_fields(src, at)?,
-            self.cache.as_deref(),
-        );
-        self.plan
-            .decode(&target, src, at + Self::target().columns.len())?;
-        if let Some(key) = key {
-            self.seen.insert(key, target.clone());
-        }
-        if self.keep {
-            self.decoded.push(target.clone());
-        }
-        Ok(target)
     }
 }
 
@@ -675,13 +412,7 @@ impl<R: Relation> JoinEdge<R::Source> for JoinedEdge<R> {
     }
 
     fn selects(&self, enc: AggregateEncoding, out: &mut Vec<String>) {
-        if R::META.kind.is_to_one() {
-            self.row_selects(enc, out);
-        } else {
-            let mut sql = SqlBuf::new();
-            sql.column(&format!("l{}", self.id), "v");
-            out.push(sql.text);
-        }
+        JoinedEdge::selects(self, enc, out);
     }
 
     fn joins(
@@ -691,11 +422,7 @@ impl<R: Relation> JoinEdge<R::Source> for JoinedEdge<R> {
         nested: bool,
         sql: &mut SqlBuf,
     ) -> Result<()> {
-        if R::META.kind.is_to_one() {
-            self.to_one_joins(enc, parent, nested, sql)
-        } else {
-            self.to_many_joins(enc, parent, sql)
-        }
+        JoinedEdge::joins(self, enc, parent, nested, sql)
     }
 
     fn prepare(&mut self, cache: Option<&Arc<SessionCache>>) {
@@ -731,40 +458,7 @@ impl<R: Relation> JoinEdge<R::Source> for JoinedEdge<R> {
     }
 
     fn decode(&mut self, parent: &R::Source, src: &Src<'_>, at: usize) -> Result<()> {
-        let target = <R::Target as Model>::META;
-        if R::META.kind.is_to_one() {
-            // A missed LEFT JOIN leaves every column NULL; primary keys never are.
-            let pk0 = target.primary_key.first().copied().unwrap_or(0);
-            if src.is_null(at + pk0) {
-                Self::fill(parent, Vec::new());
-                return Ok(());
-            }
-            let t = self.target_at(src, at)?;
-            Self::fill(parent, vec![t]);
-            return Ok(());
-        }
-        let records: Option<Records<'_>> = src.field(at, target.name, R::META.name)?;
-        let mut targets = Vec::new();
-        if let Some(records) = records {
-            let bad = |message: String| Error::Decode {
-                model: <R::Source as Model>::META.name,
-                column: R::META.name.to_owned(),
-                rust_type: "record[]",
-                pg_type: "record[]".to_owned(),
-                message,
-            };
-            let mut elements = records.elements().map_err(bad)?;
-            targets.reserve(elements.len());
-            let mut record = Record::default();
-            while elements.next_into(&mut record).map_err(bad)? {
-                targets.push(self.target_at(&Src::Rec(&record), 0)?);
-            }
-        }
-        if sorted_in_memory(R::META.kind, &self.related) {
-            sort_by_key(&mut targets);
-        }
-        Self::fill(parent, targets);
-        Ok(())
+        JoinedEdge::decode(self, parent, src, at)
     }
 
     fn batched_edges(&self) -> usize {
@@ -797,78 +491,12 @@ impl<R: Relation> JoinEdge<R::Source> for JoinedEdge<R> {
 ///   AS "b"("__k0", "__j0", <target columns>) <children's joins> ORDER BY ...
 /// ```
 pub(crate) struct BatchedEdge<R: Relation> {
-    related: Related<R::Target>,
-    children: Prefetch<R::Target>,
-    plan: Plan<R::Target>,
+    pub(super) related: Related<R::Target>,
+    pub(super) children: Prefetch<R::Target>,
+    pub(super) plan: Plan<R::Target>,
 }
 
 impl<R: Relation> BatchedEdge<R> {
-    /// The statement loading the edge for `keys` with the joined children.
-    fn statement(&self, keys: &[R::Key]) -> Result<SqlBuf> {
-        let source = <R::Source as Model>::META;
-        let target = <R::Target as Model>::META;
-        let base = edge_statement(
-            source,
-            R::META,
-            R::Key::array_params(keys),
-            &R::Key::column_types(),
-            &self.related,
-        )?;
-        let m2m = R::META.kind == RelationKind::ManyToMany;
-        let mut names: Vec<String> = Vec::new();
-        let mut selects: Vec<String> = Vec::new();
-        if let (true, Some(through)) = (m2m, &R::META.through) {
-            for i in 0..through.source_columns.len() {
-                names.push(format!("__k{i}"));
-                let mut s = SqlBuf::new();
-                s.column(BASE, &format!("__k{i}"));
-                selects.push(s.text);
-            }
-            names.extend((0..through.target_columns.len()).map(|i| format!("__j{i}")));
-        }
-        for col in target.columns {
-            if col.name.starts_with("__") {
-                return Err(Error::InvalidInput(format!(
-                    "{}.{} cannot be joined onto a batched edge: its name starts with `__`",
-                    target.name, col.name
-                )));
-            }
-            names.push(col.name.to_owned());
-            let mut s = SqlBuf::new();
-            s.column(BASE, col.name);
-            selects.push(s.text);
-        }
-        if self.related.limit_per_parent.is_some() {
-            names.push("__rn".to_owned());
-        }
-        self.plan.selects(AggregateEncoding::Records, &mut selects);
-        let mut sql = SqlBuf::new();
-        sql.push("SELECT ")
-            .push(&selects.join(", "))
-            .push(" FROM (");
-        // The select list holds no placeholder, so the edge statement's `$1..$n` keep
-        // their numbers.
-        sql.push(&base.text);
-        sql.params.extend(base.params);
-        sql.push(") AS ").ident(BASE).push("(");
-        for (i, name) in names.iter().enumerate() {
-            if i > 0 {
-                sql.push(", ");
-            }
-            sql.ident(name);
-        }
-        sql.push(")");
-        self.plan
-            .joins(AggregateEncoding::Records, BASE, false, &mut sql)?;
-        if self.related.limit_per_parent.is_some() {
-            sql.push(" ORDER BY ").column(BASE, "__rn");
-        } else if !self.related.order.is_empty() {
-            sql.push(" ORDER BY ");
-            push_order(&mut sql, BASE, target, &self.related);
-        }
-        Ok(sql)
-    }
-
     /// Loads the edge with its joined children for the `fresh` parents, fills their
     /// slots, and returns the targets decoded.
     async fn load_joined(
@@ -930,30 +558,6 @@ impl<R: Relation> BatchedEdge<R> {
         attach::<R>(fresh.iter().copied(), &groups);
         Ok(groups.targets().to_vec())
     }
-
-    /// Decodes a target (joining the session's identity map), then its joined edges.
-    fn decode_target(
-        &mut self,
-        src: &Src<'_>,
-        at: usize,
-        cache: Option<&SessionCache>,
-    ) -> Result<Arc<R::Target>> {
-        let t = interned(<R::Target as Model>::decode_fields(src, at)?, cache);
-        self.plan
-            .decode(&t, src, at + <R::Target as Model>::META.columns.len())?;
-        Ok(t)
-    }
-}
-
-/// `row` as the session's instance of it: the one already held for its key, or `row`
-/// now held. Its joined edges are decoded after, onto whichever instance this is
-/// (relation fields are set once, so an instance's earlier loads are kept).
-fn interned<T: Model>(row: T, cache: Option<&SessionCache>) -> Arc<T> {
-    let mut row = Arc::new(row);
-    if let Some(cache) = cache {
-        cache.intern(std::slice::from_mut(&mut row));
-    }
-    row
 }
 
 impl<R: Relation> BatchEdge<R::Source> for BatchedEdge<R> {

@@ -18,8 +18,8 @@ use std::error::Error as StdError;
 use postgres_types::{FromSql, Kind, Type};
 use tokio_postgres::Row;
 
-use crate::error::{Error, Result};
-use crate::model::Fields;
+use crate::base::decode::Fields;
+use crate::base::error::{Error, Result};
 
 /// The raw `record[]` value of an aggregated relation (NULL when it has no rows).
 pub(crate) struct Records<'a> {

@@ -8,9 +8,11 @@ use std::marker::PhantomData;
 
 use postgres_types::ToSql;
 
-use crate::filter::{CmpOp, Filter, Node};
-use crate::model::{ColumnMeta, Model};
-use crate::value::Param;
+use crate::base::meta::ColumnMeta;
+use crate::base::sql::SqlBuf;
+use crate::base::value::Param;
+use crate::schema::filter::{CmpOp, Filter, Node};
+use crate::schema::model::Model;
 
 /// A column of model `M` whose (non-NULL) values are of type `T`.
 pub struct Column<M, T> {
@@ -98,7 +100,7 @@ impl<M: Model, T: ToSql + Send + Sync + 'static> Column<M, T> {
     /// `column = value`.
     ///
     /// ```
-    /// # use matrx_orm::Model;
+    /// # use matrx_orm::prelude::*;
     /// # #[derive(Model)] #[orm(table = "customers")]
     /// # pub struct Customer { #[orm(primary_key)] pub id: i64, pub email: String }
     /// let f = Customer::EMAIL.eq("ann@example.com");
@@ -223,7 +225,7 @@ impl<M> OrderBy<M> {
     }
 
     /// Writes `"alias"."column" DESC NULLS LAST`.
-    pub(crate) fn render(&self, alias: &str, sql: &mut crate::sql::SqlBuf) {
+    pub(crate) fn render(&self, alias: &str, sql: &mut SqlBuf) {
         sql.column(alias, self.column);
         sql.push(if self.descending { " DESC" } else { " ASC" });
         match self.nulls_first {

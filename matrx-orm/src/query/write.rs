@@ -1,21 +1,19 @@
 //! Inserts, upserts, and writes of single instances.
 
-use std::future::Future;
 use std::marker::PhantomData;
 
 use postgres_types::ToSql;
 
-use crate::column::{Column, ColumnRef};
-use crate::error::{Error, Result};
-use crate::executor::{Executor, Scope};
-use crate::key::Key;
-use crate::model::Model;
-use crate::query::{fetch_models, ROOT};
-use crate::sql::SqlBuf;
-use crate::value::{as_sql_refs, Param};
-
-/// PostgreSQL accepts at most this many parameters in one statement.
-const MAX_PARAMS: usize = 65_535;
+use crate::base::error::{Error, Result};
+use crate::base::key::Key;
+use crate::base::sql::{SqlBuf, ROOT};
+use crate::base::value::{as_sql_refs, Param};
+use crate::executor::{Atomic, Executor};
+use crate::query::evict::{evicting, EvictOnDrop};
+use crate::query::rows::{fetch_models, single};
+use crate::schema::column::{Column, ColumnRef};
+use crate::schema::model::Model;
+use crate::statement::run::MAX_PARAMS;
 
 #[derive(Debug, Clone)]
 enum Conflict {
@@ -31,7 +29,7 @@ enum Conflict {
 /// database unless [`include_auto`](Self::include_auto) is called.
 ///
 /// ```no_run
-/// # use matrx_orm::Model;
+/// # use matrx_orm::prelude::*;
 /// # #[derive(Model, Debug)] #[orm(table = "customers")]
 /// # pub struct Customer { #[orm(primary_key, auto)] pub id: i64, #[orm(unique)] pub email: String, pub name: String }
 /// # async fn demo(db: &matrx_orm::Db, rows: Vec<Customer>) -> matrx_orm::Result<()> {
@@ -235,7 +233,7 @@ fn push_names<'a>(sql: &mut SqlBuf, names: impl Iterator<Item = &'a str>) {
 /// Start it with [`Model::create`].
 ///
 /// ```no_run
-/// # use matrx_orm::Model;
+/// # use matrx_orm::prelude::*;
 /// # #[derive(Model, Debug)] #[orm(table = "customers")]
 /// # pub struct Customer { #[orm(primary_key, auto)] pub id: i64, pub email: String, pub name: String }
 /// # async fn demo(db: &matrx_orm::Db) -> matrx_orm::Result<()> {
@@ -298,70 +296,6 @@ impl<M: Model> Create<M> {
         }
         sql.push(" RETURNING ").columns(ROOT, M::META);
         single(evicting(ex.scope(), false, fetch_models(ex, &sql)).await?)
-    }
-}
-
-/// Runs a write to `M` and evicts what it touched from every cache of `scope`: the
-/// written rows' keys, or every row of `M` when the write failed or changed a primary
-/// key (`all_rows`), or when the caller stopped waiting (a write cancelled after it was
-/// sent still runs on the server; an error can hide a write that happened).
-pub(crate) async fn evicting<M: Model>(
-    scope: &Scope,
-    all_rows: bool,
-    write: impl Future<Output = Result<Vec<M>>>,
-) -> Result<Vec<M>> {
-    let guard = EvictOnDrop::<M>::new(scope);
-    let result = write.await;
-    guard.disarm();
-    match &result {
-        Ok(rows) if !all_rows => {
-            let keys: Vec<M::Key> = rows.iter().map(Model::key).collect();
-            scope.evict::<M>(Some(&keys));
-        }
-        _ => scope.evict::<M>(None),
-    }
-    result
-}
-
-/// Evicts every row of `M` if dropped before [`disarm`](Self::disarm).
-pub(crate) struct EvictOnDrop<'s, M: Model> {
-    scope: Option<&'s Scope>,
-    _model: PhantomData<fn() -> M>,
-}
-
-impl<'s, M: Model> EvictOnDrop<'s, M> {
-    pub(crate) fn new(scope: &'s Scope) -> Self {
-        EvictOnDrop {
-            scope: Some(scope),
-            _model: PhantomData,
-        }
-    }
-
-    pub(crate) fn disarm(mut self) {
-        self.scope = None;
-    }
-}
-
-impl<M: Model> Drop for EvictOnDrop<'_, M> {
-    fn drop(&mut self) {
-        if let Some(scope) = self.scope {
-            scope.evict::<M>(None);
-        }
-    }
-}
-
-fn single<M: Model>(mut rows: Vec<M>) -> Result<M> {
-    match rows.len() {
-        1 => rows.pop().ok_or(Error::NotFound {
-            model: M::META.name,
-        }),
-        0 => Err(Error::NotFound {
-            model: M::META.name,
-        }),
-        count => Err(Error::MultipleRows {
-            model: M::META.name,
-            count,
-        }),
     }
 }
 

@@ -10,8 +10,10 @@ use futures_util::future::BoxFuture;
 use postgres_types::ToSql;
 use tokio_postgres::Row;
 
-use crate::error::{Error, Result};
-use crate::executor::{run_batch, run_execute, run_query, Executor, Scope};
+use crate::base::error::{Error, Result};
+use crate::executor::batching::Loaders;
+use crate::executor::{Atomic, Executor, Scope};
+use crate::statement::run::{run_batch, run_execute, run_query};
 
 enum Conn<'a> {
     Owned(Option<Box<Object>>),
@@ -169,9 +171,9 @@ impl<'a> Transaction<'a> {
                     return Poll::Ready(Ok(()));
                 }
                 let text = statements.join("; ");
-                batch = Some(Box::pin(
-                    async move { run_batch(client, scope, &text).await },
-                ));
+                batch = Some(Box::pin(async move {
+                    run_batch(client, &scope.counters, &text).await
+                }));
             }
             let Some(fut) = batch.as_mut() else {
                 return Poll::Ready(Ok(()));
@@ -416,11 +418,16 @@ async fn rollback_then_release(conn: Object) {
     }
 }
 
-impl Executor for Transaction<'_> {
+impl<'t> Executor for Transaction<'t> {
+    type Atomic<'a>
+        = Transaction<'a>
+    where
+        Self: 'a;
+
     async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
         let _gate = self.gate().await;
         self.settle().await?;
-        run_query(self.client()?, &self.scope, sql, params)
+        run_query(self.client()?, &self.scope.counters, sql, params)
             .await
             .inspect_err(|e| self.note_failure(e))
     }
@@ -428,7 +435,7 @@ impl Executor for Transaction<'_> {
     async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
         let _gate = self.gate().await;
         self.settle().await?;
-        run_execute(self.client()?, &self.scope, sql, params)
+        run_execute(self.client()?, &self.scope.counters, sql, params)
             .await
             .inspect_err(|e| self.note_failure(e))
     }
@@ -443,4 +450,32 @@ impl Executor for Transaction<'_> {
         child._atomic = Some(guard);
         Ok(child)
     }
+}
+
+impl Atomic for Transaction<'_> {
+    async fn batch_execute(&self, sql: &str) -> Result<()> {
+        Transaction::batch_execute(self, sql).await
+    }
+
+    async fn commit(self) -> Result<()> {
+        Transaction::commit(self).await
+    }
+}
+
+/// The scope of a transaction begun from `outer` (a `Db`'s or a session's): its
+/// batches and its cache layer are its own, so a batch never mixes keys read inside
+/// and outside it, and nothing it read survives a rollback; its writes also evict in
+/// the session behind it, again once it commits.
+pub(crate) fn transaction_scope(outer: &Scope) -> Scope {
+    let mut scope = outer.clone();
+    if let Some(loaders) = &outer.loaders {
+        scope.loaders = Some(Arc::new(Loaders::new(loaders.max_batch())));
+    }
+    if let Some(cache) = &outer.cache {
+        scope.outer_cache = Some(cache.clone());
+        scope.cache = Some(Arc::default());
+    }
+    scope.in_transaction = true;
+    scope.after_commit = Some(Arc::default());
+    scope
 }

@@ -2,25 +2,27 @@
 
 use std::marker::PhantomData;
 
-use crate::column::{Column, OrderBy};
-use crate::error::{Error, Result};
+use crate::base::decode::decode_column;
+use crate::base::error::{Error, Result};
+use crate::base::sql::{SqlBuf, ROOT};
+use crate::base::value::{as_sql_refs, Param};
 use crate::executor::Executor;
-use crate::filter::{Filter, Node};
-use crate::model::Model;
-use crate::relation::joined::{self, AggregateEncoding, Policy};
-use crate::relation::{IntoPrefetch, Prefetch};
-use crate::sql::SqlBuf;
-use crate::value::{as_sql_refs, Param};
-
-/// The alias of the root table in every statement this crate writes.
-pub(crate) const ROOT: &str = "t";
+use crate::query::evict::evicting;
+use crate::query::rows::fetch_models;
+use crate::relation::joined;
+use crate::relation::joined::policy::{AggregateEncoding, Policy};
+use crate::relation::prefetch::{IntoPrefetch, Prefetch};
+use crate::schema::column::{Column, OrderBy};
+use crate::schema::criteria::Criteria;
+use crate::schema::filter::{Filter, Node};
+use crate::schema::model::Model;
 
 /// A query on model `M`: filters, ordering and paging, run by a terminal method
 /// ([`all`](Self::all), [`first`](Self::first), [`one`](Self::one), [`count`](Self::count),
 /// [`exists`](Self::exists), [`delete`](Self::delete), [`update`](Self::update)).
 ///
 /// ```no_run
-/// # use matrx_orm::Model;
+/// # use matrx_orm::prelude::*;
 /// # #[derive(Model, Debug)] #[orm(table = "orders")]
 /// # pub struct Order { #[orm(primary_key)] pub id: i64, pub status: String, pub total_cents: i64 }
 /// # async fn demo(db: &matrx_orm::Db) -> matrx_orm::Result<()> {
@@ -36,10 +38,7 @@ pub struct Select<M> {
     prefetch: Prefetch<M>,
     select_related: Prefetch<M>,
     balanced: Prefetch<M>,
-    filter: Option<Node>,
-    order: Vec<OrderBy<M>>,
-    limit: Option<u64>,
-    offset: Option<u64>,
+    criteria: Criteria<M>,
     _marker: PhantomData<fn() -> M>,
 }
 
@@ -49,10 +48,7 @@ impl<M> Clone for Select<M> {
             prefetch: self.prefetch.clone(),
             select_related: self.select_related.clone(),
             balanced: self.balanced.clone(),
-            filter: self.filter.clone(),
-            order: self.order.clone(),
-            limit: self.limit,
-            offset: self.offset,
+            criteria: self.criteria.clone(),
             _marker: PhantomData,
         }
     }
@@ -61,10 +57,10 @@ impl<M> Clone for Select<M> {
 impl<M> std::fmt::Debug for Select<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Select")
-            .field("filter", &self.filter)
-            .field("order", &self.order)
-            .field("limit", &self.limit)
-            .field("offset", &self.offset)
+            .field("filter", &self.criteria.filter)
+            .field("order", &self.criteria.order)
+            .field("limit", &self.criteria.limit)
+            .field("offset", &self.criteria.offset)
             .finish()
     }
 }
@@ -82,10 +78,7 @@ impl<M: Model> Select<M> {
             prefetch: Prefetch::default(),
             select_related: Prefetch::default(),
             balanced: Prefetch::default(),
-            filter: None,
-            order: Vec::new(),
-            limit: None,
-            offset: None,
+            criteria: Criteria::default(),
             _marker: PhantomData,
         }
     }
@@ -208,19 +201,12 @@ impl<M: Model> Select<M> {
     /// batched edges run after it). For inspection and benchmarks.
     #[doc(hidden)]
     pub fn joined_statement(&self, encoding: AggregateEncoding) -> Result<SqlBuf> {
-        joined::statement(self, &self.trees(), encoding)
+        joined::statement(&self.criteria, &self.trees(), encoding)
     }
 
     /// Keeps rows matching `filter` (combined with earlier filters by AND).
     pub fn filter(mut self, filter: Filter<M>) -> Self {
-        self.filter = Some(match self.filter.take() {
-            None => filter.node,
-            Some(Node::And(mut nodes)) => {
-                nodes.push(filter.node);
-                Node::And(nodes)
-            }
-            Some(prev) => Node::And(vec![prev, filter.node]),
-        });
+        self.criteria.and(filter);
         self
     }
 
@@ -232,65 +218,20 @@ impl<M: Model> Select<M> {
 
     /// Adds an ordering term (earlier terms take precedence).
     pub fn order_by(mut self, order: OrderBy<M>) -> Self {
-        self.order.push(order);
+        self.criteria.order.push(order);
         self
     }
 
     /// Returns at most `n` rows.
     pub fn limit(mut self, n: u64) -> Self {
-        self.limit = Some(n);
+        self.criteria.limit = Some(n);
         self
     }
 
     /// Skips the first `n` rows.
     pub fn offset(mut self, n: u64) -> Self {
-        self.offset = Some(n);
+        self.criteria.offset = Some(n);
         self
-    }
-
-    /// The filter, rendered with columns qualified by `alias` (`TRUE` when unfiltered).
-    pub(crate) fn render_where(&self, alias: &str, sql: &mut SqlBuf) {
-        match &self.filter {
-            Some(node) => node.render(alias, sql),
-            None => {
-                sql.push("TRUE");
-            }
-        }
-    }
-
-    pub(crate) fn render_order(&self, alias: &str, sql: &mut SqlBuf) {
-        if self.order.is_empty() {
-            return;
-        }
-        sql.push(" ORDER BY ");
-        for (i, term) in self.order.iter().enumerate() {
-            if i > 0 {
-                sql.push(", ");
-            }
-            term.render(alias, sql);
-        }
-    }
-
-    pub(crate) fn has_order(&self) -> bool {
-        !self.order.is_empty()
-    }
-
-    pub(crate) fn limit_value(&self) -> Option<u64> {
-        self.limit
-    }
-
-    pub(crate) fn is_paged(&self) -> bool {
-        self.limit.is_some() || self.offset.is_some()
-    }
-
-    pub(crate) fn render_paging(&self, sql: &mut SqlBuf) -> Result<()> {
-        if let Some(n) = self.limit {
-            sql.push(" LIMIT ").param(Param::new(to_i64(n, "limit")?));
-        }
-        if let Some(n) = self.offset {
-            sql.push(" OFFSET ").param(Param::new(to_i64(n, "offset")?));
-        }
-        Ok(())
     }
 
     /// `SELECT <columns> FROM <table> AS "t" WHERE ... ORDER BY ... LIMIT ... OFFSET ...`
@@ -301,9 +242,9 @@ impl<M: Model> Select<M> {
             .push(" FROM ")
             .table_as(M::META, ROOT);
         sql.push(" WHERE ");
-        self.render_where(ROOT, &mut sql);
-        self.render_order(ROOT, &mut sql);
-        self.render_paging(&mut sql)?;
+        self.criteria.render_where(ROOT, &mut sql);
+        self.criteria.render_order(ROOT, &mut sql);
+        self.criteria.render_paging(&mut sql)?;
         Ok(sql)
     }
 
@@ -311,7 +252,7 @@ impl<M: Model> Select<M> {
     /// always parameters (`$1`, `$2`, ...), never part of the text.
     ///
     /// ```
-    /// # use matrx_orm::Model;
+    /// # use matrx_orm::prelude::*;
     /// # #[derive(Model, Debug)] #[orm(table = "orders")]
     /// # pub struct Order { #[orm(primary_key)] pub id: i64, pub status: String }
     /// let sql = Order::query().filter(Order::STATUS.eq("paid")).to_sql().unwrap();
@@ -331,7 +272,7 @@ impl<M: Model> Select<M> {
             || !self.balanced.is_empty()
             || joined::has_choice(&self.prefetch)
         {
-            let rows = joined::load_root(ex, self, &self.trees()).await;
+            let rows = joined::load_root(ex, &self.criteria, &self.trees()).await;
             for (tree, _) in self.trees() {
                 tree.settle_cache(ex);
             }
@@ -351,9 +292,11 @@ impl<M: Model> Select<M> {
 
     /// The first row (by the query's ordering, else by primary key), if any.
     pub async fn first<E: Executor>(&self, ex: &E) -> Result<Option<M>> {
-        let mut query = self.clone().limit(self.limit.map_or(1, |n| n.min(1)));
-        if !query.has_order() {
-            query.order = primary_key_order::<M>();
+        let mut query = self
+            .clone()
+            .limit(self.criteria.limit.map_or(1, |n| n.min(1)));
+        if query.criteria.order.is_empty() {
+            query.criteria.order = primary_key_order::<M>();
         }
         Ok(query.all(ex).await?.into_iter().next())
     }
@@ -362,7 +305,7 @@ impl<M: Model> Select<M> {
     pub async fn one<E: Executor>(&self, ex: &E) -> Result<M> {
         let mut rows = self
             .clone()
-            .limit(self.limit.map_or(2, |n| n.min(2)))
+            .limit(self.criteria.limit.map_or(2, |n| n.min(2)))
             .all(ex)
             .await?;
         match rows.len() {
@@ -394,12 +337,12 @@ impl<M: Model> Select<M> {
         sql.push("SELECT count(*) FROM (SELECT 1 FROM ")
             .table_as(M::META, ROOT);
         sql.push(" WHERE ");
-        self.render_where(ROOT, &mut sql);
-        self.render_paging(&mut sql)?;
+        self.criteria.render_where(ROOT, &mut sql);
+        self.criteria.render_paging(&mut sql)?;
         sql.push(") AS \"c\"");
         let rows = ex.query(&sql.text, &as_sql_refs(&sql.params)).await?;
         let count: i64 = match rows.first() {
-            Some(row) => crate::model::decode_column(row, 0, M::META.name)?,
+            Some(row) => decode_column(row, 0, M::META.name)?,
             None => 0,
         };
         Ok(count.max(0) as u64)
@@ -411,11 +354,11 @@ impl<M: Model> Select<M> {
         sql.push("SELECT EXISTS (SELECT 1 FROM ")
             .table_as(M::META, ROOT);
         sql.push(" WHERE ");
-        self.render_where(ROOT, &mut sql);
+        self.criteria.render_where(ROOT, &mut sql);
         sql.push(")");
         let rows = ex.query(&sql.text, &as_sql_refs(&sql.params)).await?;
         match rows.first() {
-            Some(row) => crate::model::decode_column(row, 0, M::META.name),
+            Some(row) => decode_column(row, 0, M::META.name),
             None => Ok(false),
         }
     }
@@ -427,9 +370,9 @@ impl<M: Model> Select<M> {
         sql.push("DELETE FROM ")
             .table_as(M::META, ROOT)
             .push(" WHERE ");
-        self.render_where(ROOT, &mut sql);
+        self.criteria.render_where(ROOT, &mut sql);
         sql.push(" RETURNING ").columns(ROOT, M::META);
-        crate::write::evicting(ex.scope(), false, fetch_models(ex, &sql)).await
+        evicting(ex.scope(), false, fetch_models(ex, &sql)).await
     }
 
     /// Starts an update of the matching rows: add columns with
@@ -442,7 +385,7 @@ impl<M: Model> Select<M> {
     }
 
     fn refuse_paging(&self, what: &str) -> Result<()> {
-        if self.limit.is_some() || self.offset.is_some() || !self.order.is_empty() {
+        if self.criteria.is_paged() || !self.criteria.order.is_empty() {
             return Err(Error::InvalidInput(format!(
                 "{what} by filter on {} takes no ordering, limit or offset",
                 M::META.name
@@ -450,10 +393,6 @@ impl<M: Model> Select<M> {
         }
         Ok(())
     }
-}
-
-fn to_i64(n: u64, what: &str) -> Result<i64> {
-    i64::try_from(n).map_err(|_| Error::InvalidInput(format!("{what} {n} is out of range")))
 }
 
 pub(crate) fn primary_key_order<M: Model>() -> Vec<OrderBy<M>> {
@@ -464,16 +403,10 @@ pub(crate) fn primary_key_order<M: Model>() -> Vec<OrderBy<M>> {
         .collect()
 }
 
-/// Runs a statement that returns rows of `M` in `META` column order and decodes them.
-pub(crate) async fn fetch_models<M: Model, E: Executor>(ex: &E, sql: &SqlBuf) -> Result<Vec<M>> {
-    let rows = ex.query(&sql.text, &as_sql_refs(&sql.params)).await?;
-    rows.iter().map(|row| M::decode(row, 0)).collect()
-}
-
 /// An update by filter: `UPDATE ... SET col = $n, ... WHERE ... RETURNING ...`.
 ///
 /// ```no_run
-/// # use matrx_orm::Model;
+/// # use matrx_orm::prelude::*;
 /// # #[derive(Model, Debug)] #[orm(table = "orders")]
 /// # pub struct Order { #[orm(primary_key)] pub id: i64, pub status: String }
 /// # async fn demo(db: &matrx_orm::Db) -> matrx_orm::Result<()> {
@@ -531,13 +464,13 @@ impl<M: Model> Update<M> {
             sql.ident(column).push(" = ").param(value.clone());
         }
         sql.push(" WHERE ");
-        self.query.render_where(ROOT, &mut sql);
+        self.query.criteria.render_where(ROOT, &mut sql);
         sql.push(" RETURNING ").columns(ROOT, M::META);
         // A new primary key leaves the old one cached unless the whole model goes.
         let rewrites_keys = self
             .sets
             .iter()
             .any(|(name, _)| M::META.primary_key_columns().any(|c| c.name == *name));
-        crate::write::evicting(ex.scope(), rewrites_keys, fetch_models(ex, &sql)).await
+        evicting(ex.scope(), rewrites_keys, fetch_models(ex, &sql)).await
     }
 }

@@ -1,7 +1,7 @@
 //! [`Related`]: how one relation edge is customised (filter, order, limit per parent).
 
-use crate::column::OrderBy;
-use crate::filter::Filter;
+use crate::schema::column::OrderBy;
+use crate::schema::filter::Filter;
 
 /// The customisation of one relation load: which target rows, in which order, and
 /// how many per parent. The default is every row, in primary-key order.

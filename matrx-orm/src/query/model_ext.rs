@@ -1,148 +1,42 @@
-//! The [`Model`] trait and the static description of a table ([`ModelMeta`]).
-//!
-//! `#[derive(Model)]` implements the trait; everything else in the crate (SQL
-//! rendering, DDL, relation loading) works from the metadata it emits.
+//! [`ModelExt`]: what users do with a model — queries, writes, lazy relation loads,
+//! many-to-many links, raw SQL. Implemented for every [`Model`]; in the
+//! [prelude](crate::prelude).
 
-use std::borrow::Cow;
 use std::future::Future;
 
-use tokio_postgres::Row;
-
-use crate::column::ColumnRef;
-use crate::error::{Error, Result};
+use crate::base::error::{Error, Result};
+use crate::base::meta::RelationKind;
 use crate::executor::Executor;
-use crate::filter::Filter;
-use crate::key::Key;
-use crate::query::Select;
-use crate::relation::m2m::{self, SetOutcome, TargetKey};
-use crate::relation::{
-    fetch, fetch_all_related, DynRelation, Loaded, Relation, RelationKind, RelationMeta, Slot,
-};
-use crate::write::{self, Create, InsertRows};
+use crate::query::m2m::{self, SetOutcome, TargetKey};
+use crate::query::select::Select;
+use crate::query::write::{self, Create, InsertRows};
+use crate::relation::fetch::{fetch, fetch_all_related, get, Loaded};
+use crate::schema::column::ColumnRef;
+use crate::schema::filter::Filter;
+use crate::schema::model::{Model, Relation};
+use crate::schema::slot::Slot;
 
-/// Static description of one column.
-#[derive(Debug)]
-pub struct ColumnMeta {
-    /// The SQL column name.
-    pub name: &'static str,
-    /// The Rust field name.
-    pub field: &'static str,
-    /// The PostgreSQL type used by DDL (e.g. `bigint`, `text[]`).
-    pub sql_type: fn() -> Cow<'static, str>,
-    /// Whether the column accepts NULL (the field is an `Option`).
-    pub nullable: bool,
-    /// Whether the column is part of the primary key.
-    pub primary_key: bool,
-    /// Whether the database fills the column when an insert leaves it out
-    /// (an identity column, or a column with a default).
-    pub auto: bool,
-    /// A default expression for DDL, written by the model's author.
-    pub default_sql: Option<&'static str>,
-    /// Whether DDL adds a `UNIQUE` constraint.
-    pub unique: bool,
-    /// Whether DDL adds an index.
-    pub indexed: bool,
-}
-
-/// Static description of one model: its table, columns and relations.
-#[derive(Debug)]
-pub struct ModelMeta {
-    /// The Rust type name, used in errors.
-    pub name: &'static str,
-    /// The schema, or `None` for the connection's `search_path`.
-    pub schema: Option<&'static str>,
-    /// The table name.
-    pub table: &'static str,
-    /// Every column, in field order.
-    pub columns: &'static [ColumnMeta],
-    /// Indexes into `columns` of the primary-key columns, in key order.
-    pub primary_key: &'static [usize],
-    /// The relations declared on the model.
-    pub relations: &'static [RelationMeta],
-}
-
-impl ModelMeta {
-    /// The column with this SQL name.
-    pub fn column(&self, name: &str) -> Option<&'static ColumnMeta> {
-        self.columns.iter().find(|c| c.name == name)
-    }
-
-    /// The primary-key columns, in key order.
-    pub fn primary_key_columns(&self) -> impl Iterator<Item = &'static ColumnMeta> + '_ {
-        self.primary_key.iter().map(|&i| &self.columns[i])
-    }
-
-    /// The relation with this field name.
-    pub fn relation(&self, name: &str) -> Option<&'static RelationMeta> {
-        self.relations.iter().find(|r| r.name == name)
-    }
-}
-
-/// A Rust struct mapped to a table. Implement it with `#[derive(Model)]`.
+/// Queries, writes and relation loads on a model, implemented for every [`Model`]:
+/// `Order::query()`, `Order::get(&db, &1)`, `order.fetch(&db, Order::CUSTOMER)`.
 ///
-/// ```
-/// use matrx_orm::Model;
+/// ```no_run
+/// use matrx_orm::prelude::*;
 ///
-/// #[derive(Model, Debug, Clone)]
+/// #[derive(Model, Debug)]
 /// #[orm(table = "customers")]
 /// pub struct Customer {
 ///     #[orm(primary_key, auto)]
 ///     pub id: i64,
-///     pub name: String,
-///     #[orm(unique)]
 ///     pub email: String,
-///     pub referred_by: Option<i64>,
 /// }
 ///
-/// assert_eq!(Customer::META.table, "customers");
-/// assert_eq!(Customer::EMAIL.name(), "email");
+/// # async fn demo(db: &matrx_orm::Db) -> matrx_orm::Result<()> {
+/// let ada = Customer { id: 0, email: "ada@example.com".into() }.insert(db).await?;
+/// let again = Customer::get(db, &ada.id).await?;
+/// let all = Customer::query().filter(Customer::EMAIL.ilike("%@example.com")).all(db).await?;
+/// # Ok(()) }
 /// ```
-pub trait Model: Sized + Send + Sync + 'static {
-    /// The table description.
-    const META: &'static ModelMeta;
-
-    /// The primary key: a scalar, or a tuple for a composite key.
-    type Key: Key;
-
-    /// Decodes the model from `row`, whose columns `offset..offset + META.columns.len()`
-    /// are this model's columns in `META` order. Relation fields start not loaded.
-    fn decode(row: &Row, offset: usize) -> Result<Self>;
-
-    /// Decodes the model from `row` by column name (for raw SQL, whatever the order).
-    fn decode_named(row: &Row) -> Result<Self>;
-
-    /// The primary key of this instance.
-    fn key(&self) -> Self::Key;
-
-    /// Decodes the model from `src`, whose fields `offset..offset + META.columns.len()`
-    /// are this model's columns in `META` order: a result row, or a record inside an
-    /// aggregated relation (`select_related`). Relation fields start not loaded.
-    ///
-    /// Emitted by `#[derive(Model)]`; the default refuses.
-    #[doc(hidden)]
-    fn decode_fields<F: Fields>(src: &F, offset: usize) -> Result<Self> {
-        let _ = (src, offset);
-        Err(no_field_decoding(Self::META.name))
-    }
-
-    /// Decodes only the primary key from `src`, laid out as for
-    /// [`decode_fields`](Self::decode_fields) (to share rows already decoded).
-    ///
-    /// Emitted by `#[derive(Model)]`; the default refuses.
-    #[doc(hidden)]
-    fn decode_key_fields<F: Fields>(src: &F, offset: usize) -> Result<Self::Key> {
-        let _ = (src, offset);
-        Err(no_field_decoding(Self::META.name))
-    }
-
-    /// The value of column `index` (in `META.columns` order), to bind as a parameter.
-    fn value(&self, index: usize) -> &(dyn postgres_types::ToSql + Sync);
-
-    /// The model's relations, by name (emitted by the derive; none by default).
-    fn relations() -> &'static [DynRelation<Self>] {
-        &[]
-    }
-
+pub trait ModelExt: Model {
     /// A query on every row of the model.
     fn query() -> Select<Self> {
         Select::new()
@@ -157,7 +51,7 @@ pub trait Model: Sized + Send + Sync + 'static {
     /// [`Session`](crate::Session), concurrent gets of one model share one query.
     ///
     /// ```no_run
-    /// # use matrx_orm::Model;
+    /// # use matrx_orm::prelude::*;
     /// # #[derive(Model, Debug)] #[orm(table = "warehouses")]
     /// # pub struct Warehouse { #[orm(primary_key)] pub region: String, #[orm(primary_key)] pub code: i32, pub name: String }
     /// # async fn demo(db: &matrx_orm::Db) -> matrx_orm::Result<()> {
@@ -166,11 +60,9 @@ pub trait Model: Sized + Send + Sync + 'static {
     /// ```
     fn get<E: Executor>(ex: &E, key: &Self::Key) -> impl Future<Output = Result<Self>> + Send {
         async move {
-            crate::relation::fetch::get::<Self>(ex, key)
-                .await?
-                .ok_or(Error::NotFound {
-                    model: Self::META.name,
-                })
+            get::<Self>(ex, key).await?.ok_or(Error::NotFound {
+                model: Self::META.name,
+            })
         }
     }
 
@@ -179,7 +71,7 @@ pub trait Model: Sized + Send + Sync + 'static {
         ex: &E,
         key: &Self::Key,
     ) -> impl Future<Output = Result<Option<Self>>> + Send {
-        crate::relation::fetch::get::<Self>(ex, key)
+        get::<Self>(ex, key)
     }
 
     /// Inserts this instance (leaving `auto` columns to the database) and returns the
@@ -415,7 +307,7 @@ pub trait Model: Sized + Send + Sync + 'static {
     /// (`$1`, `$2`, ...), never into the SQL text.
     ///
     /// ```no_run
-    /// # use matrx_orm::Model;
+    /// # use matrx_orm::prelude::*;
     /// # #[derive(Model, Debug)] #[orm(table = "customers")]
     /// # pub struct Customer { #[orm(primary_key)] pub id: i64, pub email: String }
     /// # async fn demo(db: &matrx_orm::Db) -> matrx_orm::Result<()> {
@@ -434,127 +326,4 @@ pub trait Model: Sized + Send + Sync + 'static {
     }
 }
 
-fn no_field_decoding(model: &'static str) -> Error {
-    Error::InvalidInput(format!(
-        "{model} cannot be decoded from an aggregated relation: its Model impl has no \
-         decode_fields (use #[derive(Model)])"
-    ))
-}
-
-/// A source of column values by position: a result [`Row`], or one record of an
-/// aggregated relation (`select_related`).
-///
-/// Used by the code `#[derive(Model)]` emits ([`Model::decode_fields`]).
-#[doc(hidden)]
-pub trait Fields {
-    /// Decodes field `index` as `T`; on failure the error names `model` and `column`.
-    fn field<'a, T: postgres_types::FromSql<'a>>(
-        &'a self,
-        index: usize,
-        model: &'static str,
-        column: &'static str,
-    ) -> Result<T>;
-
-    /// Whether field `index` is NULL (false when there is no such field).
-    fn is_null(&self, index: usize) -> bool;
-}
-
-impl Fields for Row {
-    #[inline]
-    fn field<'a, T: postgres_types::FromSql<'a>>(
-        &'a self,
-        index: usize,
-        model: &'static str,
-        column: &'static str,
-    ) -> Result<T> {
-        self.try_get(index).map_err(|err| {
-            let mut e = decode_error::<T>(self, index, model, err);
-            if let Error::Decode { column: c, .. } = &mut e {
-                column.clone_into(c);
-            }
-            e
-        })
-    }
-
-    #[inline]
-    fn is_null(&self, index: usize) -> bool {
-        matches!(self.try_get::<_, IsNull>(index), Ok(IsNull(true)))
-    }
-}
-
-/// Reads only whether a value is NULL, whatever its type.
-struct IsNull(bool);
-
-impl<'a> postgres_types::FromSql<'a> for IsNull {
-    fn from_sql(
-        _: &postgres_types::Type,
-        _: &'a [u8],
-    ) -> std::result::Result<Self, Box<dyn std::error::Error + Sync + Send>> {
-        Ok(IsNull(false))
-    }
-
-    fn from_sql_null(
-        _: &postgres_types::Type,
-    ) -> std::result::Result<Self, Box<dyn std::error::Error + Sync + Send>> {
-        Ok(IsNull(true))
-    }
-
-    fn accepts(_: &postgres_types::Type) -> bool {
-        true
-    }
-}
-
-/// Decodes one column of a row; on failure the error names model, column and types.
-///
-/// Used by the code `#[derive(Model)]` emits.
-#[doc(hidden)]
-pub fn decode_column<'r, T: postgres_types::FromSql<'r>>(
-    row: &'r Row,
-    index: usize,
-    model: &'static str,
-) -> Result<T> {
-    row.try_get(index)
-        .map_err(|err| decode_error::<T>(row, index, model, err))
-}
-
-/// Decodes one column of a row by name; on failure the error names model, column and types.
-#[doc(hidden)]
-pub fn decode_column_named<'r, T: postgres_types::FromSql<'r>>(
-    row: &'r Row,
-    name: &'static str,
-    model: &'static str,
-) -> Result<T> {
-    match row.columns().iter().position(|c| c.name() == name) {
-        Some(index) => decode_column(row, index, model),
-        None => Err(Error::Decode {
-            model,
-            column: name.to_owned(),
-            rust_type: std::any::type_name::<T>(),
-            pg_type: "<missing>".to_owned(),
-            message: "the row has no column of that name".to_owned(),
-        }),
-    }
-}
-
-fn decode_error<T>(
-    row: &Row,
-    index: usize,
-    model: &'static str,
-    err: tokio_postgres::Error,
-) -> Error {
-    let (column, pg_type) = match row.columns().get(index) {
-        Some(c) => (c.name().to_owned(), c.type_().name().to_owned()),
-        None => (format!("#{index}"), "<missing>".to_owned()),
-    };
-    let message = match std::error::Error::source(&err) {
-        Some(source) => source.to_string(),
-        None => err.to_string(),
-    };
-    Error::Decode {
-        model,
-        column,
-        rust_type: std::any::type_name::<T>(),
-        pg_type,
-        message,
-    }
-}
+impl<M: Model> ModelExt for M {}

@@ -5,8 +5,11 @@
 
 use std::fmt::Write as _;
 
-use crate::model::ModelMeta;
-use crate::value::Param;
+use crate::base::meta::ModelMeta;
+use crate::base::value::Param;
+
+/// The alias of the root table in every statement this crate writes.
+pub(crate) const ROOT: &str = "t";
 
 /// Appends `ident` to `out` as a quoted identifier (`"a""b"` for `a"b`).
 pub fn push_ident(out: &mut String, ident: &str) {

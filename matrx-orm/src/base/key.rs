@@ -6,14 +6,16 @@
 
 use std::any::Any;
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::fmt::Debug;
 use std::hash::Hash;
 
 use postgres_types::{FromSql, ToSql};
 use tokio_postgres::Row;
 
-use crate::error::Result;
-use crate::value::{Param, SqlType};
+use crate::base::decode::decode_column;
+use crate::base::error::{Error, Result};
+use crate::base::value::{Param, SqlType};
 
 /// One column of a key: a scalar type that can be hashed and sent as an array.
 pub trait KeyPart:
@@ -30,7 +32,7 @@ macro_rules! key_parts {
             fn array_params(keys: &[Self]) -> Vec<Param> { vec![Param::new(keys.to_vec())] }
             fn column_types() -> Vec<Cow<'static, str>> { vec![<$t as SqlType>::pg_type()] }
             fn decode(row: &Row, offset: usize, model: &'static str) -> Result<Self> {
-                crate::model::decode_column(row, offset, model)
+                decode_column(row, offset, model)
             }
             fn validate(&self) -> Result<()> {
                 validate_part(self)
@@ -81,7 +83,7 @@ pub trait Key: Clone + Eq + Ord + Hash + Debug + Send + Sync + 'static {
 /// A key part the server would refuse.
 pub(crate) fn validate_part(part: &dyn Any) -> Result<()> {
     match part.downcast_ref::<String>() {
-        Some(text) if text.contains('\0') => Err(crate::Error::InvalidInput(format!(
+        Some(text) if text.contains('\0') => Err(Error::InvalidInput(format!(
             "a key contains a NUL byte, which PostgreSQL text cannot hold: {text:?}"
         ))),
         _ => Ok(()),
@@ -108,7 +110,7 @@ macro_rules! tuple_keys {
             }
             fn column_types() -> Vec<Cow<'static, str>> { vec![$(<$t as SqlType>::pg_type()),*] }
             fn decode(row: &Row, offset: usize, model: &'static str) -> Result<Self> {
-                Ok(($(crate::model::decode_column::<$t>(row, offset + $i, model)?,)*))
+                Ok(($(decode_column::<$t>(row, offset + $i, model)?,)*))
             }
             fn validate(&self) -> Result<()> {
                 $(validate_part(&self.$i)?;)*
@@ -121,3 +123,11 @@ macro_rules! tuple_keys {
 tuple_keys!(2: A 0, B 1);
 tuple_keys!(3: A 0, B 1, C 2);
 tuple_keys!(4: A 0, B 1, C 2, D 3);
+
+/// Removes duplicates, keeping first occurrences in order.
+pub(crate) fn dedup_keys<K: Key>(keys: impl IntoIterator<Item = K>) -> Vec<K> {
+    let mut seen = HashSet::new();
+    keys.into_iter()
+        .filter(|k| seen.insert(k.clone()))
+        .collect()
+}

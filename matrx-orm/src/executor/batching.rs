@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::watch;
 
-use crate::error::Result;
+use crate::base::error::Result;
 
 /// How many yield rounds a leader waits at most for a batch to stop growing.
 const MAX_ROUNDS: usize = 16;

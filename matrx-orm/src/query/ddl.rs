@@ -17,11 +17,10 @@
 
 use std::collections::BTreeSet;
 
-use crate::error::Result;
-use crate::executor::Executor;
-use crate::model::{ColumnMeta, ModelMeta};
-use crate::relation::{RelationKind, RelationMeta, Through};
-use crate::sql::{push_ident, qualified, table_name};
+use crate::base::error::Result;
+use crate::base::meta::{ColumnMeta, ModelMeta, RelationKind, RelationMeta, Through};
+use crate::base::sql::{push_ident, qualified, table_name};
+use crate::executor::{Atomic, Executor};
 
 /// The statements that create `models` and their junction tables: schemas, then
 /// tables, then foreign keys (so the order of `models` does not matter and cycles

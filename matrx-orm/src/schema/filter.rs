@@ -6,8 +6,8 @@
 
 use std::marker::PhantomData;
 
-use crate::sql::SqlBuf;
-use crate::value::Param;
+use crate::base::sql::SqlBuf;
+use crate::base::value::Param;
 
 /// A comparison operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,7 +130,7 @@ fn render_list(nodes: &[Node], sep: &str, empty: &str, alias: &str, sql: &mut Sq
 /// [`or`](Self::or) / `|`, and [`not`](Self::not) / `!`.
 ///
 /// ```
-/// # use matrx_orm::Model;
+/// # use matrx_orm::prelude::*;
 /// # #[derive(Model)] #[orm(table = "orders")]
 /// # pub struct Order { #[orm(primary_key)] pub id: i64, pub status: String, pub total_cents: i64 }
 /// let big_or_paid = Order::TOTAL_CENTS.gt(10_000) | Order::STATUS.eq("paid");

@@ -4,14 +4,14 @@
 
 use std::borrow::Cow;
 
-use crate::error::{Error, Result};
+use crate::base::decode::decode_column;
+use crate::base::error::{Error, Result};
+use crate::base::key::{dedup_keys, Key};
+use crate::base::meta::{RelationKind, Through};
+use crate::base::sql::{qualified, SqlBuf};
+use crate::base::value::{as_sql_refs, Param};
 use crate::executor::{Executor, Scope};
-use crate::key::Key;
-use crate::model::Model;
-use crate::relation::batch::dedup_keys;
-use crate::relation::{Relation, RelationKind, Through};
-use crate::sql::{qualified, SqlBuf};
-use crate::value::{as_sql_refs, Param};
+use crate::schema::model::{Model, Relation};
 
 /// The target key type of relation `R`.
 pub type TargetKey<R> = <<R as Relation>::Target as Model>::Key;
@@ -287,8 +287,8 @@ pub(crate) async fn set<R: Relation, E: Executor>(
     let Some(row) = rows.first() else {
         return Ok(SetOutcome::default());
     };
-    let removed: i64 = crate::model::decode_column(row, 0, name)?;
-    let added: i64 = crate::model::decode_column(row, 1, name)?;
+    let removed: i64 = decode_column(row, 0, name)?;
+    let added: i64 = decode_column(row, 1, name)?;
     Ok(SetOutcome {
         added: added.max(0) as u64,
         removed: removed.max(0) as u64,

@@ -8,14 +8,14 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, R
 use postgres_types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
+use crate::base::error::{Error, Result};
 use crate::cache::shared::SharedCache;
 use crate::cache::{CachePolicy, CacheStats, Clock, SystemClock};
-use crate::error::{Error, Result};
-use crate::executor::{
-    discard_if_broken, run_batch, run_execute, run_query, Executor, QueryCounter, Scope,
-};
-use crate::session::Session;
-use crate::transaction::Transaction;
+use crate::db::transaction::{transaction_scope, Transaction};
+use crate::executor::{Executor, Scope};
+use crate::schema::model::Model;
+use crate::statement::counter::Counters;
+use crate::statement::run::{discard_if_broken, run_batch, run_execute, run_query};
 
 /// How to build a [`Db`]. Start with [`Db::builder`].
 ///
@@ -88,7 +88,7 @@ impl DbBuilder {
     /// through the ORM evict what they touch; see [`crate::cache`] for the rules.
     ///
     /// ```no_run
-    /// # use matrx_orm::Model;
+    /// # use matrx_orm::prelude::*;
     /// # #[derive(Model, Debug)] #[orm(table = "tags")]
     /// # pub struct Tag { #[orm(primary_key)] pub id: i64, pub name: String }
     /// # async fn demo() -> matrx_orm::Result<()> {
@@ -99,7 +99,7 @@ impl DbBuilder {
     ///     .await?;
     /// # Ok(()) }
     /// ```
-    pub fn cache<M: crate::Model>(mut self, policy: CachePolicy) -> Self {
+    pub fn cache<M: Model>(mut self, policy: CachePolicy) -> Self {
         self.cache_policies
             .retain(|(model, _)| *model != TypeId::of::<M>());
         self.cache_policies.push((TypeId::of::<M>(), policy));
@@ -138,7 +138,7 @@ impl DbBuilder {
         }
         if let Some(path) = &self.search_path {
             options.push_str(" -c search_path=");
-            options.push_str(&escape_option(&crate::sql::quote_ident(path)));
+            options.push_str(&escape_option(&crate::base::sql::quote_ident(path)));
         }
         pg.options(options.trim());
         let manager = Manager::from_config(
@@ -174,8 +174,7 @@ impl DbBuilder {
             inner: Arc::new(DbInner {
                 pool,
                 scope: Scope {
-                    db_counter: Arc::new(QueryCounter::default()),
-                    session_counter: None,
+                    counters: Counters::default(),
                     strict: self.strict,
                     loaders: None,
                     cache: None,
@@ -255,22 +254,17 @@ impl Db {
 
     /// Statements run through this pool so far (all sessions and transactions).
     pub fn query_count(&self) -> u64 {
-        self.inner.scope.db_counter.get()
+        self.inner.scope.counters.db.get()
     }
 
     /// The shared-cache counters of model `M` (zeros when it is not cached).
-    pub fn cache_stats<M: crate::Model>(&self) -> CacheStats {
+    pub fn cache_stats<M: Model>(&self) -> CacheStats {
         self.inner
             .scope
             .shared
             .as_ref()
             .map(|s| s.stats::<M>())
             .unwrap_or_default()
-    }
-
-    /// A new request scope. See [`Session`].
-    pub fn session(&self) -> Session {
-        Session::new(self.clone())
     }
 
     /// Begins a transaction on a connection of its own.
@@ -310,7 +304,7 @@ impl Db {
     /// Runs several parameterless statements separated by `;` (DDL, scripts).
     pub async fn batch_execute(&self, sql: &str) -> Result<()> {
         let conn = self.conn().await?;
-        run_batch(&conn, &self.inner.scope, sql).await
+        run_batch(&conn, &self.inner.scope.counters, sql).await
     }
 
     /// The pool's current size and idle connections.
@@ -364,7 +358,7 @@ impl Db {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>> {
         let conn = self.conn().await?;
-        let result = run_query(&conn, scope, sql, params).await;
+        let result = run_query(&conn, &scope.counters, sql, params).await;
         discard_if_broken(conn, &result);
         result
     }
@@ -377,18 +371,20 @@ impl Db {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64> {
         let conn = self.conn().await?;
-        let result = run_execute(&conn, scope, sql, params).await;
+        let result = run_execute(&conn, &scope.counters, sql, params).await;
         discard_if_broken(conn, &result);
         result
     }
 
     /// Begins a transaction reporting to `scope`.
     pub(crate) async fn begin_in(&self, scope: &Scope) -> Result<Transaction<'static>> {
-        Transaction::begin(self.conn().await?, scope.for_transaction()).await
+        Transaction::begin(self.conn().await?, transaction_scope(scope)).await
     }
 }
 
 impl Executor for Db {
+    type Atomic<'a> = Transaction<'static>;
+
     async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
         self.pooled_query(&self.inner.scope, sql, params).await
     }
@@ -397,7 +393,7 @@ impl Executor for Db {
         self.pooled_execute(&self.inner.scope, sql, params).await
     }
 
-    async fn atomic(&self) -> Result<Transaction<'_>> {
+    async fn atomic(&self) -> Result<Transaction<'static>> {
         self.begin_in(&self.inner.scope).await
     }
 

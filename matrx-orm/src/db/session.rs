@@ -5,11 +5,12 @@ use std::sync::Arc;
 use postgres_types::ToSql;
 use tokio_postgres::Row;
 
-use crate::db::Db;
-use crate::error::{Error, Result};
-use crate::executor::{Executor, QueryCounter, Scope};
-use crate::relation::loader::{Loaders, DEFAULT_MAX_BATCH};
-use crate::transaction::Transaction;
+use crate::base::error::{Error, Result};
+use crate::db::pool::Db;
+use crate::db::transaction::Transaction;
+use crate::executor::batching::{Loaders, DEFAULT_MAX_BATCH};
+use crate::executor::{Executor, Scope};
+use crate::statement::counter::QueryCounter;
 
 /// One request's scope over a shared [`Db`]: its own query counter and strict-mode
 /// switch, and request-scoped batching: lazy loads (`fetch`, `fetch_fk`, ...) and gets
@@ -53,10 +54,17 @@ pub struct Session {
     scope: Scope,
 }
 
+impl Db {
+    /// A new request scope. See [`Session`].
+    pub fn session(&self) -> Session {
+        Session::new(self.clone())
+    }
+}
+
 impl Session {
-    pub(crate) fn new(db: Db) -> Session {
+    fn new(db: Db) -> Session {
         let mut scope = db.scope().clone();
-        scope.session_counter = Some(Arc::new(QueryCounter::default()));
+        scope.counters.session = Some(Arc::new(QueryCounter::default()));
         scope.loaders = Some(Arc::new(Loaders::new(DEFAULT_MAX_BATCH)));
         scope.cache = Some(Arc::default());
         Session { db, scope }
@@ -69,7 +77,7 @@ impl Session {
 
     /// Statements run through this session so far.
     pub fn query_count(&self) -> u64 {
-        self.scope.session_counter.as_ref().map_or(0, |c| c.get())
+        self.scope.counters.session.as_ref().map_or(0, |c| c.get())
     }
 
     /// Turns strict mode on or off: in strict mode every lazy relation load fails with
@@ -119,6 +127,8 @@ impl Session {
 }
 
 impl Executor for Session {
+    type Atomic<'a> = Transaction<'static>;
+
     async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
         self.db.pooled_query(&self.scope, sql, params).await
     }
@@ -127,7 +137,7 @@ impl Executor for Session {
         self.db.pooled_execute(&self.scope, sql, params).await
     }
 
-    async fn atomic(&self) -> Result<Transaction<'_>> {
+    async fn atomic(&self) -> Result<Transaction<'static>> {
         self.db.begin_in(&self.scope).await
     }
 

@@ -1,0 +1,124 @@
+//! Decoding column values from a result row or an aggregated record, with errors
+//! that name the model, the column and both types.
+
+use tokio_postgres::Row;
+
+use crate::base::error::{Error, Result};
+
+/// A source of column values by position: a result [`Row`], or one record of an
+/// aggregated relation (`select_related`).
+///
+/// Used by the code `#[derive(Model)]` emits ([`Model::decode_fields`]).
+#[doc(hidden)]
+pub trait Fields {
+    /// Decodes field `index` as `T`; on failure the error names `model` and `column`.
+    fn field<'a, T: postgres_types::FromSql<'a>>(
+        &'a self,
+        index: usize,
+        model: &'static str,
+        column: &'static str,
+    ) -> Result<T>;
+
+    /// Whether field `index` is NULL (false when there is no such field).
+    fn is_null(&self, index: usize) -> bool;
+}
+
+impl Fields for Row {
+    #[inline]
+    fn field<'a, T: postgres_types::FromSql<'a>>(
+        &'a self,
+        index: usize,
+        model: &'static str,
+        column: &'static str,
+    ) -> Result<T> {
+        self.try_get(index).map_err(|err| {
+            let mut e = decode_error::<T>(self, index, model, err);
+            if let Error::Decode { column: c, .. } = &mut e {
+                column.clone_into(c);
+            }
+            e
+        })
+    }
+
+    #[inline]
+    fn is_null(&self, index: usize) -> bool {
+        matches!(self.try_get::<_, IsNull>(index), Ok(IsNull(true)))
+    }
+}
+
+/// Reads only whether a value is NULL, whatever its type.
+struct IsNull(bool);
+
+impl<'a> postgres_types::FromSql<'a> for IsNull {
+    fn from_sql(
+        _: &postgres_types::Type,
+        _: &'a [u8],
+    ) -> std::result::Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(IsNull(false))
+    }
+
+    fn from_sql_null(
+        _: &postgres_types::Type,
+    ) -> std::result::Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(IsNull(true))
+    }
+
+    fn accepts(_: &postgres_types::Type) -> bool {
+        true
+    }
+}
+
+/// Decodes one column of a row; on failure the error names model, column and types.
+///
+/// Used by the code `#[derive(Model)]` emits.
+#[doc(hidden)]
+pub fn decode_column<'r, T: postgres_types::FromSql<'r>>(
+    row: &'r Row,
+    index: usize,
+    model: &'static str,
+) -> Result<T> {
+    row.try_get(index)
+        .map_err(|err| decode_error::<T>(row, index, model, err))
+}
+
+/// Decodes one column of a row by name; on failure the error names model, column and types.
+#[doc(hidden)]
+pub fn decode_column_named<'r, T: postgres_types::FromSql<'r>>(
+    row: &'r Row,
+    name: &'static str,
+    model: &'static str,
+) -> Result<T> {
+    match row.columns().iter().position(|c| c.name() == name) {
+        Some(index) => decode_column(row, index, model),
+        None => Err(Error::Decode {
+            model,
+            column: name.to_owned(),
+            rust_type: std::any::type_name::<T>(),
+            pg_type: "<missing>".to_owned(),
+            message: "the row has no column of that name".to_owned(),
+        }),
+    }
+}
+
+fn decode_error<T>(
+    row: &Row,
+    index: usize,
+    model: &'static str,
+    err: tokio_postgres::Error,
+) -> Error {
+    let (column, pg_type) = match row.columns().get(index) {
+        Some(c) => (c.name().to_owned(), c.type_().name().to_owned()),
+        None => (format!("#{index}"), "<missing>".to_owned()),
+    };
+    let message = match std::error::Error::source(&err) {
+        Some(source) => source.to_string(),
+        None => err.to_string(),
+    };
+    Error::Decode {
+        model,
+        column,
+        rust_type: std::any::type_name::<T>(),
+        pg_type,
+        message,
+    }
+}

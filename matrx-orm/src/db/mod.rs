@@ -1,0 +1,8 @@
+//! Layer 7, the top: [`Db`](pool::Db) (the pool), [`Session`](session::Session) (a
+//! request's scope) and [`Transaction`](transaction::Transaction). The only place that
+//! wires the pool, the caches and the request-scoped batches together into the
+//! [`Scope`](crate::executor::Scope) every statement reports to.
+
+pub(crate) mod pool;
+pub(crate) mod session;
+pub(crate) mod transaction;

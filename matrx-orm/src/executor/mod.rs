@@ -1,0 +1,107 @@
+//! Layer 4, what loads and writes run on: the [`Executor`] trait (implemented by
+//! [`Db`](crate::Db), [`Session`](crate::Session) and
+//! [`Transaction`](crate::Transaction)), the [`Scope`] an executor reports to (counters,
+//! strict mode, caches, request-scoped batches), and the batching those share.
+//!
+//! Everything above — the relation engine, queries, writes — is written against these
+//! traits, never against the concrete executors.
+
+pub(crate) mod batching;
+mod scope;
+
+use std::future::Future;
+
+use postgres_types::ToSql;
+use tokio_postgres::Row;
+
+use crate::base::error::Result;
+
+pub use crate::statement::counter::QueryCounter;
+pub use scope::Scope;
+
+/// Something that runs statements: a [`Db`](crate::Db) (a pooled connection per
+/// statement), a [`Session`](crate::Session), or a [`Transaction`](crate::Transaction)
+/// (its one connection; concurrent statements are pipelined on it).
+///
+/// The methods are the low-level escape hatch; models and query builders call them.
+///
+/// ```no_run
+/// use matrx_orm::Executor;
+///
+/// async fn table_count<E: Executor>(ex: &E) -> matrx_orm::Result<i64> {
+///     let rows = ex
+///         .query("SELECT count(*) FROM pg_tables WHERE schemaname = $1", &[&"public"])
+///         .await?;
+///     Ok(rows[0].get(0))
+/// }
+/// ```
+pub trait Executor: Send + Sync {
+    /// What [`atomic`](Self::atomic) opens: a transaction, or a savepoint inside one.
+    #[doc(hidden)]
+    type Atomic<'a>: Atomic
+    where
+        Self: 'a;
+
+    /// Runs a statement and returns its rows. The statement is prepared once per
+    /// connection and cached.
+    fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> impl Future<Output = Result<Vec<Row>>> + Send;
+
+    /// Runs a statement and returns the number of rows it affected.
+    fn execute(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> impl Future<Output = Result<u64>> + Send;
+
+    /// The counters and flags this executor reports to.
+    #[doc(hidden)]
+    fn scope(&self) -> &Scope;
+
+    /// A transaction for a multi-statement write: a new transaction on a `Db` or
+    /// session, a savepoint inside a transaction.
+    #[doc(hidden)]
+    fn atomic(&self) -> impl Future<Output = Result<Self::Atomic<'_>>> + Send;
+}
+
+/// A transaction opened by [`Executor::atomic`] for a multi-statement write: an
+/// executor that is committed at the end (and rolled back if dropped before).
+#[doc(hidden)]
+pub trait Atomic: Executor + Sized {
+    /// Runs several parameterless statements separated by `;`.
+    fn batch_execute(&self, sql: &str) -> impl Future<Output = Result<()>> + Send;
+
+    /// Commits (or releases the savepoint).
+    fn commit(self) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// An object-safe view of an [`Executor`], used by type-erased relation trees.
+#[doc(hidden)]
+pub trait DynExecutor: Send + Sync {
+    /// [`Executor::query`], boxed.
+    fn query_dyn<'a>(
+        &'a self,
+        sql: &'a str,
+        params: &'a [&'a (dyn ToSql + Sync)],
+    ) -> futures_util::future::BoxFuture<'a, Result<Vec<Row>>>;
+
+    /// [`Executor::scope`].
+    fn scope_dyn(&self) -> &Scope;
+}
+
+impl<E: Executor> DynExecutor for E {
+    fn query_dyn<'a>(
+        &'a self,
+        sql: &'a str,
+        params: &'a [&'a (dyn ToSql + Sync)],
+    ) -> futures_util::future::BoxFuture<'a, Result<Vec<Row>>> {
+        Box::pin(self.query(sql, params))
+    }
+
+    fn scope_dyn(&self) -> &Scope {
+        self.scope()
+    }
+}

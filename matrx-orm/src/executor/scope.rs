@@ -1,0 +1,110 @@
+//! [`Scope`]: what an executor reports to and consults — its counters, strict mode,
+//! the caches it can see, its request-scoped batches — and the fan-out of a write's
+//! evictions to every cache in reach.
+//!
+//! A scope is assembled by `Db`, `Session` and `Transaction` (the only place that
+//! wires the pool, the caches and the batches together); the layers above only read it.
+
+use std::sync::{Arc, Mutex};
+
+use crate::cache::session::SessionCache;
+use crate::cache::shared::SharedCache;
+use crate::executor::batching::Loaders;
+use crate::schema::model::Model;
+use crate::statement::counter::Counters;
+
+/// Where an executor reports: the `Db`'s counter, a session's counter, strict mode.
+#[doc(hidden)]
+#[derive(Debug, Clone)]
+pub struct Scope {
+    /// The counters every statement bumps.
+    pub(crate) counters: Counters,
+    pub(crate) strict: bool,
+    /// The request-scoped batches of a session (none outside sessions).
+    pub(crate) loaders: Option<Arc<Loaders>>,
+    /// The identity map and relation entries of a session or of a transaction.
+    pub(crate) cache: Option<Arc<SessionCache>>,
+    /// For a transaction begun from a session: the session's cache (writes evict there too).
+    pub(crate) outer_cache: Option<Arc<SessionCache>>,
+    /// The `Db`'s process-wide row cache, when some model has a policy.
+    pub(crate) shared: Option<Arc<SharedCache>>,
+    /// Whether statements run inside a transaction (it neither reads nor fills the
+    /// shared cache).
+    pub(crate) in_transaction: bool,
+    /// In a transaction: evictions to repeat once it commits (a read outside it may
+    /// have cached the old row again in between).
+    pub(crate) after_commit: Option<Arc<Mutex<Vec<Eviction>>>>,
+}
+
+/// An eviction deferred to a transaction's commit.
+pub(crate) struct Eviction(Box<dyn FnOnce() + Send>);
+
+impl std::fmt::Debug for Eviction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Eviction")
+    }
+}
+
+impl Scope {
+    /// Whether lazy loads are refused.
+    pub fn strict(&self) -> bool {
+        self.strict
+    }
+
+    /// Runs the evictions deferred to this transaction's commit.
+    pub(crate) fn committed(&self) {
+        let Some(list) = &self.after_commit else {
+            return;
+        };
+        let deferred = match list.lock() {
+            Ok(mut list) => std::mem::take(&mut *list),
+            Err(_) => return,
+        };
+        for Eviction(eviction) in deferred {
+            eviction();
+        }
+    }
+
+    fn defer(&self, eviction: Eviction) {
+        if let Some(Ok(mut list)) = self.after_commit.as_ref().map(|l| l.lock()) {
+            list.push(eviction);
+        }
+    }
+
+    /// Evicts rows of `M` (these keys, or all) and the relation entries that lead from
+    /// or to `M`, from every cache this scope can see. Called by every write path.
+    pub(crate) fn evict<M: Model>(&self, keys: Option<&[M::Key]>) {
+        for cache in [&self.cache, &self.outer_cache].into_iter().flatten() {
+            cache.evict::<M>(keys);
+        }
+        if let Some(shared) = &self.shared {
+            shared.evict::<M>(keys);
+        }
+        if self.after_commit.is_some() {
+            let (outer, shared) = (self.outer_cache.clone(), self.shared.clone());
+            let keys: Option<Vec<M::Key>> = keys.map(<[M::Key]>::to_vec);
+            self.defer(Eviction(Box::new(move || {
+                if let Some(cache) = outer {
+                    cache.evict::<M>(keys.as_deref());
+                }
+                if let Some(shared) = shared {
+                    shared.evict::<M>(keys.as_deref());
+                }
+            })));
+        }
+    }
+
+    /// A many-to-many link changed: empties the session caches (now and after commit).
+    pub(crate) fn evict_links(&self) {
+        for cache in [&self.cache, &self.outer_cache].into_iter().flatten() {
+            cache.clear();
+        }
+        if let Some(outer) = self
+            .outer_cache
+            .clone()
+            .filter(|_| self.after_commit.is_some())
+        {
+            self.defer(Eviction(Box::new(move || outer.clear())));
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! Choosing how each edge loads: [`LoadStrategy`] (joined or batched), the policy of
+//! the call that added a tree (`select_related`, `balanced`, `prefetch`), the measured
+//! `balanced` rule, and how aggregated relations travel.
+
+use crate::base::meta::RelationKind;
+
+/// How one relation edge is loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LoadStrategy {
+    /// In its parent's statement: a `LEFT JOIN`, or a `LATERAL` aggregate for a
+    /// to-many edge.
+    Joined,
+    /// With a statement of its own for all its parents' keys (as prefetch).
+    Batched,
+}
+
+/// What decides the strategy of the edges of a tree that do not choose one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Policy {
+    /// `select_related`: every edge joined.
+    Joined,
+    /// `balanced`: the measured default, [`balanced_strategy`].
+    Balanced,
+    /// `prefetch`: every edge batched.
+    Batched,
+}
+
+impl Policy {
+    /// The strategy before the statement's size is known: a balanced to-one edge
+    /// starts joined and is settled when its statement is built (`Plan::settle`).
+    pub(crate) fn resolve(self, kind: RelationKind) -> LoadStrategy {
+        match self {
+            Policy::Joined => LoadStrategy::Joined,
+            Policy::Batched => LoadStrategy::Batched,
+            Policy::Balanced => balanced_strategy(kind, Some(0)),
+        }
+    }
+}
+
+/// The most parents a statement may have for `balanced` to join to-one edges into it.
+///
+/// Chosen from the page-size sweep in docs/BENCHMARKS.md ("select_related"): with a
+/// 1 ms round trip per statement, joining W1's to-one edges (customer into the orders,
+/// product into the items) is 0.69-0.87x of batching them up to 1,000 orders and
+/// 1.04-1.68x from 3,000; on a local socket batching is as fast or faster at every size.
+pub const BALANCED_JOIN_LIMIT: usize = 1_000;
+
+/// The strategy `balanced` picks for an edge of kind `kind` whose parents come from a
+/// statement returning at most `parents` rows (`None`: unbounded, e.g. a root query
+/// without a limit):
+///
+/// - to-many edges: batched, always. Joined as a `LATERAL` aggregate they cost one
+///   subquery per parent and a record per child: 1.8-5.8x the hand-written batch
+///   queries on W1, W2 and the wide shape.
+/// - to-one edges: joined when `parents` is at most [`BALANCED_JOIN_LIMIT`] (one round
+///   trip less, a few columns more per row), batched otherwise (a joined target's
+///   columns repeat on every parent row: products joined into W2's 100,261 items cost
+///   more than their own 1,000-row statement).
+///
+/// ```
+/// use matrx_orm::{balanced_strategy, LoadStrategy, RelationKind};
+/// assert_eq!(balanced_strategy(RelationKind::BelongsTo, Some(20)), LoadStrategy::Joined);
+/// assert_eq!(balanced_strategy(RelationKind::BelongsTo, None), LoadStrategy::Batched);
+/// assert_eq!(balanced_strategy(RelationKind::HasMany, Some(1)), LoadStrategy::Batched);
+/// ```
+pub fn balanced_strategy(kind: RelationKind, parents: Option<usize>) -> LoadStrategy {
+    match parents {
+        Some(n) if kind.is_to_one() && n <= BALANCED_JOIN_LIMIT => LoadStrategy::Joined,
+        _ => LoadStrategy::Batched,
+    }
+}
+
+/// How aggregated relations travel. [`Records`](AggregateEncoding::Records) is what loads use;
+/// `Json` exists to reproduce the measurement that chose it.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AggregateEncoding {
+    /// `array_agg(ROW(...))`, binary `record[]`.
+    Records,
+    /// `json_agg(json_build_array(...))`.
+    Json,
+}

@@ -1,0 +1,414 @@
+//! Rendering a joined statement: the select list and joins of every joined edge (a
+//! `LEFT JOIN` for to-one edges, a `LEFT JOIN LATERAL` aggregate for to-many ones),
+//! the root statement they hang off, and the statement of a batched edge with joined
+//! children. Identifiers always quoted, values always bound.
+
+use crate::base::error::{Error, Result};
+use crate::base::key::Key;
+use crate::base::meta::{ModelMeta, RelationKind, RelationMeta};
+use crate::base::sql::{qualified, SqlBuf, ROOT};
+use crate::base::value::Param;
+use crate::relation::batch::sorted_in_memory;
+use crate::relation::joined::plan::{BatchedEdge, JoinedEdge, Plan};
+use crate::relation::joined::policy::AggregateEncoding;
+use crate::relation::sql::edge_statement;
+use crate::schema::criteria::Criteria;
+use crate::schema::model::{Model, Relation};
+use crate::schema::related::Related;
+
+/// Alias of the derived table holding a batched edge's rows (see [`BatchedEdge`]).
+const BASE: &str = "b";
+
+/// The root statement: `M`'s columns and the joined edges' (see the module docs).
+pub(super) fn root_statement<M: Model>(
+    rows: &Criteria<M>,
+    plan: &Plan<M>,
+    enc: AggregateEncoding,
+) -> Result<SqlBuf> {
+    let mut selects: Vec<String> = Vec::with_capacity(M::META.columns.len());
+    for col in M::META.columns {
+        let mut s = SqlBuf::new();
+        s.column(ROOT, col.name);
+        selects.push(s.text);
+    }
+    plan.selects(enc, &mut selects);
+    let mut sql = SqlBuf::new();
+    // The select list holds no placeholder: everything bound comes after it, in text order.
+    sql.push("SELECT ").push(&selects.join(", ")).push(" FROM ");
+    if rows.is_paged() {
+        sql.push("(SELECT ")
+            .columns(ROOT, M::META)
+            .push(" FROM ")
+            .table_as(M::META, ROOT)
+            .push(" WHERE ");
+        rows.render_where(ROOT, &mut sql);
+        rows.render_order(ROOT, &mut sql);
+        rows.render_paging(&mut sql)?;
+        sql.push(") AS ").ident(ROOT);
+        plan.joins(enc, ROOT, false, &mut sql)?;
+    } else {
+        sql.table_as(M::META, ROOT);
+        plan.joins(enc, ROOT, false, &mut sql)?;
+        sql.push(" WHERE ");
+        rows.render_where(ROOT, &mut sql);
+    }
+    rows.render_order(ROOT, &mut sql);
+    Ok(sql)
+}
+
+impl<S: Model> Plan<S> {
+    /// Appends the select-list entries of the joined edges.
+    pub(crate) fn selects(&self, enc: AggregateEncoding, out: &mut Vec<String>) {
+        for edge in &self.joined {
+            edge.selects(enc, out);
+        }
+    }
+
+    /// Appends the joins of the joined edges onto `parent` (an alias).
+    pub(crate) fn joins(
+        &self,
+        enc: AggregateEncoding,
+        parent: &str,
+        nested: bool,
+        sql: &mut SqlBuf,
+    ) -> Result<()> {
+        for edge in &self.joined {
+            edge.joins(enc, parent, nested, sql)?;
+        }
+        Ok(())
+    }
+}
+
+impl<R: Relation> JoinedEdge<R> {
+    pub(super) fn selects(&self, enc: AggregateEncoding, out: &mut Vec<String>) {
+        if R::META.kind.is_to_one() {
+            self.row_selects(enc, out);
+        } else {
+            let mut sql = SqlBuf::new();
+            sql.column(&format!("l{}", self.id), "v");
+            out.push(sql.text);
+        }
+    }
+
+    pub(super) fn joins(
+        &self,
+        enc: AggregateEncoding,
+        parent: &str,
+        nested: bool,
+        sql: &mut SqlBuf,
+    ) -> Result<()> {
+        if R::META.kind.is_to_one() {
+            self.to_one_joins(enc, parent, nested, sql)
+        } else {
+            self.to_many_joins(enc, parent, sql)
+        }
+    }
+
+    /// The target's columns and this edge's own joined edges, qualified.
+    fn row_selects(&self, enc: AggregateEncoding, out: &mut Vec<String>) {
+        let alias = self.alias();
+        for col in Self::target().columns {
+            let mut sql = SqlBuf::new();
+            sql.column(&alias, col.name);
+            out.push(sql.text);
+        }
+        self.plan.selects(enc, out);
+    }
+
+    fn target_columns() -> Result<Vec<&'static str>> {
+        R::META.target_columns()
+    }
+
+    /// The `FROM` item: the target, or for a many-to-many edge the junction joined to
+    /// the target (no placeholders).
+    fn push_from(&self, sql: &mut SqlBuf) -> Result<()> {
+        let alias = self.alias();
+        let target = Self::target();
+        let source = <R::Source as Model>::META;
+        match (&R::META.through, R::META.kind) {
+            (Some(through), RelationKind::ManyToMany) => {
+                let junction = format!("j{}", self.id);
+                let pk: Vec<&str> = target.primary_key_columns().map(|c| c.name).collect();
+                check_arity(R::META, source, pk.len(), through.target_columns.len())?;
+                sql.push(&qualified(through.schema.or(source.schema), through.table));
+                sql.push(" AS ")
+                    .ident(&junction)
+                    .push(" JOIN ")
+                    .table_as(target, &alias)
+                    .push(" ON ");
+                push_match(sql, &alias, &pk, &junction, through.target_columns);
+            }
+            (None, RelationKind::ManyToMany) => {
+                return Err(Error::InvalidInput(format!(
+                    "relation {}.{} is many-to-many but names no junction table",
+                    source.name,
+                    R::META.name
+                )))
+            }
+            _ => {
+                sql.table_as(target, &alias);
+            }
+        }
+        Ok(())
+    }
+
+    /// ` WHERE <the keys match the parent's> [AND <the edge's filter>]`.
+    fn push_condition(&self, sql: &mut SqlBuf, parent: &str) -> Result<()> {
+        let alias = self.alias();
+        let source = <R::Source as Model>::META;
+        sql.push(" WHERE ");
+        match &R::META.through {
+            Some(through) if R::META.kind == RelationKind::ManyToMany => {
+                let junction = format!("j{}", self.id);
+                check_arity(
+                    R::META,
+                    source,
+                    through.source_columns.len(),
+                    R::META.source_columns.len(),
+                )?;
+                push_match(
+                    sql,
+                    &junction,
+                    through.source_columns,
+                    parent,
+                    R::META.source_columns,
+                );
+            }
+            _ => {
+                let columns = Self::target_columns()?;
+                check_arity(R::META, source, columns.len(), R::META.source_columns.len())?;
+                push_match(sql, &alias, &columns, parent, R::META.source_columns);
+            }
+        }
+        if let Some(filter) = &self.related.filter {
+            sql.push(" AND ");
+            filter.render(&alias, sql);
+        }
+        Ok(())
+    }
+
+    fn to_one_joins(
+        &self,
+        enc: AggregateEncoding,
+        parent: &str,
+        nested: bool,
+        sql: &mut SqlBuf,
+    ) -> Result<()> {
+        let alias = self.alias();
+        let target = Self::target();
+        let plain = R::META.kind == RelationKind::BelongsTo
+            && R::META.target_fields.is_empty()
+            && self.related.order.is_empty()
+            && self.related.limit_per_parent.is_none()
+            && !nested;
+        if plain {
+            // A foreign key to the target's primary key: at most one row, a plain join.
+            let columns = Self::target_columns()?;
+            check_arity(
+                R::META,
+                <R::Source as Model>::META,
+                columns.len(),
+                R::META.source_columns.len(),
+            )?;
+            sql.push(" LEFT JOIN ")
+                .table_as(target, &alias)
+                .push(" ON ");
+            push_match(sql, &alias, &columns, parent, R::META.source_columns);
+            if let Some(filter) = &self.related.filter {
+                sql.push(" AND ");
+                filter.render(&alias, sql);
+            }
+        } else {
+            // One row at most, whatever the data: a has-one may find several, and
+            // inside an aggregate the LIMIT keeps the planner on an index lookup per
+            // row (a plain join there is planned as a hash join rebuilt per parent).
+            sql.push(" LEFT JOIN LATERAL (SELECT ")
+                .columns(&alias, target)
+                .push(" FROM ");
+            self.push_from(sql)?;
+            self.push_condition(sql, parent)?;
+            sql.push(" ORDER BY ");
+            push_order(sql, &alias, target, &self.related);
+            match self.related.limit_per_parent {
+                // At most one row either way: a limit of 0 leaves the relation NULL.
+                Some(n) => {
+                    sql.push(" LIMIT ").param(limit_param(n.min(1))?);
+                }
+                None => {
+                    sql.push(" LIMIT 1");
+                }
+            }
+            sql.push(") AS ").ident(&alias).push(" ON TRUE");
+        }
+        self.plan.joins(enc, &alias, nested, sql)
+    }
+
+    fn to_many_joins(&self, enc: AggregateEncoding, parent: &str, sql: &mut SqlBuf) -> Result<()> {
+        let alias = self.alias();
+        let target = Self::target();
+        let (agg, ctor) = match enc {
+            AggregateEncoding::Records => ("array_agg", "ROW"),
+            AggregateEncoding::Json => ("json_agg", "json_build_array"),
+        };
+        let mut fields = Vec::new();
+        self.row_selects(enc, &mut fields);
+        sql.push(" LEFT JOIN LATERAL (SELECT ")
+            .push(agg)
+            .push("(")
+            .push(ctor)
+            .push("(");
+        sql.push(&fields.join(", ")).push(")");
+        if !sorted_in_memory(R::META.kind, &self.related) {
+            sql.push(" ORDER BY ");
+            push_order(sql, &alias, target, &self.related);
+        }
+        sql.push(") AS \"v\" FROM ");
+        match self.related.limit_per_parent {
+            Some(n) => {
+                sql.push("(SELECT ").columns(&alias, target).push(" FROM ");
+                self.push_from(sql)?;
+                self.push_condition(sql, parent)?;
+                sql.push(" ORDER BY ");
+                push_order(sql, &alias, target, &self.related);
+                sql.push(" LIMIT ").param(limit_param(n)?);
+                sql.push(") AS ").ident(&alias);
+                self.plan.joins(enc, &alias, true, sql)?;
+            }
+            None => {
+                // The children's joins go between the FROM item and the condition.
+                self.push_from(sql)?;
+                self.plan.joins(enc, &alias, true, sql)?;
+                self.push_condition(sql, parent)?;
+            }
+        }
+        sql.push(") AS ")
+            .ident(&format!("l{}", self.id))
+            .push(" ON TRUE");
+        Ok(())
+    }
+}
+
+impl<R: Relation> BatchedEdge<R> {
+    /// The statement loading the edge for `keys` with the joined children.
+    pub(super) fn statement(&self, keys: &[R::Key]) -> Result<SqlBuf> {
+        let source = <R::Source as Model>::META;
+        let target = <R::Target as Model>::META;
+        let base = edge_statement(
+            source,
+            R::META,
+            R::Key::array_params(keys),
+            &R::Key::column_types(),
+            &self.related,
+        )?;
+        let m2m = R::META.kind == RelationKind::ManyToMany;
+        let mut names: Vec<String> = Vec::new();
+        let mut selects: Vec<String> = Vec::new();
+        if let (true, Some(through)) = (m2m, &R::META.through) {
+            for i in 0..through.source_columns.len() {
+                names.push(format!("__k{i}"));
+                let mut s = SqlBuf::new();
+                s.column(BASE, &format!("__k{i}"));
+                selects.push(s.text);
+            }
+            names.extend((0..through.target_columns.len()).map(|i| format!("__j{i}")));
+        }
+        for col in target.columns {
+            if col.name.starts_with("__") {
+                return Err(Error::InvalidInput(format!(
+                    "{}.{} cannot be joined onto a batched edge: its name starts with `__`",
+                    target.name, col.name
+                )));
+            }
+            names.push(col.name.to_owned());
+            let mut s = SqlBuf::new();
+            s.column(BASE, col.name);
+            selects.push(s.text);
+        }
+        if self.related.limit_per_parent.is_some() {
+            names.push("__rn".to_owned());
+        }
+        self.plan.selects(AggregateEncoding::Records, &mut selects);
+        let mut sql = SqlBuf::new();
+        sql.push("SELECT ")
+            .push(&selects.join(", "))
+            .push(" FROM (");
+        // The select list holds no placeholder, so the edge statement's `$1..$n` keep
+        // their numbers.
+        sql.push(&base.text);
+        sql.params.extend(base.params);
+        sql.push(") AS ").ident(BASE).push("(");
+        for (i, name) in names.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.ident(name);
+        }
+        sql.push(")");
+        self.plan
+            .joins(AggregateEncoding::Records, BASE, false, &mut sql)?;
+        if self.related.limit_per_parent.is_some() {
+            sql.push(" ORDER BY ").column(BASE, "__rn");
+        } else if !self.related.order.is_empty() {
+            sql.push(" ORDER BY ");
+            push_order(&mut sql, BASE, target, &self.related);
+        }
+        Ok(sql)
+    }
+}
+
+fn push_list(sql: &mut SqlBuf, alias: &str, columns: &[&str], sep: &str) {
+    for (i, col) in columns.iter().enumerate() {
+        if i > 0 {
+            sql.push(sep);
+        }
+        sql.column(alias, col);
+    }
+}
+
+/// `"a"."x" = "p"."y" AND ...`, pairing `columns` of `alias` with `parent_columns` of
+/// `parent`.
+fn push_match(
+    sql: &mut SqlBuf,
+    alias: &str,
+    columns: &[&str],
+    parent: &str,
+    parent_columns: &[&str],
+) {
+    for (i, (c, p)) in columns.iter().zip(parent_columns).enumerate() {
+        if i > 0 {
+            sql.push(" AND ");
+        }
+        sql.column(alias, c).push(" = ").column(parent, p);
+    }
+}
+
+/// The ordering of `related` on `alias` (default: the target's primary key).
+fn push_order<T>(sql: &mut SqlBuf, alias: &str, target: &ModelMeta, related: &Related<T>) {
+    if related.order.is_empty() {
+        let pk: Vec<&str> = target.primary_key_columns().map(|c| c.name).collect();
+        push_list(sql, alias, &pk, ", ");
+        return;
+    }
+    for (i, term) in related.order.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        term.render(alias, sql);
+    }
+}
+
+fn limit_param(n: u64) -> Result<Param> {
+    i64::try_from(n)
+        .map(Param::new)
+        .map_err(|_| Error::InvalidInput(format!("limit per parent {n} is out of range")))
+}
+
+fn check_arity(rel: &RelationMeta, source: &ModelMeta, a: usize, b: usize) -> Result<()> {
+    if a == b {
+        return Ok(());
+    }
+    Err(Error::InvalidInput(format!(
+        "relation {}.{}: {a} key columns on one side, {b} on the other",
+        source.name, rel.name
+    )))
+}

@@ -1,0 +1,104 @@
+//! The one place a statement is sent: prepare (cached per connection), run, count,
+//! trace (`tracing` spans `matrx_orm.query`, `matrx_orm.execute`, `matrx_orm.batch`).
+
+use std::time::Instant;
+
+use deadpool_postgres::ClientWrapper;
+use postgres_types::ToSql;
+use tokio_postgres::Row;
+use tracing::Instrument;
+
+use crate::base::error::{Error, Result};
+use crate::statement::counter::Counters;
+
+/// PostgreSQL's limit on the parameters of one statement.
+pub(crate) const MAX_PARAMS: usize = 65_535;
+
+/// Refuses a statement with more parameters than the protocol can carry (the server
+/// would reject it and the connection would be lost).
+fn check_params(params: &[&(dyn ToSql + Sync)]) -> Result<()> {
+    if params.len() > MAX_PARAMS {
+        return Err(Error::InvalidInput(format!(
+            "a statement with {} parameters; PostgreSQL allows {MAX_PARAMS} \
+             (pass many values as one array, e.g. Column::is_in)",
+            params.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Closes a pooled connection whose statement failed with a connection error,
+/// instead of returning it to the pool (it may look open and fail the next caller).
+pub(crate) fn discard_if_broken<T>(conn: deadpool_postgres::Object, result: &Result<T>) {
+    if matches!(result, Err(Error::Connection(_))) {
+        drop(deadpool_postgres::Object::take(conn));
+    }
+}
+
+/// Runs one statement on one connection: prepare (cached), execute, count, trace.
+pub(crate) async fn run_query(
+    client: &ClientWrapper,
+    counters: &Counters,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<Row>> {
+    check_params(params)?;
+    let span = tracing::debug_span!("matrx_orm.query", sql, rows = tracing::field::Empty);
+    async {
+        let started = Instant::now();
+        counters.count();
+        let stmt = client.prepare_cached(sql).await?;
+        let rows = client.query(&stmt, params).await?;
+        tracing::Span::current().record("rows", rows.len());
+        tracing::debug!(
+            elapsed_us = started.elapsed().as_micros() as u64,
+            rows = rows.len(),
+            "query done"
+        );
+        Ok(rows)
+    }
+    .instrument(span)
+    .await
+}
+
+/// Like [`run_query`], for statements whose rows are not needed.
+pub(crate) async fn run_execute(
+    client: &ClientWrapper,
+    counters: &Counters,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<u64> {
+    check_params(params)?;
+    let span = tracing::debug_span!("matrx_orm.execute", sql, rows = tracing::field::Empty);
+    async {
+        let started = Instant::now();
+        counters.count();
+        let stmt = client.prepare_cached(sql).await?;
+        let n = client.execute(&stmt, params).await?;
+        tracing::Span::current().record("rows", n);
+        tracing::debug!(
+            elapsed_us = started.elapsed().as_micros() as u64,
+            rows = n,
+            "execute done"
+        );
+        Ok(n)
+    }
+    .instrument(span)
+    .await
+}
+
+/// Runs unprepared, parameterless statements (transaction control, DDL).
+pub(crate) async fn run_batch(
+    client: &ClientWrapper,
+    counters: &Counters,
+    sql: &str,
+) -> Result<()> {
+    let span = tracing::debug_span!("matrx_orm.batch", sql);
+    async {
+        counters.count();
+        client.batch_execute(sql).await?;
+        Ok(())
+    }
+    .instrument(span)
+    .await
+}
