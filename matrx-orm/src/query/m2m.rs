@@ -38,7 +38,7 @@ impl<R: Relation> Drop for EvictLinksOnDrop<'_, R> {
     }
 }
 
-/// Counts returned by [`set`](crate::Model::m2m_set).
+/// Counts returned by [`m2m_set`](crate::ModelExt::m2m_set).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SetOutcome {
     /// Links created.

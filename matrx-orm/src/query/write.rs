@@ -23,7 +23,7 @@ enum Conflict {
 }
 
 /// An insert of existing instances, with optional `ON CONFLICT` handling. Start it
-/// with [`Model::insert_rows`]; run it with [`exec`](Self::exec).
+/// with [`ModelExt::insert_rows`](crate::ModelExt::insert_rows); run it with [`exec`](Self::exec).
 ///
 /// Columns marked `auto` (identity columns, columns with defaults) are left to the
 /// database unless [`include_auto`](Self::include_auto) is called.
@@ -230,7 +230,7 @@ fn push_names<'a>(sql: &mut SqlBuf, names: impl Iterator<Item = &'a str>) {
 }
 
 /// An insert of one row from the columns you set; the database fills the rest.
-/// Start it with [`Model::create`].
+/// Start it with [`ModelExt::create`](crate::ModelExt::create).
 ///
 /// ```no_run
 /// # use matrx_orm::prelude::*;

@@ -378,7 +378,7 @@ impl<R: Relation> Node<R::Source> for Path<R> {
 /// A tree edge with a chosen strategy; build it with [`EdgeStrategy::joined`] or
 /// [`EdgeStrategy::batched`]. The choice covers this edge only; its children follow
 /// their own choice, else the call's default (`select_related`: joined, `balanced`:
-/// [`balanced_strategy`], `prefetch`: batched).
+/// [`balanced_strategy`](crate::balanced_strategy), `prefetch`: batched).
 ///
 /// An edge whose parents are loaded already (the top edges of a `prefetch` tree or of
 /// [`prefetch_related`](crate::prefetch_related)) cannot join into their statement: it

@@ -104,7 +104,7 @@ pub trait Relation: Copy + Send + Sync + 'static {
     type Target: Model;
     /// The join key (a scalar, or a tuple for composite keys).
     type Key: Key;
-    /// The field type: [`One<Target>`] or [`Many<Target>`].
+    /// The field type: [`One<Target>`](crate::One) or [`Many<Target>`](crate::Many).
     type Slot: Slot<Self::Target>;
 
     /// The relation's description.
