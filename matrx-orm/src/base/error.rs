@@ -131,6 +131,25 @@ pub enum Error {
         relation: &'static str,
     },
 
+    /// A to-one relation (`has_one`, or `belongs_to` columns that are not the target's
+    /// primary key) matched several rows for one key, and its edge names no ordering or
+    /// limit to pick one. Every loading strategy refuses the same way; order the edge
+    /// (`Customer::PROFILE.order_by(..)`) to take the first row instead.
+    #[error(
+        "{model}.{relation}: {count} rows match key {key}, but a to-one relation holds at \
+         most one (order the edge to take the first)"
+    )]
+    AmbiguousToOne {
+        /// The model the relation is declared on.
+        model: &'static str,
+        /// The relation's name.
+        relation: &'static str,
+        /// The key that matched several rows, as written by `Debug`.
+        key: String,
+        /// How many rows matched.
+        count: usize,
+    },
+
     /// Any other error the server reported.
     #[error("database error {code}: {message}")]
     Database {

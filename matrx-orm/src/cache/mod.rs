@@ -9,8 +9,13 @@
 //!   upsert, many-to-many add/remove/set/clear) evicts, even when it fails or is
 //!   cancelled after it was sent: from the shared cache the rows it touched (the whole
 //!   model when it failed, was cancelled or changed a primary key); from the session,
-//!   and the session behind a transaction, everything (held instances of other models
-//!   may hold the written rows in their relation fields).
+//!   and the session behind a transaction, whatever it can make stale: the written
+//!   instances, every instance of a model whose relations lead to the written table
+//!   (they may hold written rows in set-once relation fields), and every relation
+//!   entry holding such instances. Models no relation path connects to the written
+//!   one are kept.
+//! - A load that started before a write in the same session holds none of its rows
+//!   after it (a generation, as in the shared cache).
 //! - A load with a customised edge (filter, ordering, limit) empties the session's
 //!   cache afterwards: it filled relation fields of instances the session may hold
 //!   with a subset.

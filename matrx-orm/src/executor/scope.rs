@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use crate::cache::session::SessionCache;
 use crate::cache::shared::SharedCache;
 use crate::executor::batching::Loaders;
-use crate::schema::model::Model;
+use crate::schema::model::{Model, Relation};
 use crate::statement::counter::Counters;
 
 /// Where an executor reports: the `Db`'s counter, a session's counter, strict mode.
@@ -94,17 +94,18 @@ impl Scope {
         }
     }
 
-    /// A many-to-many link changed: empties the session caches (now and after commit).
-    pub(crate) fn evict_links(&self) {
+    /// A many-to-many link of `R` changed: evicts it from the session caches (now and
+    /// after commit). The shared cache holds rows, not links: nothing to evict there.
+    pub(crate) fn evict_links<R: Relation>(&self) {
         for cache in [&self.cache, &self.outer_cache].into_iter().flatten() {
-            cache.clear();
+            cache.evict_links::<R>();
         }
         if let Some(outer) = self
             .outer_cache
             .clone()
             .filter(|_| self.after_commit.is_some())
         {
-            self.defer(Eviction(Box::new(move || outer.clear())));
+            self.defer(Eviction(Box::new(move || outer.evict_links::<R>())));
         }
     }
 }

@@ -34,7 +34,7 @@ impl<'s, R: Relation> EvictLinksOnDrop<'s, R> {
 
 impl<R: Relation> Drop for EvictLinksOnDrop<'_, R> {
     fn drop(&mut self) {
-        self.scope.evict_links();
+        self.scope.evict_links::<R>();
     }
 }
 

@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
 
-use crate::base::error::Result;
+use crate::base::error::{Error, Result};
 use crate::base::key::{dedup_keys, Key};
-use crate::base::meta::RelationKind;
+use crate::base::meta::{RelationKind, RelationMeta};
 use crate::base::value::as_sql_refs;
 use crate::cache::shared::{CachedRow, SharedCache};
 use crate::executor::{DynExecutor, Scope};
@@ -108,6 +108,9 @@ pub async fn load_edge<R: Relation>(
     }
     let scope = ex.scope_dyn();
     let cache = scope.cache.as_deref().filter(|_| related.is_default());
+    // Taken before the statement: rows read before a write in this session are not
+    // held after it.
+    let generation = cache.map(|c| c.generation());
     let (hits, keys) = match cache {
         Some(cache) => cache.split::<R>(keys),
         None => (Vec::new(), keys),
@@ -137,8 +140,8 @@ pub async fn load_edge<R: Relation>(
             }
         }
     }
-    if let Some(cache) = cache {
-        cache.intern(&mut fresh.targets);
+    if let (Some(cache), Some(generation)) = (cache, generation) {
+        cache.intern(generation, &mut fresh.targets);
     }
     let mut pairs: Vec<(R::Key, Arc<R::Target>)> = fresh
         .links
@@ -150,12 +153,15 @@ pub async fn load_edge<R: Relation>(
         targets.extend(cached.iter().cloned());
         pairs.extend(cached.iter().map(|t| (key.clone(), t.clone())));
     }
-    let groups = group::<R>(pairs, targets, related);
-    if let Some(cache) = cache {
-        cache.store::<R>(keys.into_iter().map(|key| {
-            let targets = groups.get(&key).to_vec();
-            (key, targets)
-        }));
+    let groups = group::<R>(pairs, targets, related)?;
+    if let (Some(cache), Some(generation)) = (cache, generation) {
+        cache.store::<R>(
+            generation,
+            keys.into_iter().map(|key| {
+                let targets = groups.get(&key).to_vec();
+                (key, targets)
+            }),
+        );
     }
     Ok(groups)
 }
@@ -271,16 +277,45 @@ fn from_shared_cache<R: Relation>(
 /// order: the statement's when customised, else primary-key order applied here.
 /// Every strategy that loads an edge groups through this, and attaches the result
 /// with [`attach`](crate::relation::stitch::attach).
+///
+/// A to-one edge that matched several rows for one key is refused
+/// ([`Error::AmbiguousToOne`]) unless its ordering or limit picks the first.
 pub(crate) fn group<R: Relation>(
     pairs: Vec<(R::Key, Arc<R::Target>)>,
     targets: Vec<Arc<R::Target>>,
     related: &Related<R::Target>,
-) -> Groups<R::Key, R::Target> {
+) -> Result<Groups<R::Key, R::Target>> {
     let mut groups = Groups::new(pairs, targets);
     if sorted_in_memory(R::META.kind, related) {
         groups.for_each_group(sort_by_key);
     }
-    groups
+    if counts_matches(R::META, related) {
+        if let Some((key, range)) = groups.index.iter().find(|(_, r)| r.len() > 1) {
+            return Err(ambiguous::<R>(key, range.len()));
+        }
+    }
+    Ok(groups)
+}
+
+/// Whether a to-one edge could match several rows per key and names no ordering or
+/// limit to pick one: its loads then check that each key matched at most one row.
+/// (A `belongs_to` on the target's primary key matches at most one by construction.)
+pub(crate) fn counts_matches<T>(rel: &RelationMeta, related: &Related<T>) -> bool {
+    let to_primary_key = rel.kind == RelationKind::BelongsTo && rel.target_fields.is_empty();
+    rel.kind.is_to_one()
+        && !to_primary_key
+        && related.order.is_empty()
+        && related.limit_per_parent.is_none()
+}
+
+/// The error of a to-one edge that matched `count` rows for `key`.
+pub(crate) fn ambiguous<R: Relation>(key: &R::Key, count: usize) -> Error {
+    Error::AmbiguousToOne {
+        model: <R::Source as Model>::META.name,
+        relation: R::META.name,
+        key: format!("{key:?}"),
+        count,
+    }
 }
 
 /// Whether a to-many edge's targets are put in the default order (primary key) in

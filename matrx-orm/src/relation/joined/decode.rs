@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use crate::base::decode::Fields;
 use crate::base::error::{Error, Result};
-use crate::cache::session::SessionCache;
-use crate::relation::batch::{sort_by_key, sorted_in_memory};
-use crate::relation::joined::plan::{BatchedEdge, JoinedEdge, Plan};
+use crate::relation::batch::{ambiguous, sort_by_key, sorted_in_memory};
+use crate::relation::joined::plan::{BatchedEdge, Held, JoinedEdge, Plan};
 use crate::relation::joined::records::{Record, Records, Src};
+use crate::relation::joined::render::MATCHES;
 use crate::schema::model::{Model, Relation};
 use crate::schema::slot::Slot;
 
@@ -33,11 +33,25 @@ impl<R: Relation> JoinedEdge<R> {
             // A missed LEFT JOIN leaves every column NULL; primary keys never are.
             let pk0 = target.primary_key.first().copied().unwrap_or(0);
             if src.is_null(at + pk0) {
-                Self::fill(parent, Vec::new());
+                self.fill(parent, Vec::new());
                 return Ok(());
             }
+            if self.counts_matches() {
+                let count: i64 = src.field(at + target.columns.len(), target.name, MATCHES)?;
+                if count > 1 {
+                    let key = R::source_key(parent);
+                    return Err(match key {
+                        Some(key) => ambiguous::<R>(&key, count as usize),
+                        None => Error::InvalidInput(format!(
+                            "{}.{}: {count} rows matched a NULL key",
+                            <R::Source as Model>::META.name,
+                            R::META.name
+                        )),
+                    });
+                }
+            }
             let t = self.target_at(src, at)?;
-            Self::fill(parent, vec![t]);
+            self.fill(parent, vec![t]);
             return Ok(());
         }
         let records: Option<Records<'_>> = src.field(at, target.name, R::META.name)?;
@@ -60,11 +74,17 @@ impl<R: Relation> JoinedEdge<R> {
         if sorted_in_memory(R::META.kind, &self.related) {
             sort_by_key(&mut targets);
         }
-        Self::fill(parent, targets);
+        self.fill(parent, targets);
         Ok(())
     }
 
-    fn fill(parent: &R::Source, targets: Vec<Arc<R::Target>>) {
+    /// Fills `parent`'s slot (unless loaded already) and notes the entry to record.
+    fn fill(&mut self, parent: &R::Source, targets: Vec<Arc<R::Target>>) {
+        if self.held.is_some() {
+            if let Some(key) = R::source_key(parent) {
+                self.loaded.push((key, targets.clone()));
+            }
+        }
         R::slot(parent).fill(<R::Slot as Slot<R::Target>>::value_from(targets));
     }
 
@@ -81,10 +101,10 @@ impl<R: Relation> JoinedEdge<R> {
         };
         let target = interned(
             <R::Target as Model>::decode_fields(src, at)?,
-            self.cache.as_deref(),
+            self.held.as_ref(),
         );
-        self.plan
-            .decode(&target, src, at + Self::target().columns.len())?;
+        let nested = at + Self::target().columns.len() + self.match_count_width();
+        self.plan.decode(&target, src, nested)?;
         if let Some(key) = key {
             self.seen.insert(key, target.clone());
         }
@@ -101,9 +121,9 @@ impl<R: Relation> BatchedEdge<R> {
         &mut self,
         src: &Src<'_>,
         at: usize,
-        cache: Option<&SessionCache>,
+        held: Option<&Held>,
     ) -> Result<Arc<R::Target>> {
-        let t = interned(<R::Target as Model>::decode_fields(src, at)?, cache);
+        let t = interned(<R::Target as Model>::decode_fields(src, at)?, held);
         self.plan
             .decode(&t, src, at + <R::Target as Model>::META.columns.len())?;
         Ok(t)
@@ -113,10 +133,11 @@ impl<R: Relation> BatchedEdge<R> {
 /// `row` as the session's instance of it: the one already held for its key, or `row`
 /// now held. Its joined edges are decoded after, onto whichever instance this is
 /// (relation fields are set once, so an instance's earlier loads are kept).
-fn interned<T: Model>(row: T, cache: Option<&SessionCache>) -> Arc<T> {
+fn interned<T: Model>(row: T, held: Option<&Held>) -> Arc<T> {
     let mut row = Arc::new(row);
-    if let Some(cache) = cache {
-        cache.intern(std::slice::from_mut(&mut row));
+    if let Some(held) = held {
+        held.cache
+            .intern(held.generation, std::slice::from_mut(&mut row));
     }
     row
 }

@@ -103,7 +103,7 @@ use crate::schema::criteria::Criteria;
 use crate::schema::model::Model;
 
 pub(crate) use plan::has_choice;
-use plan::{Ids, Plan};
+use plan::{Held, Ids, Plan};
 use policy::{AggregateEncoding, Policy};
 use records::Src;
 use render::root_statement;
@@ -139,7 +139,7 @@ pub(crate) async fn load_root<M: Model>(
 ) -> Result<Vec<M>> {
     let mut plan = build_plan(trees)?;
     plan.settle(rows.bound());
-    plan.prepare(ex.scope_dyn().cache.as_ref());
+    plan.prepare(Held::now(ex.scope_dyn().cache.as_ref()).as_ref());
     let sql = root_statement(rows, &plan, AggregateEncoding::Records)?;
     let found = ex.query_dyn(&sql.text, &as_sql_refs(&sql.params)).await?;
     let width = M::META.columns.len();
@@ -151,6 +151,7 @@ pub(crate) async fn load_root<M: Model>(
         out.push(model);
     }
     drop(found);
+    plan.record();
     if plan.batched_edges() > 0 && !out.is_empty() {
         let parents: Vec<&M> = out.iter().collect();
         plan.run_batched(ex, &parents).await?;

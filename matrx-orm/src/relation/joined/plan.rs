@@ -18,7 +18,7 @@ use crate::base::sql::SqlBuf;
 use crate::base::value::as_sql_refs;
 use crate::cache::session::SessionCache;
 use crate::executor::DynExecutor;
-use crate::relation::batch::{group, load_edge};
+use crate::relation::batch::{counts_matches, group, load_edge};
 use crate::relation::joined::policy::{
     AggregateEncoding, LoadStrategy, Policy, BALANCED_JOIN_LIMIT,
 };
@@ -245,12 +245,20 @@ impl<S: Model> Plan<S> {
         self.joined = kept;
     }
 
-    /// Readies the joined edges for decoding (once the plan is complete).
-    /// Readies the joined edges for decoding; `cache` is the session's identity map,
-    /// which decoded targets join (one instance per row), if there is one.
-    pub(crate) fn prepare(&mut self, cache: Option<&Arc<SessionCache>>) {
+    /// Readies the joined edges for decoding (once the plan is complete); `held` is
+    /// the session's cache, which decoded targets join (one instance per row) and
+    /// uncustomised edges record their entries in, if there is one.
+    pub(crate) fn prepare(&mut self, held: Option<&Held>) {
         for edge in &mut self.joined {
-            edge.prepare(cache);
+            edge.prepare(held);
+        }
+    }
+
+    /// Records the relation entries the joined edges decoded in the session's cache
+    /// (call once every row is decoded), as the batch primitive does for its edges.
+    pub(crate) fn record(&mut self) {
+        for edge in &mut self.joined {
+            edge.record();
         }
     }
 
@@ -297,7 +305,9 @@ pub(super) trait JoinEdge<S>: Send + Sync {
         nested: bool,
         sql: &mut SqlBuf,
     ) -> Result<()>;
-    fn prepare(&mut self, cache: Option<&Arc<SessionCache>>);
+    fn prepare(&mut self, held: Option<&Held>);
+    /// Records the entries decoded so far in the session's cache.
+    fn record(&mut self);
     /// Whether the edge was joined by the balanced policy (not by choice).
     fn is_auto(&self) -> bool;
     fn is_to_one(&self) -> bool;
@@ -323,6 +333,9 @@ pub(super) trait BatchEdge<S>: Send + Sync {
 }
 
 type TargetKey<R> = <<R as Relation>::Target as Model>::Key;
+
+/// One parent's key and the targets loaded for it: a relation entry of the session.
+type Entry<R> = (<R as Relation>::Key, Vec<Arc<<R as Relation>::Target>>);
 
 /// An edge already planned, opened for merging: its strategy, customisation, child
 /// plan and child tree.
@@ -354,8 +367,28 @@ pub(crate) struct JoinedEdge<R: Relation> {
     pub(super) keep: bool,
     /// Joined by the balanced policy, not by choice.
     pub(super) auto: bool,
-    /// The session's identity map, for uncustomised edges (set by `prepare`).
-    pub(super) cache: Option<Arc<SessionCache>>,
+    /// The session's cache, for uncustomised edges (set by `prepare`).
+    pub(super) held: Option<Held>,
+    /// Each parent's key and targets, to record in the session's cache.
+    pub(super) loaded: Vec<Entry<R>>,
+}
+
+/// The session cache a load fills, with its generation when the load began (so rows
+/// read before a write in the session are not held after it).
+#[derive(Clone)]
+pub(crate) struct Held {
+    pub(super) cache: Arc<SessionCache>,
+    pub(super) generation: u64,
+}
+
+impl Held {
+    /// The cache of a load starting now, if the executor has one.
+    pub(crate) fn now(cache: Option<&Arc<SessionCache>>) -> Option<Held> {
+        cache.map(|cache| Held {
+            generation: cache.generation(),
+            cache: cache.clone(),
+        })
+    }
 }
 
 impl<R: Relation> JoinedEdge<R> {
@@ -374,8 +407,20 @@ impl<R: Relation> JoinedEdge<R> {
             decoded: Vec::new(),
             keep: false,
             auto: false,
-            cache: None,
+            held: None,
+            loaded: Vec::new(),
         }
+    }
+
+    /// Whether the statement counts this to-one edge's matches (see
+    /// [`counts_matches`]): one more field, `"__n"`, after the target's columns.
+    pub(super) fn counts_matches(&self) -> bool {
+        counts_matches(R::META, &self.related)
+    }
+
+    /// The fields the match count adds: 1 or 0.
+    pub(super) fn match_count_width(&self) -> usize {
+        usize::from(self.counts_matches())
     }
 
     pub(super) fn alias(&self) -> String {
@@ -405,7 +450,7 @@ impl<R: Relation> JoinEdge<R::Source> for JoinedEdge<R> {
 
     fn width(&self) -> usize {
         if R::META.kind.is_to_one() {
-            Self::target().columns.len() + self.plan.width()
+            Self::target().columns.len() + self.match_count_width() + self.plan.width()
         } else {
             1
         }
@@ -425,10 +470,18 @@ impl<R: Relation> JoinEdge<R::Source> for JoinedEdge<R> {
         JoinedEdge::joins(self, enc, parent, nested, sql)
     }
 
-    fn prepare(&mut self, cache: Option<&Arc<SessionCache>>) {
+    fn prepare(&mut self, held: Option<&Held>) {
         self.keep = self.plan.batched_edges() > 0;
-        self.cache = cache.filter(|_| self.related.is_default()).cloned();
-        self.plan.prepare(cache);
+        self.held = held.filter(|_| self.related.is_default()).cloned();
+        self.plan.prepare(held);
+    }
+
+    fn record(&mut self) {
+        if let Some(held) = &self.held {
+            held.cache
+                .store::<R>(held.generation, std::mem::take(&mut self.loaded));
+        }
+        self.plan.record();
     }
 
     fn is_auto(&self) -> bool {
@@ -512,12 +565,9 @@ impl<R: Relation> BatchedEdge<R> {
             return Ok(Vec::new());
         }
         let sql = self.statement(&keys)?;
-        let cache = ex
-            .scope_dyn()
-            .cache
-            .clone()
-            .filter(|_| self.related.is_default());
-        self.plan.prepare(cache.as_ref());
+        let all = Held::now(ex.scope_dyn().cache.as_ref());
+        let held = all.clone().filter(|_| self.related.is_default());
+        self.plan.prepare(all.as_ref());
         let rows = ex.query_dyn(&sql.text, &as_sql_refs(&sql.params)).await?;
         let target = <R::Target as Model>::META;
         let m2m = R::META.kind == RelationKind::ManyToMany;
@@ -532,14 +582,14 @@ impl<R: Relation> BatchedEdge<R> {
                 match seen.get(&tk) {
                     Some(t) => t.clone(),
                     None => {
-                        let t = self.decode_target(&src, at, cache.as_deref())?;
+                        let t = self.decode_target(&src, at, held.as_ref())?;
                         seen.insert(tk, t.clone());
                         decoded.push(t.clone());
                         t
                     }
                 }
             } else {
-                let t = self.decode_target(&src, at, cache.as_deref())?;
+                let t = self.decode_target(&src, at, held.as_ref())?;
                 decoded.push(t.clone());
                 t
             };
@@ -553,9 +603,17 @@ impl<R: Relation> BatchedEdge<R> {
             }
         }
         drop(rows);
+        self.plan.record();
         // The grouping and the stitching every strategy shares.
-        let groups = group::<R>(pairs, decoded, &self.related);
+        let groups = group::<R>(pairs, decoded, &self.related)?;
         attach::<R>(fresh.iter().copied(), &groups);
+        if let Some(held) = &held {
+            let entries = keys.into_iter().map(|key| {
+                let targets = groups.get(&key).to_vec();
+                (key, targets)
+            });
+            held.cache.store::<R>(held.generation, entries);
+        }
         Ok(groups.targets().to_vec())
     }
 }

@@ -16,6 +16,9 @@ use crate::schema::criteria::Criteria;
 use crate::schema::model::{Model, Relation};
 use crate::schema::related::Related;
 
+/// The column of a to-one edge's lateral that counts the rows its key matched.
+pub(super) const MATCHES: &str = "__n";
+
 /// Alias of the derived table holding a batched edge's rows (see [`BatchedEdge`]).
 const BASE: &str = "b";
 
@@ -110,6 +113,11 @@ impl<R: Relation> JoinedEdge<R> {
         for col in Self::target().columns {
             let mut sql = SqlBuf::new();
             sql.column(&alias, col.name);
+            out.push(sql.text);
+        }
+        if self.counts_matches() {
+            let mut sql = SqlBuf::new();
+            sql.column(&alias, MATCHES);
             out.push(sql.text);
         }
         self.plan.selects(enc, out);
@@ -223,8 +231,12 @@ impl<R: Relation> JoinedEdge<R> {
             // inside an aggregate the LIMIT keeps the planner on an index lookup per
             // row (a plain join there is planned as a hash join rebuilt per parent).
             sql.push(" LEFT JOIN LATERAL (SELECT ")
-                .columns(&alias, target)
-                .push(" FROM ");
+                .columns(&alias, target);
+            if self.counts_matches() {
+                // Counted before the LIMIT: how many rows the key matched.
+                sql.push(", count(*) OVER () AS ").ident(MATCHES);
+            }
+            sql.push(" FROM ");
             self.push_from(sql)?;
             self.push_condition(sql, parent)?;
             sql.push(" ORDER BY ");
