@@ -57,14 +57,25 @@ pub struct Transaction<'a> {
     /// Whether the answer to the ending statement (commit or rollback) has arrived:
     /// until then a root transaction's connection is in an unknown state.
     confirmed: AtomicBool,
+    /// Whether the server has accepted this savepoint's `SAVEPOINT` (always true for
+    /// the root): only a savepoint that exists ends an abort when rolled back.
+    established: bool,
 }
 
 /// State shared by a transaction and its savepoints.
+///
+/// The abort is kept the way the server keeps it. A statement the server refuses
+/// aborts the whole transaction, whatever savepoint it ran in; from then on the server
+/// refuses everything (`SAVEPOINT` and `RELEASE` included, which then change nothing)
+/// except `ROLLBACK TO SAVEPOINT s` for any savepoint `s` still open — which ends the
+/// abort, however deep the failure was — and the ending `ROLLBACK` (a `COMMIT` rolls
+/// back). A savepoint that is still open was necessarily established before the
+/// failure, since no `SAVEPOINT` is accepted while aborted.
 #[derive(Default)]
 struct Shared {
-    /// Savepoint rollbacks owed by dropped nested transactions, run before the next
-    /// statement of any transaction sharing the connection.
-    pending: Mutex<Vec<String>>,
+    /// The savepoints (by number) owed a rollback by dropped nested transactions, run
+    /// before the next statement of any transaction sharing the connection.
+    pending: Mutex<Vec<u32>>,
     /// The last savepoint number handed out.
     last_savepoint: AtomicU32,
     /// Held for writing by a savepoint opened for an atomic write, for reading by every
@@ -72,30 +83,49 @@ struct Shared {
     /// connection (a rollback of the savepoint would undo it too), and such savepoints
     /// never interleave.
     atomic: Arc<tokio::sync::RwLock<()>>,
-    /// The savepoint level (0: the root) at which a statement failed: the server has
-    /// aborted the transaction until a rollback to that level or above.
-    aborted: Mutex<Option<u32>>,
+    /// Whether a statement failed on the server since the last rollback to a savepoint
+    /// (sent, or owed before any later statement): the server has aborted the
+    /// transaction.
+    aborted: AtomicBool,
 }
 
 impl Shared {
-    fn mark_aborted(&self, level: u32) {
-        if let Ok(mut aborted) = self.aborted.lock() {
-            aborted.get_or_insert(level);
-        }
+    fn mark_aborted(&self) {
+        self.aborted.store(true, Ordering::Relaxed);
     }
 
     fn is_aborted(&self) -> bool {
-        self.aborted.lock().map(|a| a.is_some()).unwrap_or(true)
+        self.aborted.load(Ordering::Relaxed)
     }
 
-    /// A rollback to savepoint `level` ends an abort that happened inside it.
-    fn rolled_back_to(&self, level: u32) {
-        if let Ok(mut aborted) = self.aborted.lock() {
-            if aborted.is_some_and(|at| at >= level) {
-                *aborted = None;
-            }
+    /// A rollback to a savepoint that exists has left (or will leave before any later
+    /// statement): the abort is over, wherever the failure happened.
+    fn rolled_back(&self) {
+        self.aborted.store(false, Ordering::Relaxed);
+    }
+
+    /// Forgets the owed rollbacks of savepoints opened after savepoint `number` (0: the
+    /// root), which a rollback of `number` undoes with it. They were opened while
+    /// `number` was open, so inside it; one of them may never have existed (its
+    /// `SAVEPOINT` cancelled in flight and refused), and its own rollback would fail.
+    fn forget_rollbacks_inside(&self, number: u32) {
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.retain(|&n| n <= number);
         }
     }
+
+    /// Owes a rollback of savepoint `number` (dropped) before the next statement.
+    fn owe_rollback(&self, number: u32) {
+        self.forget_rollbacks_inside(number);
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.push(number);
+        }
+    }
+}
+
+/// Undoes savepoint `n` and ends it.
+fn rollback_savepoint_sql(n: u32) -> String {
+    format!("ROLLBACK TO SAVEPOINT matrx_sp_{n}; RELEASE SAVEPOINT matrx_sp_{n}")
 }
 
 /// Whether `err` is a statement the server refused (which aborts a transaction), as
@@ -124,6 +154,7 @@ impl Transaction<'static> {
             finished: AtomicBool::new(false),
             _atomic: None,
             confirmed: AtomicBool::new(false),
+            established: true,
         };
         if let Err(err) = tx.send(Some("BEGIN"), || {}).await {
             tx.finished.store(true, Ordering::Relaxed);
@@ -159,8 +190,8 @@ impl<'a> Transaction<'a> {
         let mut batch: Option<BoxFuture<'_, Result<()>>> = None;
         std::future::poll_fn(|cx| {
             if batch.is_none() {
-                let mut statements = match self.shared.pending.lock() {
-                    Ok(mut pending) => std::mem::take(&mut *pending),
+                let mut statements: Vec<String> = match self.shared.pending.lock() {
+                    Ok(mut pending) => pending.drain(..).map(rollback_savepoint_sql).collect(),
                     Err(_) => Vec::new(),
                 };
                 statements.extend(last.map(str::to_owned));
@@ -215,8 +246,10 @@ impl<'a> Transaction<'a> {
     pub(crate) async fn nested(&self) -> Result<Transaction<'_>> {
         let client = self.client()?;
         let number = self.shared.last_savepoint.fetch_add(1, Ordering::Relaxed) + 1;
-        // Owes nothing on drop until its SAVEPOINT has been sent.
-        let child = Transaction {
+        // Owes nothing on drop until its SAVEPOINT has been sent; if cancelled after
+        // that, owes a rollback (the savepoint may exist) but, not known to exist,
+        // cannot end an abort.
+        let mut child = Transaction {
             conn: Conn::Nested(client),
             scope: self.scope.clone(),
             savepoint: number,
@@ -224,30 +257,44 @@ impl<'a> Transaction<'a> {
             finished: AtomicBool::new(true),
             _atomic: None,
             confirmed: AtomicBool::new(false),
+            established: false,
         };
         let sql = format!("SAVEPOINT matrx_sp_{number}");
-        self.send(Some(&sql), || {
-            child.finished.store(false, Ordering::Relaxed)
-        })
-        .await
-        .inspect_err(|e| self.note_failure(e))?;
+        let sent = self
+            .send(Some(&sql), || {
+                child.finished.store(false, Ordering::Relaxed)
+            })
+            .await;
+        if let Err(err) = sent {
+            // Refused (the transaction is aborted, or an owed rollback before it
+            // failed): there is no savepoint to roll back.
+            child.finished.store(true, Ordering::Relaxed);
+            self.note_failure(&err);
+            return Err(err);
+        }
+        child.established = true;
         Ok(child)
     }
 
-    /// Records that a statement failed on the server: the transaction is aborted at
-    /// this level until rolled back.
+    /// Records that a statement failed on the server: the transaction is aborted until
+    /// a rollback to a savepoint that exists, or its end.
     fn note_failure(&self, err: &Error) {
         if aborts_transaction(err) {
-            self.shared.mark_aborted(self.savepoint);
+            self.shared.mark_aborted();
         }
     }
 
     /// Commits (or releases the savepoint). A transaction that a failed statement
     /// aborted cannot commit: it is rolled back and the error says so (the server
     /// would silently roll it back on `COMMIT`).
+    ///
+    /// A savepoint's release in an aborted transaction is refused by the server: it
+    /// returns that error, and the transaction stays aborted until an enclosing
+    /// savepoint or the transaction rolls back.
     pub async fn commit(mut self) -> Result<()> {
         if self.savepoint == 0 && self.shared.is_aborted() {
-            let _ = self.finish("ROLLBACK").await;
+            self.shared.forget_rollbacks_inside(0);
+            let _ = self.finish("ROLLBACK", false).await;
             return Err(Error::Database {
                 code: "25P02".to_owned(),
                 message: "the transaction was aborted by a failed statement; it has been \
@@ -262,7 +309,7 @@ impl<'a> Transaction<'a> {
             0 => "SELECT 1; COMMIT".to_owned(),
             n => format!("RELEASE SAVEPOINT matrx_sp_{n}"),
         };
-        let result = self.finish(&sql).await;
+        let result = self.finish(&sql, false).await;
         if result.is_ok() && self.savepoint == 0 {
             self.scope.committed();
         }
@@ -270,26 +317,36 @@ impl<'a> Transaction<'a> {
     }
 
     /// Rolls back (to the savepoint, for a nested transaction).
+    ///
+    /// Rolling a savepoint back ends an abort of the transaction, wherever the failed
+    /// statement ran (in this savepoint or one inside it), as on the server.
     pub async fn rollback(mut self) -> Result<()> {
         let sql = match self.savepoint {
             0 => "ROLLBACK".to_owned(),
-            n => format!("ROLLBACK TO SAVEPOINT matrx_sp_{n}; RELEASE SAVEPOINT matrx_sp_{n}"),
+            n => rollback_savepoint_sql(n),
         };
-        let result = self.finish(&sql).await;
-        if result.is_ok() {
-            self.shared.rolled_back_to(self.savepoint);
-        }
+        // The rollback undoes the savepoints opened inside this one with it.
+        self.shared.forget_rollbacks_inside(self.savepoint);
+        let result = self.finish(&sql, self.savepoint > 0).await;
         if self.savepoint > 0 {
             self.forget_reads();
         }
         result
     }
 
-    /// Sends the ending statement; nothing is owed on drop once it has left.
-    async fn finish(&mut self, sql: &str) -> Result<()> {
+    /// Sends the ending statement; nothing is owed on drop once it has left. With
+    /// `ends_abort` (a savepoint's rollback: the savepoint exists, so the server
+    /// accepts it) the transaction is no longer aborted once it has left.
+    async fn finish(&mut self, sql: &str, ends_abort: bool) -> Result<()> {
         let finished = &self.finished;
+        let shared = &self.shared;
         let result = self
-            .send(Some(sql), || finished.store(true, Ordering::Relaxed))
+            .send(Some(sql), || {
+                finished.store(true, Ordering::Relaxed);
+                if ends_abort {
+                    shared.rolled_back();
+                }
+            })
             .await;
         self.finished.store(true, Ordering::Relaxed);
         self.confirmed.store(true, Ordering::Relaxed);
@@ -369,14 +426,12 @@ impl Drop for Transaction<'_> {
             Conn::Nested(_) if self.finished.load(Ordering::Relaxed) => {}
             Conn::Nested(_) => {
                 self.forget_reads();
-                let n = self.savepoint;
-                // The rollback is sent before any later statement, so an abort that
-                // happened inside this savepoint is over from that statement's view.
-                self.shared.rolled_back_to(n);
-                if let Ok(mut pending) = self.shared.pending.lock() {
-                    pending.push(format!(
-                        "ROLLBACK TO SAVEPOINT matrx_sp_{n}; RELEASE SAVEPOINT matrx_sp_{n}"
-                    ));
+                self.shared.owe_rollback(self.savepoint);
+                // The rollback is sent before any later statement, so from that
+                // statement's view an abort is over — if the savepoint exists, which
+                // is unknown for one whose SAVEPOINT got no answer.
+                if self.established {
+                    self.shared.rolled_back();
                 }
             }
             // Committed or rolled back, and the server said so.
@@ -426,7 +481,7 @@ impl<'t> Executor for Transaction<'t> {
 
     async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
         let _gate = self.gate().await;
-        self.settle().await?;
+        self.settle().await.inspect_err(|e| self.note_failure(e))?;
         run_query(self.client()?, &self.scope.counters, sql, params)
             .await
             .inspect_err(|e| self.note_failure(e))
@@ -434,7 +489,7 @@ impl<'t> Executor for Transaction<'t> {
 
     async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
         let _gate = self.gate().await;
-        self.settle().await?;
+        self.settle().await.inspect_err(|e| self.note_failure(e))?;
         run_execute(self.client()?, &self.scope.counters, sql, params)
             .await
             .inspect_err(|e| self.note_failure(e))
