@@ -242,6 +242,7 @@ impl<M: Model> Select<M> {
             .push(" FROM ")
             .table_as(M::META, ROOT);
         sql.push(" WHERE ");
+        self.criteria.check()?;
         self.criteria.render_where(ROOT, &mut sql);
         self.criteria.render_order(ROOT, &mut sql);
         self.criteria.render_paging(&mut sql)?;
@@ -337,6 +338,7 @@ impl<M: Model> Select<M> {
         sql.push("SELECT count(*) FROM (SELECT 1 FROM ")
             .table_as(M::META, ROOT);
         sql.push(" WHERE ");
+        self.criteria.check()?;
         self.criteria.render_where(ROOT, &mut sql);
         self.criteria.render_paging(&mut sql)?;
         sql.push(") AS \"c\"");
@@ -354,6 +356,7 @@ impl<M: Model> Select<M> {
         sql.push("SELECT EXISTS (SELECT 1 FROM ")
             .table_as(M::META, ROOT);
         sql.push(" WHERE ");
+        self.criteria.check()?;
         self.criteria.render_where(ROOT, &mut sql);
         sql.push(")");
         let rows = ex.query(&sql.text, &as_sql_refs(&sql.params)).await?;
@@ -370,6 +373,7 @@ impl<M: Model> Select<M> {
         sql.push("DELETE FROM ")
             .table_as(M::META, ROOT)
             .push(" WHERE ");
+        self.criteria.check()?;
         self.criteria.render_where(ROOT, &mut sql);
         sql.push(" RETURNING ").columns(ROOT, M::META);
         evicting(ex.scope(), false, fetch_models(ex, &sql)).await
@@ -464,6 +468,7 @@ impl<M: Model> Update<M> {
             sql.ident(column).push(" = ").param(value.clone());
         }
         sql.push(" WHERE ");
+        self.query.criteria.check()?;
         self.query.criteria.render_where(ROOT, &mut sql);
         sql.push(" RETURNING ").columns(ROOT, M::META);
         // A new primary key leaves the old one cached unless the whole model goes.

@@ -116,6 +116,7 @@ pub(crate) fn edge_statement<T>(
         key_types,
     );
     if let Some(filter) = &related.filter {
+        filter.check()?;
         sql.push(" AND ");
         filter.render(TARGET, &mut sql);
     }

@@ -51,6 +51,14 @@ impl<M> Criteria<M> {
         });
     }
 
+    /// Refuses a filter that could not be built (call before rendering).
+    pub(crate) fn check(&self) -> Result<()> {
+        match &self.filter {
+            Some(node) => node.check(),
+            None => Ok(()),
+        }
+    }
+
     /// The filter, rendered with columns qualified by `alias` (`TRUE` when unfiltered).
     pub(crate) fn render_where(&self, alias: &str, sql: &mut SqlBuf) {
         match &self.filter {

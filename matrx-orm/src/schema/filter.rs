@@ -6,7 +6,9 @@
 
 use std::marker::PhantomData;
 
-use crate::base::sql::SqlBuf;
+use crate::base::error::{Error, Result};
+use crate::base::meta::{ModelMeta, RelationKind, RelationMeta};
+use crate::base::sql::{qualified, SqlBuf};
 use crate::base::value::Param;
 
 /// A comparison operator.
@@ -64,6 +66,141 @@ pub(crate) enum Node {
     Not(Box<Node>),
     /// `(node) IS NOT TRUE`: true when the node is false or NULL.
     NotTrue(Box<Node>),
+    /// `[NOT] EXISTS (...)`: some row of a relation matches (see [`Exists`]).
+    Exists(Box<Exists>),
+    /// A condition that could not be built; statements refuse it before rendering
+    /// ([`Node::check`]).
+    Invalid(String),
+}
+
+/// A relation filter: `[NOT] EXISTS (SELECT 1 FROM <target> WHERE <keys match the
+/// parent's> AND <inner>)`, through the junction for a many-to-many relation. A
+/// semi-join: it never multiplies the parent's rows.
+#[derive(Debug, Clone)]
+pub(crate) struct Exists {
+    negated: bool,
+    target: &'static ModelMeta,
+    /// For a many-to-many relation: the junction (schema, table), its source columns,
+    /// its target columns, and the target's primary key they match.
+    junction: Option<Junction>,
+    /// (column of the target or junction, column of the parent) pairs.
+    keys: Vec<(&'static str, &'static str)>,
+    inner: Node,
+}
+
+#[derive(Debug, Clone)]
+struct Junction {
+    schema: Option<&'static str>,
+    table: &'static str,
+    /// (junction column, target primary-key column) pairs.
+    target_keys: Vec<(&'static str, &'static str)>,
+}
+
+impl Exists {
+    /// Relation `rel` of `source` has a target matching `inner` (with `negated`: none).
+    fn build(
+        source: &'static ModelMeta,
+        rel: &'static RelationMeta,
+        inner: Node,
+        negated: bool,
+    ) -> Result<Exists> {
+        let target = (rel.target)();
+        let arity_error = |a: usize, b: usize| {
+            Error::InvalidInput(format!(
+                "relation {}.{}: {a} key columns on one side, {b} on the other",
+                source.name, rel.name
+            ))
+        };
+        let (junction, keys) = match (&rel.through, rel.kind) {
+            (Some(through), RelationKind::ManyToMany) => {
+                let pk: Vec<&'static str> = target.primary_key_columns().map(|c| c.name).collect();
+                if pk.len() != through.target_columns.len() {
+                    return Err(arity_error(pk.len(), through.target_columns.len()));
+                }
+                if through.source_columns.len() != rel.source_columns.len() {
+                    return Err(arity_error(
+                        through.source_columns.len(),
+                        rel.source_columns.len(),
+                    ));
+                }
+                let junction = Junction {
+                    schema: through.schema.or(source.schema),
+                    table: through.table,
+                    target_keys: through.target_columns.iter().copied().zip(pk).collect(),
+                };
+                let keys = through
+                    .source_columns
+                    .iter()
+                    .copied()
+                    .zip(rel.source_columns.iter().copied())
+                    .collect();
+                (Some(junction), keys)
+            }
+            (None, RelationKind::ManyToMany) => {
+                return Err(Error::InvalidInput(format!(
+                    "relation {}.{} is many-to-many but names no junction table",
+                    source.name, rel.name
+                )))
+            }
+            _ => {
+                let columns = rel.target_columns()?;
+                if columns.len() != rel.source_columns.len() {
+                    return Err(arity_error(columns.len(), rel.source_columns.len()));
+                }
+                let keys = columns
+                    .into_iter()
+                    .zip(rel.source_columns.iter().copied())
+                    .collect();
+                (None, keys)
+            }
+        };
+        Ok(Exists {
+            negated,
+            target,
+            junction,
+            keys,
+            inner,
+        })
+    }
+
+    /// Renders the subquery; its aliases derive from the parent's, so nested relation
+    /// filters never shadow an alias they refer to.
+    fn render(&self, parent: &str, sql: &mut SqlBuf) {
+        let alias = format!("{parent}_x");
+        sql.push(if self.negated {
+            "NOT EXISTS (SELECT 1 FROM "
+        } else {
+            "EXISTS (SELECT 1 FROM "
+        });
+        let key_side = match &self.junction {
+            Some(junction) => {
+                let j = format!("{parent}_j");
+                sql.push(&qualified(junction.schema, junction.table));
+                sql.push(" AS ").ident(&j).push(" JOIN ");
+                sql.table_as(self.target, &alias).push(" ON ");
+                for (i, (jc, pk)) in junction.target_keys.iter().enumerate() {
+                    if i > 0 {
+                        sql.push(" AND ");
+                    }
+                    sql.column(&alias, pk).push(" = ").column(&j, jc);
+                }
+                j
+            }
+            None => {
+                sql.table_as(self.target, &alias);
+                alias.clone()
+            }
+        };
+        sql.push(" WHERE ");
+        for (inner, outer) in &self.keys {
+            sql.column(&key_side, inner)
+                .push(" = ")
+                .column(parent, outer)
+                .push(" AND ");
+        }
+        self.inner.render(&alias, sql);
+        sql.push(")");
+    }
 }
 
 impl Node {
@@ -104,6 +241,24 @@ impl Node {
                 sql.push("(");
                 node.render(alias, sql);
                 sql.push(") IS NOT TRUE");
+            }
+            Node::Exists(exists) => exists.render(alias, sql),
+            // Never sent: `check` refuses it first.
+            Node::Invalid(_) => {
+                sql.push("FALSE");
+            }
+        }
+    }
+
+    /// Refuses a tree holding a condition that could not be built.
+    pub(crate) fn check(&self) -> Result<()> {
+        match self {
+            Node::Invalid(message) => Err(Error::InvalidInput(message.clone())),
+            Node::And(nodes) | Node::Or(nodes) => nodes.iter().try_for_each(Node::check),
+            Node::Not(node) | Node::NotTrue(node) => node.check(),
+            Node::Exists(exists) => exists.inner.check(),
+            Node::Cmp { .. } | Node::Any { .. } | Node::IsNull { .. } | Node::Between { .. } => {
+                Ok(())
             }
         }
     }
@@ -203,6 +358,26 @@ impl<M> Filter<M> {
     /// Writes the condition with columns qualified by `alias`.
     pub(crate) fn render(&self, alias: &str, sql: &mut SqlBuf) {
         self.node.render(alias, sql);
+    }
+
+    /// Refuses a condition that could not be built (checked before rendering).
+    pub(crate) fn check(&self) -> Result<()> {
+        self.node.check()
+    }
+
+    /// Relation `rel` of `source` (the model `M`) has a target matching `inner`, or
+    /// with `negated`, none does. Built by [`Relation::any`](crate::Relation::any) and
+    /// friends.
+    pub(crate) fn related<T>(
+        source: &'static ModelMeta,
+        rel: &'static RelationMeta,
+        inner: Filter<T>,
+        negated: bool,
+    ) -> Filter<M> {
+        match Exists::build(source, rel, inner.node, negated) {
+            Ok(exists) => Filter::new(Node::Exists(Box::new(exists))),
+            Err(err) => Filter::new(Node::Invalid(err.to_string())),
+        }
     }
 }
 

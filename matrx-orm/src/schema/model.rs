@@ -12,6 +12,7 @@ use crate::base::decode::Fields;
 use crate::base::error::{Error, Result};
 use crate::base::key::Key;
 use crate::base::meta::{ModelMeta, RelationMeta};
+use crate::schema::filter::Filter;
 use crate::schema::slot::Slot;
 
 /// A Rust struct mapped to a table. Implement it with `#[derive(Model)]`.
@@ -124,4 +125,49 @@ pub trait Relation: Copy + Send + Sync + 'static {
     /// `BelongsTo`, its foreign key for `HasMany`/`HasOne`. Not used for `ManyToMany`,
     /// whose rows carry the source key from the junction table.
     fn target_key(target: &Self::Target) -> Option<Self::Key>;
+
+    /// Rows with at least one target matching `filter`: an `EXISTS` semi-join (never a
+    /// join that repeats the parent), composite keys and many-to-many included, nested
+    /// to any depth. A NULL key has no target.
+    ///
+    /// ```
+    /// # use matrx_orm::prelude::*;
+    /// # #[derive(Model, Debug)] #[orm(table = "tags")]
+    /// # pub struct Tag { #[orm(primary_key)] pub id: i64, pub name: String }
+    /// # #[derive(Model, Debug)] #[orm(table = "orders")]
+    /// # pub struct Order { #[orm(primary_key)] pub id: i64, pub status: String,
+    /// #   #[orm(many_to_many(through = "order_tags", source = "order_id", target = "tag_id"))]
+    /// #   pub tags: Many<Tag> }
+    /// let b2b = Order::query().filter(Order::TAGS.any(Tag::NAME.eq("b2b")));
+    /// let sql = b2b.to_sql().unwrap();
+    /// assert_eq!(
+    ///     sql.text,
+    ///     r#"SELECT "t"."id", "t"."status" FROM "orders" AS "t" WHERE EXISTS (SELECT 1 FROM "order_tags" AS "t_j" JOIN "tags" AS "t_x" ON "t_x"."id" = "t_j"."tag_id" WHERE "t_j"."order_id" = "t"."id" AND "t_x"."name" = $1)"#
+    /// );
+    /// ```
+    fn any(self, filter: Filter<Self::Target>) -> Filter<Self::Source> {
+        Filter::related(<Self::Source as Model>::META, Self::META, filter, false)
+    }
+
+    /// [`any`](Self::any), read for a to-one relation:
+    /// `Order::CUSTOMER.has(Customer::EMAIL.ilike("%@example.com"))`.
+    fn has(self, filter: Filter<Self::Target>) -> Filter<Self::Source> {
+        self.any(filter)
+    }
+
+    /// Rows with no target matching `filter` (`NOT EXISTS`); rows whose key is NULL
+    /// have none.
+    fn none(self, filter: Filter<Self::Target>) -> Filter<Self::Source> {
+        Filter::related(<Self::Source as Model>::META, Self::META, filter, true)
+    }
+
+    /// Rows with at least one target.
+    fn exists(self) -> Filter<Self::Source> {
+        self.any(Filter::all([]))
+    }
+
+    /// Rows with no target.
+    fn not_exists(self) -> Filter<Self::Source> {
+        self.none(Filter::all([]))
+    }
 }

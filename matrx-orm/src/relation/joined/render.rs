@@ -28,6 +28,7 @@ pub(super) fn root_statement<M: Model>(
     plan: &Plan<M>,
     enc: AggregateEncoding,
 ) -> Result<SqlBuf> {
+    rows.check()?;
     let mut selects: Vec<String> = Vec::with_capacity(M::META.columns.len());
     for col in M::META.columns {
         let mut s = SqlBuf::new();
@@ -189,6 +190,7 @@ impl<R: Relation> JoinedEdge<R> {
             }
         }
         if let Some(filter) = &self.related.filter {
+            filter.check()?;
             sql.push(" AND ");
             filter.render(&alias, sql);
         }
@@ -223,6 +225,7 @@ impl<R: Relation> JoinedEdge<R> {
                 .push(" ON ");
             push_match(sql, &alias, &columns, parent, R::META.source_columns);
             if let Some(filter) = &self.related.filter {
+                filter.check()?;
                 sql.push(" AND ");
                 filter.render(&alias, sql);
             }
