@@ -21,7 +21,7 @@ use matrx_orm::prelude::*;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::Index;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::TestCaseError;
 
 // ---------------------------------------------------------------------------------
 // The expected graph, built in memory from the data. `hits` collects the paths of the
@@ -356,27 +356,7 @@ async fn run_case(db: &Db, data: &Data, trees: [&[&'static str]; 3]) -> Result<(
 
 #[test]
 fn prefetch_equals_lazy_loading_equals_the_data() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let db = rt.block_on(async {
-        let db = common::test_db("pf_differential").await;
-        matrx_orm::ddl::create_tables(&*db, &common::shop::models())
-            .await
-            .unwrap();
-        db
-    });
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(24);
-    let mut runner = TestRunner::new(Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    });
+    let (rt, db, mut runner) = shop_runner("pf_differential");
     let picks = || vec(any::<Index>(), 1..4);
     let strategy = (raw(), picks(), picks(), picks());
     let result = runner.run(&strategy, |(raw, po, pc, pp)| {

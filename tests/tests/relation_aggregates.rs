@@ -11,7 +11,7 @@ use common::shop::*;
 use differential::*;
 use matrx_orm::prelude::*;
 use matrx_orm::Error;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::TestCaseError;
 
 fn same<T: PartialEq + std::fmt::Debug>(what: &str, got: T, want: T) -> Result<(), TestCaseError> {
     if got == want {
@@ -143,27 +143,7 @@ async fn run_case(db: &Db, d: &Data) -> Result<(), TestCaseError> {
 
 #[test]
 fn aggregates_answer_what_memory_answers() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let db = rt.block_on(async {
-        let db = common::test_db("agg_differential").await;
-        matrx_orm::ddl::create_tables(&*db, &common::shop::models())
-            .await
-            .unwrap();
-        db
-    });
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(24);
-    let mut runner = TestRunner::new(Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    });
+    let (rt, db, mut runner) = shop_runner("agg_differential");
     let result = runner.run(&raw(), |raw| {
         let data = Data::from(&raw);
         rt.block_on(run_case(&db, &data))

@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use common::shop::*;
 use differential::*;
 use matrx_orm::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::TestCaseError;
 
 /// The ids a query returns, in id order.
 async fn ids<M: Model<Key = i64>>(db: &Db, filter: Filter<M>) -> matrx_orm::Result<Vec<i64>> {
@@ -159,27 +159,7 @@ async fn run_case(db: &Db, d: &Data, k: usize) -> Result<(), TestCaseError> {
 
 #[test]
 fn relation_filters_answer_what_memory_answers() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let db = rt.block_on(async {
-        let db = common::test_db("rf_differential").await;
-        matrx_orm::ddl::create_tables(&*db, &common::shop::models())
-            .await
-            .unwrap();
-        db
-    });
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(24);
-    let mut runner = TestRunner::new(Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    });
+    let (rt, db, mut runner) = shop_runner("rf_differential");
     let result = runner.run(&(raw(), 0..5usize), |(raw, k)| {
         let data = Data::from(&raw);
         rt.block_on(run_case(&db, &data, k))

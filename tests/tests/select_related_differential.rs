@@ -27,7 +27,7 @@ use matrx_orm::Select;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::Index;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::TestCaseError;
 
 /// How one path of a tree is added to the query.
 #[derive(Debug, Clone, Copy)]
@@ -225,27 +225,7 @@ fn how() -> impl Strategy<Value = How> {
 
 #[test]
 fn select_related_equals_prefetch_equals_lazy_loading() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let db = rt.block_on(async {
-        let db = common::test_db("sr_differential").await;
-        matrx_orm::ddl::create_tables(&*db, &common::shop::models())
-            .await
-            .unwrap();
-        db
-    });
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(24);
-    let mut runner = TestRunner::new(Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    });
+    let (rt, db, mut runner) = shop_runner("sr_differential");
     let picks = || vec(any::<Index>(), 1..5);
     let strategy = (
         raw(),

@@ -51,16 +51,7 @@ pub(crate) fn edge_statement<T>(
 ) -> Result<SqlBuf> {
     let target = (rel.target)();
     let mut sql = SqlBuf::new();
-    let key_side = key_side(source, rel)?;
-    if key_side.columns.len() != key_params.len() || key_types.len() != key_params.len() {
-        return Err(Error::InvalidInput(format!(
-            "relation {}.{}: {} key columns but {} key values per parent",
-            source.name,
-            rel.name,
-            key_side.columns.len(),
-            key_params.len()
-        )));
-    }
+    let key_side = key_side(source, rel, &key_params, key_types)?;
     let limited = related.limit_per_parent.is_some();
     if limited {
         sql.push("SELECT * FROM (");
@@ -160,16 +151,7 @@ pub(crate) fn aggregate_statement<R: Relation, T>(
 ) -> Result<SqlBuf> {
     let source = <R::Source as Model>::META;
     let rel = R::META;
-    let key_side = key_side(source, rel)?;
-    if key_side.columns.len() != key_params.len() || key_types.len() != key_params.len() {
-        return Err(Error::InvalidInput(format!(
-            "relation {}.{}: {} key columns but {} key values per parent",
-            source.name,
-            rel.name,
-            key_side.columns.len(),
-            key_params.len()
-        )));
-    }
+    let key_side = key_side(source, rel, &key_params, key_types)?;
     let mut sql = SqlBuf::new();
     sql.push("SELECT ");
     push_columns(&mut sql, key_side.alias, &key_side.columns);
@@ -261,8 +243,15 @@ pub(crate) fn keys_statement(
     Ok(sql)
 }
 
-fn key_side(source: &ModelMeta, rel: &RelationMeta) -> Result<KeySide> {
-    Ok(match rel.kind {
+/// Where the keys of `rel` are matched, checked against the key values sent (one
+/// array, of a named type, per key column).
+fn key_side(
+    source: &ModelMeta,
+    rel: &RelationMeta,
+    key_params: &[Param],
+    key_types: &[Cow<'static, str>],
+) -> Result<KeySide> {
+    let side = match rel.kind {
         // Target rows are matched on the columns the source's foreign key references.
         RelationKind::BelongsTo => KeySide {
             alias: TARGET,
@@ -285,7 +274,17 @@ fn key_side(source: &ModelMeta, rel: &RelationMeta) -> Result<KeySide> {
                 )))
             }
         },
-    })
+    };
+    if side.columns.len() != key_params.len() || key_types.len() != key_params.len() {
+        return Err(Error::InvalidInput(format!(
+            "relation {}.{}: {} key columns but {} key values per parent",
+            source.name,
+            rel.name,
+            side.columns.len(),
+            key_params.len()
+        )));
+    }
+    Ok(side)
 }
 
 fn push_columns(sql: &mut SqlBuf, alias: &str, columns: &[&str]) {

@@ -12,7 +12,7 @@ use matrx_orm::prelude::*;
 use proptest::collection::{btree_set, vec};
 use proptest::prelude::*;
 use proptest::sample::Index;
-use proptest::test_runner::TestCaseError;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
 use crate::common::shop::*;
 
@@ -477,4 +477,32 @@ pub fn lazy_stock<'a>(db: &'a Db, s: &'a Stock, t: &'a Tree) -> Walk<'a> {
 
 pub fn fail(what: &str, e: impl std::fmt::Debug) -> TestCaseError {
     TestCaseError::fail(format!("{what}: {e:?}"))
+}
+
+/// What a differential test runs on: a multi-thread runtime, one shop schema with its
+/// tables (cases refill it), and a property runner of `PROPTEST_CASES` cases (24 by
+/// default). Drop the schema before the runtime.
+pub fn shop_runner(prefix: &str) -> (tokio::runtime::Runtime, crate::common::TestDb, TestRunner) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let db = rt.block_on(async {
+        let db = crate::common::test_db(prefix).await;
+        matrx_orm::ddl::create_tables(&*db, &crate::common::shop::models())
+            .await
+            .unwrap();
+        db
+    });
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(24);
+    let runner = TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    (rt, db, runner)
 }
