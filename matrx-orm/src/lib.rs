@@ -30,7 +30,7 @@ pub use base::value::{Param, SqlType};
 pub use db::pool::{Db, DbBuilder, PoolStatus};
 pub use db::session::Session;
 pub use db::transaction::Transaction;
-pub use executor::{Executor, QueryCounter};
+pub use executor::{Executor, QueryCounter, StreamExecutor};
 pub use query::m2m::{SetOutcome, TargetKey};
 pub use query::model_ext::ModelExt;
 pub use query::select::{Select, Update};
@@ -54,7 +54,7 @@ pub use matrx_orm_derive::Model;
 pub mod prelude {
     pub use crate::{
         Db, EdgeStrategy, Executor, Filter, Many, Model, ModelExt, One, Relation, RelationExt,
-        Session, Slot, Transaction,
+        Session, Slot, StreamExecutor, Transaction,
     };
 }
 

@@ -8,4 +8,5 @@ pub(crate) mod m2m;
 pub(crate) mod model_ext;
 mod rows;
 pub(crate) mod select;
+pub(crate) mod stream;
 pub(crate) mod write;
