@@ -33,6 +33,7 @@ pub use db::transaction::Transaction;
 pub use executor::{Executor, QueryCounter, StreamExecutor};
 pub use query::m2m::{SetOutcome, TargetKey};
 pub use query::model_ext::ModelExt;
+pub use query::page::{Cursor, KeysetPage, Page};
 pub use query::select::{Select, Update};
 pub use query::write::{Create, InsertRows};
 #[doc(hidden)]

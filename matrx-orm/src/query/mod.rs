@@ -6,6 +6,7 @@ pub mod ddl;
 mod evict;
 pub(crate) mod m2m;
 pub(crate) mod model_ext;
+pub(crate) mod page;
 mod rows;
 pub(crate) mod select;
 pub(crate) mod stream;
