@@ -32,7 +32,7 @@ async fn gadget_db(prefix: &str) -> common::TestDb {
     let rows: Vec<Gadget> = (0..60)
         .map(|i| Gadget {
             id: 0,
-            n: (i * 7 % 5) as i32,
+            n: i * 7 % 5,
             label: match i % 5 {
                 0 => None,
                 k => Some(format!("l{}", k % 4)),
