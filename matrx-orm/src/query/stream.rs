@@ -59,8 +59,9 @@ impl<M: Model> Select<M> {
 
     /// Like [`stream`](Self::stream), in chunks of `size` rows (the last may be
     /// shorter), with the query's [`prefetch`](Self::prefetch) edges loaded on each
-    /// chunk before it is yielded: `1 + edges × chunks` statements. Memory is bounded
-    /// by one chunk and its relations.
+    /// chunk before it is yielded: `1 + edges × chunks` statements. The next chunk's
+    /// rows are read while a chunk's edges load, so memory is bounded by two chunks and
+    /// their relations.
     ///
     /// On a `Db` or `Session` the edges run on other pooled connections while the
     /// stream holds its own (a pool of one cannot serve them); on a transaction they
@@ -114,7 +115,7 @@ impl<M: Model> Select<M> {
             .map(|row| row.and_then(|row| M::decode(&row, 0)))
             .try_chunks(size.max(1))
             .map_err(|e| e.1)
-            .and_then(move |chunk| {
+            .map_ok(move |chunk| {
                 let prefetch = prefetch.clone();
                 async move {
                     if !prefetch.is_empty() {
@@ -126,6 +127,9 @@ impl<M: Model> Select<M> {
                     Ok(chunk)
                 }
             })
+            // The next chunk's rows are read while this chunk's edges load: at most
+            // two chunks are held.
+            .try_buffered(2)
             .boxed()
     }
 
