@@ -304,3 +304,55 @@ async fn keyset_pages_prefetch_once_per_edge_and_refuse_bad_input() {
     assert!(refused(query.page(&*db, 0, 5).await.map(|_| ())));
     assert!(refused(query.page(&*db, u64::MAX, 5).await.map(|_| ())));
 }
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test]
+async fn forged_cursors_are_bound_values_or_typed_errors() {
+    let db = gadget_db("keyset_forged").await;
+    let query = Gadget::query().order_by(Gadget::LABEL.asc());
+    let first = query.page_after(&*db, None, 2).await.unwrap();
+    let token = first.next.unwrap().to_token();
+    let json = String::from_utf8(
+        (0..token.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&token[i..i + 2], 16).unwrap())
+            .collect(),
+    )
+    .unwrap();
+    let sig = serde_json::from_str::<serde_json::Value>(&json).unwrap()["o"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let forge = |values: serde_json::Value| {
+        let wire = serde_json::json!({ "o": sig, "v": values });
+        Cursor::<Gadget>::from_token(&hex(wire.to_string().as_bytes())).unwrap()
+    };
+    // A hostile text value is a bound parameter: rows after it, nothing else.
+    let hostile = forge(serde_json::json!([
+        { "t": 25, "v": hex(b"l1'; DROP TABLE gadgets; --") },
+        { "t": 20, "v": hex(&0i64.to_be_bytes()) },
+    ]));
+    let page = query.page_after(&*db, Some(&hostile), 100).await.unwrap();
+    assert!(!page.items.is_empty());
+    assert!(page
+        .items
+        .iter()
+        .all(|g| g.label.as_deref().is_none_or(|l| l > "l1'")));
+    assert_eq!(Gadget::query().count(&*db).await.unwrap(), 60);
+    // A value of the wrong type is refused by the binding, not sent.
+    let wrong = forge(serde_json::json!([
+        { "t": 23, "v": hex(&7i32.to_be_bytes()) },
+        { "t": 20, "v": hex(&0i64.to_be_bytes()) },
+    ]));
+    let err = query.page_after(&*db, Some(&wrong), 5).await.unwrap_err();
+    assert!(err.to_string().contains("page cursor"), "{err}");
+    // Too few values.
+    let short = forge(serde_json::json!([{ "t": 20, "v": hex(&0i64.to_be_bytes()) }]));
+    assert!(matches!(
+        query.page_after(&*db, Some(&short), 5).await,
+        Err(Error::InvalidInput(_))
+    ));
+}

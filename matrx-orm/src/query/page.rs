@@ -350,7 +350,13 @@ fn render_after<M: Model>(
     sql: &mut SqlBuf,
 ) -> Result<()> {
     let values = &cursor.values;
-    let same_direction = terms.iter().all(|t| t.descending == terms[0].descending);
+    let Some(first) = terms.first() else {
+        return Err(Error::InvalidInput("a keyset over no columns".to_owned()));
+    };
+    if values.len() != terms.len() {
+        return Err(Error::InvalidInput("a malformed page cursor".to_owned()));
+    }
+    let same_direction = terms.iter().all(|t| t.descending == first.descending);
     let not_null = terms
         .iter()
         .zip(values)
@@ -381,9 +387,7 @@ fn render_after<M: Model>(
     // Term by term: equal on the terms before, after on this one.
     let mut any = false;
     sql.push("(");
-    for i in 0..terms.len() {
-        let term = &terms[i];
-        let value = &values[i];
+    for (i, (term, value)) in terms.iter().zip(values).enumerate() {
         let nf = nulls_first(term);
         if value.v.is_none() && !nf {
             // NULL sorts last here: nothing follows it on this term.
@@ -484,6 +488,12 @@ impl<M: Model> Select<M> {
         {
             return Err(Error::InvalidInput(format!(
                 "keyset pages of {} load relations with prefetch, not joined trees",
+                M::META.name
+            )));
+        }
+        if M::META.primary_key.is_empty() {
+            return Err(Error::InvalidInput(format!(
+                "keyset pages of {} need a primary key as the ordering's tiebreak",
                 M::META.name
             )));
         }
