@@ -109,6 +109,7 @@ async fn tour(schema: &TestSchema) -> Result<u32, BoxError> {
     tour.session_batching().await?;
     tour.cache_hits(schema).await?;
     tour.m2m_writes().await?;
+    tour.questions_across_relations().await?;
     tour.summary(started.elapsed());
     Ok(tour.problems.get())
 }
@@ -1220,6 +1221,114 @@ let mut product = Product::get(&db, &1).await?;",
                 want.len()
             ),
         });
+    }
+
+    async fn questions_across_relations(&self) -> Result<(), BoxError> {
+        title("11", "questions across relations: filters and counts");
+        code(
+            "let unhappy = Customer::query()
+    .filter(Customer::ORDERS.any(Order::STATUS.eq(\"cancelled\")))
+    .all(&db).await?;
+let counted = Customer::query()
+    .annotate(Customer::ORDERS.count())
+    .all(&db).await?;          // Vec<(Customer, i64)>",
+        );
+        let db = &self.db;
+        let by_customer = self.shop.orders_by_customer();
+        let cancelled = |id: i64| {
+            by_customer
+                .get(&id)
+                .is_some_and(|os| os.iter().any(|o| o.status == "cancelled"))
+        };
+
+        // A relation filter: one EXISTS semi-join, against the same question by hand.
+        let (unhappy, n, time) = measured(
+            db,
+            Customer::query()
+                .filter(Customer::ORDERS.any(Order::STATUS.eq("cancelled")))
+                .order_by(Customer::ID.asc())
+                .all(db),
+        )
+        .await?;
+        self.queries(
+            n,
+            1,
+            "one statement: an EXISTS semi-join, no repeated customer",
+        );
+        // The same columns the ORM reads, the same semi-join.
+        let by_hand = "SELECT c.id, c.name, c.email, c.created_at, c.referred_by \
+                       FROM customers c WHERE EXISTS \
+                       (SELECT 1 FROM orders o WHERE o.customer_id = c.id AND o.status = $1) \
+                       ORDER BY c.id";
+        let (hand, _, hand_time) = measured(db, db.query_sql(by_hand, &[&"cancelled"])).await?;
+        println!(
+            "  {:<9}{} (hand-written SQL: {}, ratio {:.2})",
+            "time",
+            ms(time),
+            ms(hand_time),
+            time.as_secs_f64() / hand_time.as_secs_f64().max(1e-9)
+        );
+        let got: Vec<i64> = unhappy.iter().map(|c| c.id).collect();
+        let want: Vec<i64> = self
+            .shop
+            .customers
+            .iter()
+            .map(|c| c.id)
+            .filter(|&id| cancelled(id))
+            .collect();
+        let hand: Vec<i64> = hand.iter().map(|r| r.get(0)).collect();
+        self.check(got == want && got == hand, || {
+            format!(
+                "{} customers with a cancelled order, expected {} (by hand: {})",
+                got.len(),
+                want.len(),
+                hand.len()
+            )
+        });
+        sample(&[format!(
+            "{} of {} customers have a cancelled order",
+            got.len(),
+            self.shop.customers.len()
+        )]);
+        self.record("11a relation filter", n, time);
+
+        // A count annotation: one scalar subquery per customer row.
+        let (counted, n, time) = measured(
+            db,
+            Customer::query()
+                .order_by(Customer::ID.asc())
+                .annotate(Customer::ORDERS.count())
+                .all(db),
+        )
+        .await?;
+        self.queries(n, 1, "one statement: the count beside each customer");
+        let by_hand = "SELECT c.id, c.name, c.email, c.created_at, c.referred_by, \
+                       (SELECT count(*) FROM orders o WHERE o.customer_id = c.id) AS n \
+                       FROM customers c ORDER BY c.id";
+        let (hand, _, hand_time) = measured(db, db.query_sql(by_hand, &[])).await?;
+        println!(
+            "  {:<9}{} (hand-written SQL: {}, ratio {:.2})",
+            "time",
+            ms(time),
+            ms(hand_time),
+            time.as_secs_f64() / hand_time.as_secs_f64().max(1e-9)
+        );
+        let got: Vec<(i64, i64)> = counted.iter().map(|(c, n)| (c.id, *n)).collect();
+        let want: Vec<(i64, i64)> = self
+            .shop
+            .customers
+            .iter()
+            .map(|c| (c.id, by_customer.get(&c.id).map_or(0, |os| os.len() as i64)))
+            .collect();
+        let hand: Vec<(i64, i64)> = hand.iter().map(|r| (r.get(0), r.get(5))).collect();
+        self.check(got == want && got == hand, || {
+            "the order counts differ from the data written".to_owned()
+        });
+        if let Some((c, n)) = counted.iter().max_by_key(|(_, n)| *n) {
+            sample(&[format!("most orders: {} with {n}", c.name)]);
+        }
+        self.record("11b count annotation", n, time);
+        Ok(())
     }
 
     fn queries(&self, counted: u64, expected: u64, because: &str) {

@@ -31,6 +31,7 @@ pub use db::pool::{Db, DbBuilder, PoolStatus};
 pub use db::session::Session;
 pub use db::transaction::Transaction;
 pub use executor::{Executor, QueryCounter, StreamExecutor};
+pub use query::annotate::{Annotated, Annotation};
 pub use query::m2m::{SetOutcome, TargetKey};
 pub use query::model_ext::ModelExt;
 pub use query::page::{Cursor, KeysetPage, Page};
@@ -41,8 +42,9 @@ pub use relation::AggregateEncoding;
 pub use relation::{balanced_strategy, EdgeStrategy, LoadStrategy, Planned, BALANCED_JOIN_LIMIT};
 pub use relation::{
     fetch, fetch_all_related, load_edge, prefetch_related, Groups, IntoPrefetch, Loaded, Path,
-    Prefetch, RelationExt,
+    PerParent, Prefetch, RelationExt,
 };
+pub use schema::aggregate::{Aggregate, Numeric, RelationAggregates};
 pub use schema::column::{Column, ColumnRef, OrderBy};
 pub use schema::filter::Filter;
 pub use schema::model::{Model, Relation, RelationVisitor};
@@ -54,8 +56,8 @@ pub use matrx_orm_derive::Model;
 /// The traits and types most code needs: `use matrx_orm::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        Db, EdgeStrategy, Executor, Filter, Many, Model, ModelExt, One, Relation, RelationExt,
-        Session, Slot, StreamExecutor, Transaction,
+        Db, EdgeStrategy, Executor, Filter, Many, Model, ModelExt, One, Relation,
+        RelationAggregates, RelationExt, Session, Slot, StreamExecutor, Transaction,
     };
 }
 

@@ -2,6 +2,7 @@
 //! inserts and writes of instances, many-to-many link writes, DDL from metadata, and
 //! [`ModelExt`](model_ext::ModelExt), the methods users call on their models.
 
+pub(crate) mod annotate;
 pub mod ddl;
 mod evict;
 pub(crate) mod m2m;

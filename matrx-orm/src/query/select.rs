@@ -241,12 +241,50 @@ impl<M: Model> Select<M> {
             .columns(ROOT, M::META)
             .push(" FROM ")
             .table_as(M::META, ROOT);
+        self.push_criteria(&mut sql)?;
+        Ok(sql)
+    }
+
+    /// ` WHERE ... ORDER BY ... LIMIT ... OFFSET ...` on the root alias.
+    pub(crate) fn push_criteria(&self, sql: &mut SqlBuf) -> Result<()> {
         sql.push(" WHERE ");
         self.criteria.check()?;
-        self.criteria.render_where(ROOT, &mut sql);
-        self.criteria.render_order(ROOT, &mut sql);
-        self.criteria.render_paging(&mut sql)?;
-        Ok(sql)
+        self.criteria.render_where(ROOT, sql);
+        self.criteria.render_order(ROOT, sql);
+        self.criteria.render_paging(sql)
+    }
+
+    /// Whether a joined tree (`select_related`, `balanced`, or a prefetch edge that
+    /// chose a strategy) is part of the query.
+    pub(crate) fn has_joined_trees(&self) -> bool {
+        !self.select_related.is_empty()
+            || !self.balanced.is_empty()
+            || joined::has_choice(&self.prefetch)
+    }
+
+    /// Refuses a prefetch tree that asks one relation twice differently.
+    pub(crate) fn validate_prefetch(&self) -> Result<()> {
+        self.prefetch.validate()
+    }
+
+    /// Loads the query's prefetch trees on `parents` (one query per edge).
+    pub(crate) async fn load_prefetch<E: Executor>(&self, ex: &E, parents: &[&M]) -> Result<()> {
+        if self.prefetch.is_empty() {
+            return Ok(());
+        }
+        let loaded = self.prefetch.load(ex, parents).await;
+        self.prefetch.settle_cache(ex);
+        loaded
+    }
+
+    /// The query limited to its first row, ordered by primary key when unordered.
+    pub(crate) fn first_only(self) -> Self {
+        let limit = self.criteria.limit.map_or(1, |n| n.min(1));
+        let mut query = self.limit(limit);
+        if query.criteria.order.is_empty() {
+            query.criteria.order = primary_key_order::<M>();
+        }
+        query
     }
 
     /// The statement this query runs: its SQL text and bound values. Values are
@@ -269,10 +307,7 @@ impl<M: Model> Select<M> {
 
     /// Runs the query, decodes every row, and loads the prefetched relations.
     pub async fn all<E: Executor>(&self, ex: &E) -> Result<Vec<M>> {
-        if !self.select_related.is_empty()
-            || !self.balanced.is_empty()
-            || joined::has_choice(&self.prefetch)
-        {
+        if self.has_joined_trees() {
             let rows = joined::load_root(ex, &self.criteria, &self.trees()).await;
             for (tree, _) in self.trees() {
                 tree.settle_cache(ex);
@@ -284,21 +319,14 @@ impl<M: Model> Select<M> {
         let rows: Vec<M> = fetch_models(ex, &sql).await?;
         if !self.prefetch.is_empty() {
             let parents: Vec<&M> = rows.iter().collect();
-            let loaded = self.prefetch.load(ex, &parents).await;
-            self.prefetch.settle_cache(ex);
-            loaded?;
+            self.load_prefetch(ex, &parents).await?;
         }
         Ok(rows)
     }
 
     /// The first row (by the query's ordering, else by primary key), if any.
     pub async fn first<E: Executor>(&self, ex: &E) -> Result<Option<M>> {
-        let mut query = self
-            .clone()
-            .limit(self.criteria.limit.map_or(1, |n| n.min(1)));
-        if query.criteria.order.is_empty() {
-            query.criteria.order = primary_key_order::<M>();
-        }
+        let query = self.clone().first_only();
         Ok(query.all(ex).await?.into_iter().next())
     }
 

@@ -10,6 +10,7 @@
 //! - `joined/` plans, renders and decodes trees loaded inside one statement
 //!   (`select_related`, `balanced`).
 
+pub(crate) mod aggregate;
 pub(crate) mod batch;
 pub(crate) mod fetch;
 pub(crate) mod joined;
@@ -17,6 +18,7 @@ pub(crate) mod prefetch;
 pub(crate) mod sql;
 pub(crate) mod stitch;
 
+pub use aggregate::PerParent;
 pub use batch::{load_by_keys, load_edge, Groups, Keyed};
 pub use fetch::{fetch, fetch_all_related, Loaded};
 #[doc(hidden)]

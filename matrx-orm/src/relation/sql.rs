@@ -23,6 +23,8 @@ use crate::base::error::{Error, Result};
 use crate::base::meta::{ModelMeta, RelationKind, RelationMeta};
 use crate::base::sql::{qualified, SqlBuf};
 use crate::base::value::Param;
+use crate::schema::aggregate::Aggregate;
+use crate::schema::model::{Model, Relation};
 use crate::schema::related::Related;
 
 const TARGET: &str = "t";
@@ -78,6 +80,43 @@ pub(crate) fn edge_statement<T>(
         sql.push(") AS \"__rn\"");
     }
     sql.push(" FROM ");
+    push_edge_from(&mut sql, source, rel)?;
+    push_key_match(
+        &mut sql,
+        key_side.alias,
+        &key_side.columns,
+        key_params,
+        key_types,
+    );
+    if let Some(filter) = &related.filter {
+        filter.check()?;
+        sql.push(" AND ");
+        filter.render(TARGET, &mut sql);
+    }
+    match related.limit_per_parent {
+        Some(n) => {
+            let n = i64::try_from(n).map_err(|_| {
+                Error::InvalidInput(format!("limit per parent {n} is out of range"))
+            })?;
+            sql.push(") AS \"s\" WHERE \"s\".\"__rn\" <= ")
+                .param(Param::new(n));
+            sql.push(" ORDER BY \"s\".\"__rn\"");
+        }
+        // The default order (target primary key) is applied in memory by the caller,
+        // per parent: cheaper than sorting the whole result in the database.
+        None if related.order.is_empty() => {}
+        None => {
+            sql.push(" ORDER BY ");
+            render_order(&mut sql, target, related);
+        }
+    }
+    Ok(sql)
+}
+
+/// The `FROM` item of an edge statement: the target (`t`), or the junction (`j`)
+/// joined to the target on its primary key.
+fn push_edge_from(sql: &mut SqlBuf, source: &ModelMeta, rel: &RelationMeta) -> Result<()> {
+    let target = (rel.target)();
     match &rel.through {
         Some(through) => {
             sql.push(&qualified(through.schema.or(source.schema), through.table));
@@ -108,6 +147,36 @@ pub(crate) fn edge_statement<T>(
             sql.table_as(target, TARGET);
         }
     }
+    Ok(())
+}
+
+/// The statement aggregating `R`'s targets per parent key for the keys in
+/// `key_params`: `SELECT <key columns>, <aggregate> FROM <edge> WHERE <key set>
+/// [AND <filter>] GROUP BY <key columns>` — one row per parent key with targets.
+pub(crate) fn aggregate_statement<R: Relation, T>(
+    aggregate: &Aggregate<R, T>,
+    key_params: Vec<Param>,
+    key_types: &[Cow<'static, str>],
+) -> Result<SqlBuf> {
+    let source = <R::Source as Model>::META;
+    let rel = R::META;
+    let key_side = key_side(source, rel)?;
+    if key_side.columns.len() != key_params.len() || key_types.len() != key_params.len() {
+        return Err(Error::InvalidInput(format!(
+            "relation {}.{}: {} key columns but {} key values per parent",
+            source.name,
+            rel.name,
+            key_side.columns.len(),
+            key_params.len()
+        )));
+    }
+    let mut sql = SqlBuf::new();
+    sql.push("SELECT ");
+    push_columns(&mut sql, key_side.alias, &key_side.columns);
+    sql.push(", ");
+    aggregate.push_expr(&mut sql, TARGET);
+    sql.push(" FROM ");
+    push_edge_from(&mut sql, source, rel)?;
     push_key_match(
         &mut sql,
         key_side.alias,
@@ -115,28 +184,13 @@ pub(crate) fn edge_statement<T>(
         key_params,
         key_types,
     );
-    if let Some(filter) = &related.filter {
+    if let Some(filter) = &aggregate.filter {
         filter.check()?;
         sql.push(" AND ");
         filter.render(TARGET, &mut sql);
     }
-    match related.limit_per_parent {
-        Some(n) => {
-            let n = i64::try_from(n).map_err(|_| {
-                Error::InvalidInput(format!("limit per parent {n} is out of range"))
-            })?;
-            sql.push(") AS \"s\" WHERE \"s\".\"__rn\" <= ")
-                .param(Param::new(n));
-            sql.push(" ORDER BY \"s\".\"__rn\"");
-        }
-        // The default order (target primary key) is applied in memory by the caller,
-        // per parent: cheaper than sorting the whole result in the database.
-        None if related.order.is_empty() => {}
-        None => {
-            sql.push(" ORDER BY ");
-            render_order(&mut sql, target, related);
-        }
-    }
+    sql.push(" GROUP BY ");
+    push_columns(&mut sql, key_side.alias, &key_side.columns);
     Ok(sql)
 }
 

@@ -7,9 +7,10 @@
 use std::marker::PhantomData;
 
 use crate::base::error::{Error, Result};
-use crate::base::meta::{ModelMeta, RelationKind, RelationMeta};
-use crate::base::sql::{qualified, SqlBuf};
+use crate::base::meta::{ModelMeta, RelationMeta};
+use crate::base::sql::SqlBuf;
 use crate::base::value::Param;
+use crate::schema::correlated::Correlated;
 
 /// A comparison operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,125 +80,25 @@ pub(crate) enum Node {
 #[derive(Debug, Clone)]
 pub(crate) struct Exists {
     negated: bool,
-    target: &'static ModelMeta,
-    /// For a many-to-many relation: the junction (schema, table), its source columns,
-    /// its target columns, and the target's primary key they match.
-    junction: Option<Junction>,
-    /// (column of the target or junction, column of the parent) pairs.
-    keys: Vec<(&'static str, &'static str)>,
+    relation: Correlated,
     inner: Node,
 }
 
-#[derive(Debug, Clone)]
-struct Junction {
-    schema: Option<&'static str>,
-    table: &'static str,
-    /// (junction column, target primary-key column) pairs.
-    target_keys: Vec<(&'static str, &'static str)>,
-}
-
 impl Exists {
-    /// Relation `rel` of `source` has a target matching `inner` (with `negated`: none).
-    fn build(
-        source: &'static ModelMeta,
-        rel: &'static RelationMeta,
-        inner: Node,
-        negated: bool,
-    ) -> Result<Exists> {
-        let target = (rel.target)();
-        let arity_error = |a: usize, b: usize| {
-            Error::InvalidInput(format!(
-                "relation {}.{}: {a} key columns on one side, {b} on the other",
-                source.name, rel.name
-            ))
-        };
-        let (junction, keys) = match (&rel.through, rel.kind) {
-            (Some(through), RelationKind::ManyToMany) => {
-                let pk: Vec<&'static str> = target.primary_key_columns().map(|c| c.name).collect();
-                if pk.len() != through.target_columns.len() {
-                    return Err(arity_error(pk.len(), through.target_columns.len()));
-                }
-                if through.source_columns.len() != rel.source_columns.len() {
-                    return Err(arity_error(
-                        through.source_columns.len(),
-                        rel.source_columns.len(),
-                    ));
-                }
-                let junction = Junction {
-                    schema: through.schema.or(source.schema),
-                    table: through.table,
-                    target_keys: through.target_columns.iter().copied().zip(pk).collect(),
-                };
-                let keys = through
-                    .source_columns
-                    .iter()
-                    .copied()
-                    .zip(rel.source_columns.iter().copied())
-                    .collect();
-                (Some(junction), keys)
-            }
-            (None, RelationKind::ManyToMany) => {
-                return Err(Error::InvalidInput(format!(
-                    "relation {}.{} is many-to-many but names no junction table",
-                    source.name, rel.name
-                )))
-            }
-            _ => {
-                let columns = rel.target_columns()?;
-                if columns.len() != rel.source_columns.len() {
-                    return Err(arity_error(columns.len(), rel.source_columns.len()));
-                }
-                let keys = columns
-                    .into_iter()
-                    .zip(rel.source_columns.iter().copied())
-                    .collect();
-                (None, keys)
-            }
-        };
-        Ok(Exists {
-            negated,
-            target,
-            junction,
-            keys,
-            inner,
-        })
-    }
-
     /// Renders the subquery; its aliases derive from the parent's, so nested relation
     /// filters never shadow an alias they refer to.
     fn render(&self, parent: &str, sql: &mut SqlBuf) {
         let alias = format!("{parent}_x");
+        let junction = format!("{parent}_j");
         sql.push(if self.negated {
             "NOT EXISTS (SELECT 1 FROM "
         } else {
             "EXISTS (SELECT 1 FROM "
         });
-        let key_side = match &self.junction {
-            Some(junction) => {
-                let j = format!("{parent}_j");
-                sql.push(&qualified(junction.schema, junction.table));
-                sql.push(" AS ").ident(&j).push(" JOIN ");
-                sql.table_as(self.target, &alias).push(" ON ");
-                for (i, (jc, pk)) in junction.target_keys.iter().enumerate() {
-                    if i > 0 {
-                        sql.push(" AND ");
-                    }
-                    sql.column(&alias, pk).push(" = ").column(&j, jc);
-                }
-                j
-            }
-            None => {
-                sql.table_as(self.target, &alias);
-                alias.clone()
-            }
-        };
+        self.relation.push_from(sql, &alias, &junction);
         sql.push(" WHERE ");
-        for (inner, outer) in &self.keys {
-            sql.column(&key_side, inner)
-                .push(" = ")
-                .column(parent, outer)
-                .push(" AND ");
-        }
+        self.relation.push_match(sql, &alias, &junction, parent);
+        sql.push(" AND ");
         self.inner.render(&alias, sql);
         sql.push(")");
     }
@@ -374,8 +275,12 @@ impl<M> Filter<M> {
         inner: Filter<T>,
         negated: bool,
     ) -> Filter<M> {
-        match Exists::build(source, rel, inner.node, negated) {
-            Ok(exists) => Filter::new(Node::Exists(Box::new(exists))),
+        match Correlated::new(source, rel) {
+            Ok(relation) => Filter::new(Node::Exists(Box::new(Exists {
+                negated,
+                relation,
+                inner: inner.node,
+            }))),
             Err(err) => Filter::new(Node::Invalid(err.to_string())),
         }
     }

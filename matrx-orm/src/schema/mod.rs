@@ -3,7 +3,9 @@
 //! loaded relations ([`One`](slot::One), [`Many`](slot::Many)), typed column handles,
 //! filters, and the customisation of one relation edge.
 
+pub mod aggregate;
 pub mod column;
+pub(crate) mod correlated;
 pub(crate) mod criteria;
 pub mod filter;
 pub mod model;

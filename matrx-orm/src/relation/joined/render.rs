@@ -5,13 +5,14 @@
 
 use crate::base::error::{Error, Result};
 use crate::base::key::Key;
-use crate::base::meta::{ModelMeta, RelationKind, RelationMeta};
-use crate::base::sql::{qualified, SqlBuf, ROOT};
+use crate::base::meta::{ModelMeta, RelationKind};
+use crate::base::sql::{SqlBuf, ROOT};
 use crate::base::value::Param;
 use crate::relation::batch::sorted_in_memory;
 use crate::relation::joined::plan::{BatchedEdge, JoinedEdge, Plan};
 use crate::relation::joined::policy::AggregateEncoding;
 use crate::relation::sql::edge_statement;
+use crate::schema::correlated::Correlated;
 use crate::schema::criteria::Criteria;
 use crate::schema::model::{Model, Relation};
 use crate::schema::related::Related;
@@ -124,71 +125,23 @@ impl<R: Relation> JoinedEdge<R> {
         self.plan.selects(enc, out);
     }
 
-    fn target_columns() -> Result<Vec<&'static str>> {
-        R::META.target_columns()
+    /// How this edge's rows are reached from a parent row.
+    fn correlated() -> Result<Correlated> {
+        Correlated::new(<R::Source as Model>::META, R::META)
     }
 
     /// The `FROM` item: the target, or for a many-to-many edge the junction joined to
     /// the target (no placeholders).
     fn push_from(&self, sql: &mut SqlBuf) -> Result<()> {
-        let alias = self.alias();
-        let target = Self::target();
-        let source = <R::Source as Model>::META;
-        match (&R::META.through, R::META.kind) {
-            (Some(through), RelationKind::ManyToMany) => {
-                let junction = format!("j{}", self.id);
-                let pk: Vec<&str> = target.primary_key_columns().map(|c| c.name).collect();
-                check_arity(R::META, source, pk.len(), through.target_columns.len())?;
-                sql.push(&qualified(through.schema.or(source.schema), through.table));
-                sql.push(" AS ")
-                    .ident(&junction)
-                    .push(" JOIN ")
-                    .table_as(target, &alias)
-                    .push(" ON ");
-                push_match(sql, &alias, &pk, &junction, through.target_columns);
-            }
-            (None, RelationKind::ManyToMany) => {
-                return Err(Error::InvalidInput(format!(
-                    "relation {}.{} is many-to-many but names no junction table",
-                    source.name,
-                    R::META.name
-                )))
-            }
-            _ => {
-                sql.table_as(target, &alias);
-            }
-        }
+        Self::correlated()?.push_from(sql, &self.alias(), &format!("j{}", self.id));
         Ok(())
     }
 
     /// ` WHERE <the keys match the parent's> [AND <the edge's filter>]`.
     fn push_condition(&self, sql: &mut SqlBuf, parent: &str) -> Result<()> {
         let alias = self.alias();
-        let source = <R::Source as Model>::META;
         sql.push(" WHERE ");
-        match &R::META.through {
-            Some(through) if R::META.kind == RelationKind::ManyToMany => {
-                let junction = format!("j{}", self.id);
-                check_arity(
-                    R::META,
-                    source,
-                    through.source_columns.len(),
-                    R::META.source_columns.len(),
-                )?;
-                push_match(
-                    sql,
-                    &junction,
-                    through.source_columns,
-                    parent,
-                    R::META.source_columns,
-                );
-            }
-            _ => {
-                let columns = Self::target_columns()?;
-                check_arity(R::META, source, columns.len(), R::META.source_columns.len())?;
-                push_match(sql, &alias, &columns, parent, R::META.source_columns);
-            }
-        }
+        Self::correlated()?.push_match(sql, &alias, &format!("j{}", self.id), parent);
         if let Some(filter) = &self.related.filter {
             filter.check()?;
             sql.push(" AND ");
@@ -213,17 +166,11 @@ impl<R: Relation> JoinedEdge<R> {
             && !nested;
         if plain {
             // A foreign key to the target's primary key: at most one row, a plain join.
-            let columns = Self::target_columns()?;
-            check_arity(
-                R::META,
-                <R::Source as Model>::META,
-                columns.len(),
-                R::META.source_columns.len(),
-            )?;
-            sql.push(" LEFT JOIN ")
-                .table_as(target, &alias)
-                .push(" ON ");
-            push_match(sql, &alias, &columns, parent, R::META.source_columns);
+            let correlated = Self::correlated()?;
+            sql.push(" LEFT JOIN ");
+            correlated.push_from(sql, &alias, &format!("j{}", self.id));
+            sql.push(" ON ");
+            correlated.push_match(sql, &alias, &format!("j{}", self.id), parent);
             if let Some(filter) = &self.related.filter {
                 filter.check()?;
                 sql.push(" AND ");
@@ -380,23 +327,6 @@ fn push_list(sql: &mut SqlBuf, alias: &str, columns: &[&str], sep: &str) {
     }
 }
 
-/// `"a"."x" = "p"."y" AND ...`, pairing `columns` of `alias` with `parent_columns` of
-/// `parent`.
-fn push_match(
-    sql: &mut SqlBuf,
-    alias: &str,
-    columns: &[&str],
-    parent: &str,
-    parent_columns: &[&str],
-) {
-    for (i, (c, p)) in columns.iter().zip(parent_columns).enumerate() {
-        if i > 0 {
-            sql.push(" AND ");
-        }
-        sql.column(alias, c).push(" = ").column(parent, p);
-    }
-}
-
 /// The ordering of `related` on `alias` (default: the target's primary key).
 fn push_order<T>(sql: &mut SqlBuf, alias: &str, target: &ModelMeta, related: &Related<T>) {
     if related.order.is_empty() {
@@ -416,14 +346,4 @@ fn limit_param(n: u64) -> Result<Param> {
     i64::try_from(n)
         .map(Param::new)
         .map_err(|_| Error::InvalidInput(format!("limit per parent {n} is out of range")))
-}
-
-fn check_arity(rel: &RelationMeta, source: &ModelMeta, a: usize, b: usize) -> Result<()> {
-    if a == b {
-        return Ok(());
-    }
-    Err(Error::InvalidInput(format!(
-        "relation {}.{}: {a} key columns on one side, {b} on the other",
-        source.name, rel.name
-    )))
 }
