@@ -161,7 +161,9 @@ async fn expected_checksums(
 ) -> Result<Checksums> {
     let all = match scale {
         Scale::Full => checksum::expected_full(),
-        Scale::Tiny => checksum::checksums_from_db(admin, &ctx.schema, &ctx.params).await?,
+        Scale::Tiny | Scale::X10 => {
+            checksum::checksums_from_db(admin, &ctx.schema, &ctx.params).await?
+        }
     };
     all.get(&workload)
         .cloned()

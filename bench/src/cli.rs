@@ -6,7 +6,7 @@ use crate::workload::{Scale, Workload};
 /// The usage text printed by `--help` and after a bad command line.
 pub const USAGE: &str = "\
 usage: matrx-orm-bench [--workload <W1|W2|W3|W4|W5|all>] [--strategy <name|all>]
-                       [--runs <N>] [--json] [--scale <full|tiny>]
+                       [--runs <N>] [--json] [--scale <full|tiny|x10>]
 
   --workload  workload(s) to run, comma-separated or `all` (default: all)
   --strategy  strategy name(s), comma-separated or `all` (default: all);
@@ -15,7 +15,8 @@ usage: matrx-orm-bench [--workload <W1|W2|W3|W4|W5|all>] [--strategy <name|all>]
               one query-counting run (default: 5)
   --json      one JSON object per line instead of a table
   --scale     `full` (WORKLOADS.md dataset, schema matrx_bench) or `tiny`
-              (1/20 of the rows, schema matrx_bench_tiny) (default: full)
+              (1/20 of the rows, schema matrx_bench_tiny) or `x10` (10x the
+              rows, schema matrx_bench_x10) (default: full)
 
 The server is DATABASE_URL, else postgres://root@localhost:5432/test, else a
 throwaway cluster started from the machine's PostgreSQL binaries.";
@@ -114,8 +115,9 @@ pub fn parse(args: &[String], known_strategies: &[&str], planned: &[&str]) -> Re
             }
             "--scale" => {
                 let v = value("--scale")?;
-                scale = Scale::parse(&v)
-                    .ok_or_else(|| usage(format!("--scale must be full or tiny, got {v:?}")))?;
+                scale = Scale::parse(&v).ok_or_else(|| {
+                    usage(format!("--scale must be full, tiny or x10, got {v:?}"))
+                })?;
             }
             "--json" if inline.is_none() => json = true,
             "--child" if inline.is_none() => {
@@ -323,7 +325,7 @@ mod tests {
         assert!(err(&["--runs", "0"]).contains("positive integer"));
         assert!(err(&["--runs", "x"]).contains("positive integer"));
         assert!(err(&["--runs"]).contains("needs a value"));
-        assert!(err(&["--scale", "huge"]).contains("full or tiny"));
+        assert!(err(&["--scale", "huge"]).contains("full, tiny or x10"));
         assert!(err(&["--frobnicate"]).contains("unknown argument"));
         assert!(err(&["--json=yes"]).contains("unknown argument"));
         assert!(err(&["W1"]).contains("unknown argument"));

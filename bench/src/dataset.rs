@@ -83,6 +83,15 @@ impl DatasetSize {
         tags: 50,
     };
 
+    /// 10x the customers, products and orders (200,000 orders), for the streaming
+    /// benchmark; tags stay at 50 (at most 99).
+    pub const X10: DatasetSize = DatasetSize {
+        customers: 20000,
+        products: 10000,
+        orders: 200000,
+        tags: 50,
+    };
+
     /// The version string stored in the marker table for this size.
     pub fn version(&self) -> String {
         format!(

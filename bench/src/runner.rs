@@ -153,7 +153,7 @@ async fn prepare(scale: Scale, url: &str) -> Result<ServerInfo> {
     let mut client = db::connect(url).await?;
     let expected = match scale {
         Scale::Full => Some(checksum::expected_full()),
-        Scale::Tiny => None,
+        Scale::Tiny | Scale::X10 => None,
     };
     dataset::ensure_dataset(
         &mut client,

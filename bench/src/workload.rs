@@ -125,6 +125,10 @@ pub enum Scale {
     /// The same formulas with 1/20 of the rows (schema `matrx_bench_tiny`)
     /// for a CI smoke run; expected checksums are computed by the database.
     Tiny,
+    /// The same formulas with 10x the customers, products and orders (schema
+    /// `matrx_bench_x10`: 200,000 orders), for the streaming benchmark; expected
+    /// checksums are computed by the database.
+    X10,
 }
 
 /// The parameters of the workloads at one scale.
@@ -152,20 +156,22 @@ impl WorkloadParams {
 }
 
 impl Scale {
-    /// Parses `full` or `tiny`.
+    /// Parses `full`, `tiny` or `x10`.
     pub fn parse(s: &str) -> Option<Scale> {
         match s {
             "full" => Some(Scale::Full),
             "tiny" => Some(Scale::Tiny),
+            "x10" => Some(Scale::X10),
             _ => None,
         }
     }
 
-    /// `"full"` or `"tiny"`.
+    /// `"full"`, `"tiny"` or `"x10"`.
     pub fn name(self) -> &'static str {
         match self {
             Scale::Full => "full",
             Scale::Tiny => "tiny",
+            Scale::X10 => "x10",
         }
     }
 
@@ -174,6 +180,7 @@ impl Scale {
         match self {
             Scale::Full => "matrx_bench",
             Scale::Tiny => "matrx_bench_tiny",
+            Scale::X10 => "matrx_bench_x10",
         }
     }
 
@@ -182,13 +189,14 @@ impl Scale {
         match self {
             Scale::Full => DatasetSize::FULL,
             Scale::Tiny => DatasetSize::TINY,
+            Scale::X10 => DatasetSize::X10,
         }
     }
 
     /// The workload parameters at this scale.
     pub fn workload_params(self) -> WorkloadParams {
         match self {
-            Scale::Full => WorkloadParams {
+            Scale::Full | Scale::X10 => WorkloadParams {
                 w1_orders: 1000,
                 tasks: 64,
                 orders_per_task: 25,

@@ -30,10 +30,11 @@ pub use base::value::{Param, SqlType};
 pub use db::pool::{Db, DbBuilder, PoolStatus};
 pub use db::session::Session;
 pub use db::transaction::Transaction;
-pub use executor::{Executor, QueryCounter};
+pub use executor::{Executor, QueryCounter, StreamExecutor};
 pub use query::annotate::{Annotated, Annotation};
 pub use query::m2m::{SetOutcome, TargetKey};
 pub use query::model_ext::ModelExt;
+pub use query::page::{Cursor, KeysetPage, Page};
 pub use query::select::{Select, Update};
 pub use query::write::{Create, InsertRows};
 #[doc(hidden)]
@@ -56,7 +57,7 @@ pub use matrx_orm_derive::Model;
 pub mod prelude {
     pub use crate::{
         Db, EdgeStrategy, Executor, Filter, Many, Model, ModelExt, One, Relation,
-        RelationAggregates, RelationExt, Session, Slot, Transaction,
+        RelationAggregates, RelationExt, Session, Slot, StreamExecutor, Transaction,
     };
 }
 

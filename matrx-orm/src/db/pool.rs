@@ -12,10 +12,11 @@ use crate::base::error::{Error, Result};
 use crate::cache::shared::SharedCache;
 use crate::cache::{CachePolicy, CacheStats, Clock, SystemClock};
 use crate::db::transaction::{transaction_scope, Transaction};
-use crate::executor::{Executor, Scope};
+use crate::executor::{Executor, RowStream, Scope, StreamExecutor};
 use crate::schema::model::Model;
 use crate::statement::counter::Counters;
 use crate::statement::run::{discard_if_broken, run_batch, run_execute, run_query};
+use crate::statement::stream::stream_pooled;
 
 /// How to build a [`Db`]. Start with [`Db::builder`].
 ///
@@ -376,6 +377,20 @@ impl Db {
         result
     }
 
+    /// Sends a statement on a pooled connection held by the returned stream until it
+    /// ends or is dropped, reporting to `scope`.
+    pub(crate) async fn pooled_stream(
+        &self,
+        scope: &Scope,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<RowStream<'static>> {
+        let conn = self.conn().await?;
+        Ok(Box::pin(
+            stream_pooled(conn, &scope.counters, sql, params).await?,
+        ))
+    }
+
     /// Begins a transaction reporting to `scope`.
     pub(crate) async fn begin_in(&self, scope: &Scope) -> Result<Transaction<'static>> {
         Transaction::begin(self.conn().await?, transaction_scope(scope)).await
@@ -399,5 +414,16 @@ impl Executor for Db {
 
     fn scope(&self) -> &Scope {
         &self.inner.scope
+    }
+}
+
+impl StreamExecutor for Db {
+    async fn query_stream<'a>(
+        &'a self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        _batch: usize,
+    ) -> Result<RowStream<'a>> {
+        self.pooled_stream(&self.inner.scope, sql, params).await
     }
 }

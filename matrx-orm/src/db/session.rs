@@ -9,7 +9,7 @@ use crate::base::error::{Error, Result};
 use crate::db::pool::Db;
 use crate::db::transaction::Transaction;
 use crate::executor::batching::{Loaders, DEFAULT_MAX_BATCH};
-use crate::executor::{Executor, Scope};
+use crate::executor::{Executor, RowStream, Scope, StreamExecutor};
 use crate::statement::counter::QueryCounter;
 
 /// One request's scope over a shared [`Db`]: its own query counter and strict-mode
@@ -143,5 +143,16 @@ impl Executor for Session {
 
     fn scope(&self) -> &Scope {
         &self.scope
+    }
+}
+
+impl StreamExecutor for Session {
+    async fn query_stream<'a>(
+        &'a self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        _batch: usize,
+    ) -> Result<RowStream<'a>> {
+        self.db.pooled_stream(&self.scope, sql, params).await
     }
 }

@@ -12,8 +12,9 @@ use tokio_postgres::Row;
 
 use crate::base::error::{Error, Result};
 use crate::executor::batching::Loaders;
-use crate::executor::{Atomic, Executor, Scope};
+use crate::executor::{Atomic, Executor, RowStream, Scope, StreamExecutor};
 use crate::statement::run::{run_batch, run_execute, run_query};
+use crate::statement::stream::{close_cursor, declare_cursor, fetch_cursor};
 
 enum Conn<'a> {
     Owned(Option<Box<Object>>),
@@ -78,6 +79,8 @@ struct Shared {
     pending: Mutex<Vec<u32>>,
     /// The last savepoint number handed out.
     last_savepoint: AtomicU32,
+    /// The last cursor number handed out (streams).
+    last_cursor: AtomicU32,
     /// Held for writing by a savepoint opened for an atomic write, for reading by every
     /// other statement: while such a savepoint is open, nothing else runs on the
     /// connection (a rollback of the savepoint would undo it too), and such savepoints
@@ -504,6 +507,52 @@ impl<'t> Executor for Transaction<'t> {
         let mut child = self.nested().await?;
         child._atomic = Some(guard);
         Ok(child)
+    }
+}
+
+/// Streams on a transaction read a cursor in batches, so the transaction's other
+/// statements (a stream's prefetch edges among them) run between two batches; a
+/// `query_raw` stream left unread would block them on the shared connection.
+impl<'t> StreamExecutor for Transaction<'t> {
+    async fn query_stream<'a>(
+        &'a self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        batch: usize,
+    ) -> Result<RowStream<'a>> {
+        use futures_util::{stream, StreamExt, TryStreamExt};
+        let number = self.shared.last_cursor.fetch_add(1, Ordering::Relaxed) + 1;
+        let name = format!("matrx_cursor_{number}");
+        {
+            let _gate = self.gate().await;
+            self.settle().await.inspect_err(|e| self.note_failure(e))?;
+            declare_cursor(self.client()?, &self.scope.counters, &name, sql, params)
+                .await
+                .inspect_err(|e| self.note_failure(e))?;
+        }
+        let batch = batch.max(1);
+        let batches = stream::try_unfold(Some(name), move |cursor| async move {
+            let Some(name) = cursor else {
+                return Ok::<_, Error>(None);
+            };
+            let _gate = self.gate().await;
+            self.settle().await.inspect_err(|e| self.note_failure(e))?;
+            let client = self.client()?;
+            let rows = fetch_cursor(client, &name, batch)
+                .await
+                .inspect_err(|e| self.note_failure(e))?;
+            if rows.len() < batch {
+                close_cursor(client, &name)
+                    .await
+                    .inspect_err(|e| self.note_failure(e))?;
+                return Ok(Some((rows, None)));
+            }
+            Ok(Some((rows, Some(name))))
+        });
+        Ok(batches
+            .map_ok(|rows| stream::iter(rows.into_iter().map(Ok)))
+            .try_flatten()
+            .boxed())
     }
 }
 

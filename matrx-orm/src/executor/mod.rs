@@ -78,6 +78,45 @@ pub trait Atomic: Executor + Sized {
     fn commit(self) -> impl Future<Output = Result<()>> + Send;
 }
 
+/// The rows of one statement, read as they arrive: what
+/// [`StreamExecutor::query_stream`] returns.
+pub type RowStream<'a> = futures_util::stream::BoxStream<'a, Result<Row>>;
+
+/// The rows a stream asks for at a time where it fetches in batches (a cursor inside a
+/// transaction), unless told otherwise.
+pub const DEFAULT_STREAM_BATCH: usize = 1000;
+
+/// An [`Executor`] that can stream a statement's rows as they arrive, holding a
+/// bounded number of them: [`Db`](crate::Db) and [`Session`](crate::Session) (a pooled
+/// connection held for the stream's life) and [`Transaction`](crate::Transaction) (a
+/// cursor on its connection, fetched in batches). Used by
+/// [`Select::stream`](crate::Select::stream); the stream counts as one statement.
+///
+/// ```no_run
+/// use futures_util::TryStreamExt;
+/// use matrx_orm::executor::StreamExecutor;
+///
+/// async fn names<E: StreamExecutor>(ex: &E) -> matrx_orm::Result<Vec<String>> {
+///     let rows = ex.query_stream("SELECT tablename::text FROM pg_tables", &[], 500).await?;
+///     rows.map_ok(|row| row.get::<_, String>(0)).try_collect().await
+/// }
+/// ```
+pub trait StreamExecutor: Executor {
+    /// Sends one statement and returns its rows as they arrive. `batch` is how many
+    /// rows to fetch at a time where rows are fetched in batches (a transaction's
+    /// cursor); a pooled connection streams them continuously.
+    ///
+    /// Dropping the stream before its end is safe: a pooled connection is closed
+    /// rather than returned with a result in flight (kept if every row had already
+    /// arrived); a transaction's cursor stays open, unread, until the transaction ends.
+    fn query_stream<'a>(
+        &'a self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        batch: usize,
+    ) -> impl Future<Output = Result<RowStream<'a>>> + Send;
+}
+
 /// An object-safe view of an [`Executor`], used by type-erased relation trees.
 #[doc(hidden)]
 pub trait DynExecutor: Send + Sync {

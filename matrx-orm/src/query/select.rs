@@ -35,10 +35,10 @@ use crate::schema::model::Model;
 /// # Ok(()) }
 /// ```
 pub struct Select<M> {
-    prefetch: Prefetch<M>,
-    select_related: Prefetch<M>,
-    balanced: Prefetch<M>,
-    criteria: Criteria<M>,
+    pub(crate) prefetch: Prefetch<M>,
+    pub(crate) select_related: Prefetch<M>,
+    pub(crate) balanced: Prefetch<M>,
+    pub(crate) criteria: Criteria<M>,
     _marker: PhantomData<fn() -> M>,
 }
 

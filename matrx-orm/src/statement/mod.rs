@@ -4,3 +4,4 @@
 
 pub mod counter;
 pub mod run;
+pub mod stream;

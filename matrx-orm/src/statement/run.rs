@@ -16,7 +16,7 @@ pub(crate) const MAX_PARAMS: usize = 65_535;
 
 /// Refuses a statement with more parameters than the protocol can carry (the server
 /// would reject it and the connection would be lost).
-fn check_params(params: &[&(dyn ToSql + Sync)]) -> Result<()> {
+pub(crate) fn check_params(params: &[&(dyn ToSql + Sync)]) -> Result<()> {
     if params.len() > MAX_PARAMS {
         return Err(Error::InvalidInput(format!(
             "a statement with {} parameters; PostgreSQL allows {MAX_PARAMS} \
