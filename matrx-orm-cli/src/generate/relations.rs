@@ -345,9 +345,8 @@ fn belongs_to(models: &[Model], e: &Edge) -> (String, Rel) {
         target: target.ty.clone(),
         args,
         doc: format!(
-            "The {:?} row of foreign key {:?} ({}) -> ({}).",
+            "The {:?} row this one references: ({}) -> ({}).",
             target.table,
-            e.fk.name,
             cols(&e.fk.columns),
             cols(&e.fk.target_columns)
         ),
@@ -377,10 +376,9 @@ fn has(catalog: &Catalog, models: &[Model], e: &Edge, qualify_name: bool) -> (St
         target: source.ty.clone(),
         args,
         doc: format!(
-            "The {:?} row{} referencing this one by foreign key {:?} ({}){}.",
+            "The {:?} row{} referencing this one by ({}){}.",
             source.table,
             if unique { "" } else { "s" },
-            e.fk.name,
             cols(&e.fk.columns),
             if unique { ", a unique key" } else { "" },
         ),

@@ -1,0 +1,133 @@
+//! Generating from the benchmark's shop schema: the output is the checked-in golden,
+//! the golden models compile (they are a module of this test) and load W1 and W3 with
+//! the benchmark's checksums and query counts, and the round trip through the crate's
+//! DDL gives the same output again.
+
+mod common;
+
+#[path = "golden/shop/mod.rs"]
+#[allow(dead_code)]
+mod models;
+
+use common::*;
+use matrx_orm::prelude::*;
+use matrx_orm_cli::Options;
+use models::{Customer, Order, OrderItem, Product, Stock, Tag, Warehouse};
+
+fn options() -> Options {
+    Options::new("shop", "src/models")
+}
+
+#[tokio::test]
+async fn shop_generates_the_golden_models() {
+    let t = test_db("cli_shop_golden").await;
+    load_shop(&t, false).await;
+    let first = generate_as(&t, options(), "shop").await;
+    assert_golden("shop", &first);
+    let second = generate_as(&t, options(), "shop").await;
+    assert_eq!(first, second, "generation is deterministic");
+    t.schema.drop_now().await.expect("drop schema");
+}
+
+fn all_models() -> Vec<&'static matrx_orm::ModelMeta> {
+    vec![
+        <Customer as Model>::META,
+        <Order as Model>::META,
+        <OrderItem as Model>::META,
+        <Product as Model>::META,
+        <Stock as Model>::META,
+        <Tag as Model>::META,
+        <Warehouse as Model>::META,
+    ]
+}
+
+#[tokio::test]
+async fn shop_round_trip_through_ddl_gives_the_golden_again() {
+    let t = test_db("cli_shop_roundtrip").await;
+    matrx_orm::ddl::create_tables(&t.db, &all_models())
+        .await
+        .expect("create tables from the generated models");
+    let again = generate_as(&t, options(), "shop").await;
+    assert_golden("shop", &again);
+    t.schema.drop_now().await.expect("drop schema");
+}
+
+#[tokio::test]
+async fn golden_shop_models_load_w1_and_w3_with_the_benchmark_checksums() {
+    let t = test_db("cli_shop_w1").await;
+    load_shop(&t, true).await;
+    let report = matrx_orm_cli::check(&t.db, t.schema.name(), &all_models())
+        .await
+        .expect("check");
+    assert!(report.is_clean(), "{report}");
+
+    // W1: the 1,000 orders with the smallest ids, customer, items (+ product), tags.
+    let before = t.db.query_count();
+    let orders = Order::query()
+        .order_by(Order::ID.asc())
+        .limit(1000)
+        .prefetch(Order::CUSTOMER)
+        .prefetch(Order::ORDER_ITEMS.with(OrderItem::PRODUCT))
+        .prefetch(Order::TAGS)
+        .all(&t.db)
+        .await
+        .expect("load W1");
+    assert_eq!(t.db.query_count() - before, 5, "W1 is one query per edge");
+    let mut sums = [0i64; 11];
+    for o in &orders {
+        sums[0] += 1;
+        sums[1] += o.id;
+        let c = o.customer.get().expect("customer loaded");
+        sums[2] += c.id;
+        sums[3] += c.email.chars().count() as i64;
+        for (pos, i) in (1..).zip(o.order_items.get().expect("items loaded")) {
+            sums[4] += 1;
+            sums[5] += i64::from(i.quantity) * i64::from(i.unit_price_cents);
+            sums[6] += pos * i.id;
+            sums[7] += i64::from(i.product.get().expect("product loaded").price_cents);
+        }
+        for (pos, tag) in (1..).zip(o.tags.get().expect("tags loaded")) {
+            sums[8] += 1;
+            sums[9] += tag.id;
+            sums[10] += pos * tag.id;
+        }
+    }
+    assert_eq!(
+        sums,
+        [1000, 500500, 998901, 23453, 4955, 659126575, 49402437, 244654397, 1931, 48972, 110115],
+        "W1 checksums (WORKLOADS.md)"
+    );
+
+    // W3: all products, stock (+ warehouse), warehouses through the junction.
+    let before = t.db.query_count();
+    let products = Product::query()
+        .order_by(Product::ID.asc())
+        .prefetch(Product::STOCK.with(Stock::WAREHOUSE))
+        .prefetch(Product::WAREHOUSES)
+        .all(&t.db)
+        .await
+        .expect("load W3");
+    assert_eq!(t.db.query_count() - before, 4, "W3 is one query per edge");
+    let mut sums = [0i64; 9];
+    for p in &products {
+        sums[0] += 1;
+        sums[1] += p.id;
+        for (pos, s) in (1..).zip(p.stock.get().expect("stock loaded")) {
+            sums[2] += 1;
+            sums[3] += i64::from(s.qty);
+            sums[4] += pos * i64::from(s.qty);
+            sums[5] += s.warehouse.get().expect("warehouse").name.chars().count() as i64;
+        }
+        for (pos, w) in (1..).zip(p.warehouses.get().expect("warehouses loaded")) {
+            sums[6] += 1;
+            sums[7] += w.name.chars().count() as i64;
+            sums[8] += pos * i64::from(w.code);
+        }
+    }
+    assert_eq!(
+        sums,
+        [1000, 500500, 3042, 766080, 2067338, 30280, 2471, 24623, 14770],
+        "W3 checksums (WORKLOADS.md)"
+    );
+    t.schema.drop_now().await.expect("drop schema");
+}
