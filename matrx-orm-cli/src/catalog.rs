@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use matrx_orm::Db;
+use matrx_orm::{Db, Transaction};
 use tokio_postgres::Row;
 
 use crate::error::{Error, Result};
@@ -231,7 +231,26 @@ JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace \
 ORDER BY t.typname, t.oid, e.enumsortorder";
 
 /// Reads the schema `schema` through `db`.
+///
+/// The catalog is read in one read-only transaction whose `search_path` is the
+/// schema, so type names and defaults print unqualified (`status`, not
+/// `shop.status`), as the generated models (which use the connection's
+/// `search_path` unless `--qualify` is given) name them.
 pub async fn introspect(db: &Db, schema: &str) -> Result<Catalog> {
+    let tx = db.begin().await?;
+    let path = format!("\"{}\", pg_catalog", schema.replace('"', "\"\""));
+    tx.query_sql(
+        "SELECT pg_catalog.set_config('search_path', $1, true)",
+        &[&path],
+    )
+    .await?;
+    tx.execute_sql("SET TRANSACTION READ ONLY", &[]).await?;
+    let catalog = read(&tx, schema).await;
+    tx.rollback().await?;
+    catalog
+}
+
+async fn read(db: &Transaction<'_>, schema: &str) -> Result<Catalog> {
     let exists = db.query_sql(SCHEMA_EXISTS, &[&schema]).await?;
     let count: i64 = get(exists.first().ok_or_else(|| shape("count"))?, 0)?;
     if count == 0 {
@@ -336,7 +355,7 @@ struct TypeRow {
     category: String,
 }
 
-async fn read_types(db: &Db) -> Result<HashMap<u32, TypeRow>> {
+async fn read_types(db: &Transaction<'_>) -> Result<HashMap<u32, TypeRow>> {
     let mut out = HashMap::new();
     for row in db.query_sql(TYPES, &[]).await? {
         let oid: u32 = get(&row, 0)?;
@@ -411,7 +430,7 @@ fn plain(
     })
 }
 
-async fn read_enums(db: &Db, schema: &str, used: &[u32]) -> Result<Vec<EnumType>> {
+async fn read_enums(db: &Transaction<'_>, schema: &str, used: &[u32]) -> Result<Vec<EnumType>> {
     let mut out: Vec<EnumType> = Vec::new();
     let mut last_oid = None;
     for row in db.query_sql(ENUMS, &[&schema]).await? {

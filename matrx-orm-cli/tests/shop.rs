@@ -6,7 +6,7 @@
 mod common;
 
 #[path = "golden/shop/mod.rs"]
-#[allow(dead_code)]
+#[allow(dead_code, unused_imports)]
 mod models;
 
 use common::*;
