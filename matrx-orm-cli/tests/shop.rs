@@ -131,3 +131,20 @@ async fn golden_shop_models_load_w1_and_w3_with_the_benchmark_checksums() {
     );
     t.schema.drop_now().await.expect("drop schema");
 }
+
+#[tokio::test]
+async fn qualify_names_the_schema_on_models_and_junctions() {
+    let t = test_db("cli_shop_qualify").await;
+    load_shop(&t, false).await;
+    let mut qualified = options();
+    qualified.qualify = true;
+    let generated = generate_as(&t, qualified, "shop").await;
+    let order = &generated.files["order.rs"];
+    assert!(
+        order.contains("#[orm(table = \"orders\", schema = \"shop\")]"),
+        "{order}"
+    );
+    assert!(order.contains("through_schema = \"shop\""), "{order}");
+    assert!(order.contains("--out src/models --qualify"), "{order}");
+    t.schema.drop_now().await.expect("drop schema");
+}
