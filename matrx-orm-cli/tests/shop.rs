@@ -1,6 +1,6 @@
 //! Generating from the benchmark's shop schema: the output is the checked-in golden,
-//! the golden models compile (they are a module of this test) and load W1 and W3 with
-//! the benchmark's checksums and query counts, and the round trip through the crate's
+//! the golden models compile (they are a module of this test) and load W1 to W4 over
+//! the full benchmark dataset (`seed.sql`) with its checksums and query counts, and the round trip through the crate's
 //! DDL gives the same output again.
 
 mod common;
@@ -52,27 +52,20 @@ async fn shop_round_trip_through_ddl_gives_the_golden_again() {
     t.schema.drop_now().await.expect("drop schema");
 }
 
-#[tokio::test]
-async fn golden_shop_models_load_w1_and_w3_with_the_benchmark_checksums() {
-    let t = test_db("cli_shop_w1").await;
-    load_shop(&t, true).await;
-    let report = matrx_orm_cli::check(&t.db, t.schema.name(), &all_models())
-        .await
-        .expect("check");
-    assert!(report.is_clean(), "{report}");
-
-    // W1: the 1,000 orders with the smallest ids, customer, items (+ product), tags.
-    let before = t.db.query_count();
-    let orders = Order::query()
+/// W1 (`limit` 1000) or W2 (no limit): the checksums of WORKLOADS.md in their order,
+/// after asserting one query per relation edge (5).
+async fn orders_checksums(db: &Db, limit: Option<u64>) -> [i64; 11] {
+    let before = db.query_count();
+    let mut query = Order::query()
         .order_by(Order::ID.asc())
-        .limit(1000)
         .prefetch(Order::CUSTOMER)
         .prefetch(Order::ORDER_ITEMS.with(OrderItem::PRODUCT))
-        .prefetch(Order::TAGS)
-        .all(&t.db)
-        .await
-        .expect("load W1");
-    assert_eq!(t.db.query_count() - before, 5, "W1 is one query per edge");
+        .prefetch(Order::TAGS);
+    if let Some(n) = limit {
+        query = query.limit(n);
+    }
+    let orders = query.all(db).await.expect("load orders");
+    assert_eq!(db.query_count() - before, 5, "one query per edge");
     let mut sums = [0i64; 11];
     for o in &orders {
         sums[0] += 1;
@@ -92,10 +85,90 @@ async fn golden_shop_models_load_w1_and_w3_with_the_benchmark_checksums() {
             sums[10] += pos * tag.id;
         }
     }
+    sums
+}
+
+#[tokio::test]
+async fn golden_shop_models_load_w1_to_w4_with_the_benchmark_checksums_and_query_counts() {
+    let t = test_db("cli_shop_w1").await;
+    load_shop(&t, true).await;
+    let report = matrx_orm_cli::check(&t.db, t.schema.name(), &all_models())
+        .await
+        .expect("check");
+    assert!(report.is_clean(), "{report}");
+
+    // W1: the 1,000 orders with the smallest ids; W2: all 20,000 orders.
     assert_eq!(
-        sums,
+        orders_checksums(&t.db, Some(1000)).await,
         [1000, 500500, 998901, 23453, 4955, 659126575, 49402437, 244654397, 1931, 48972, 110115],
         "W1 checksums (WORKLOADS.md)"
+    );
+    assert_eq!(
+        orders_checksums(&t.db, None).await,
+        [
+            20000,
+            200010000,
+            19868346,
+            468839,
+            100261,
+            13528411759,
+            20124361816,
+            4969722001,
+            40440,
+            1026659,
+            2334108
+        ],
+        "W2 checksums (WORKLOADS.md)"
+    );
+
+    // W4: 64 requests, each a session running 25 per-object pipelines concurrently
+    // (get the order, then its customer and tags): 3 queries per request.
+    let before = t.db.query_count();
+    let tasks: Vec<_> = (0..64i64)
+        .map(|k| {
+            let db = t.db.clone();
+            tokio::spawn(async move {
+                let s = db.session();
+                let pipelines = (k * 25 + 1..=k * 25 + 25).map(|id| {
+                    let s = &s;
+                    async move {
+                        let order = Order::get(s, &id).await?;
+                        let (customer, tags) = futures_util::future::join(
+                            order.fetch_fk(s, Order::CUSTOMER),
+                            order.fetch_m2m(s, Order::TAGS),
+                        )
+                        .await;
+                        Ok::<_, matrx_orm::Error>((order, customer?, tags?))
+                    }
+                });
+                futures_util::future::try_join_all(pipelines).await
+            })
+        })
+        .collect();
+    let mut sums = [0i64; 7];
+    for task in tasks {
+        for (order, customer, tags) in task.await.expect("task").expect("W4 request") {
+            sums[0] += 1;
+            sums[1] += order.id;
+            let c = customer.expect("every order has a customer");
+            sums[2] += c.id;
+            sums[3] += c.email.chars().count() as i64;
+            for (pos, tag) in (1..).zip(&tags) {
+                sums[4] += 1;
+                sums[5] += tag.id;
+                sums[6] += pos * tag.id;
+            }
+        }
+    }
+    assert_eq!(
+        sums,
+        [1600, 1280800, 1605141, 37519, 3196, 80122, 182485],
+        "W4 checksums (WORKLOADS.md)"
+    );
+    assert_eq!(
+        t.db.query_count() - before,
+        192,
+        "W4: 3 batched queries per request"
     );
 
     // W3: all products, stock (+ warehouse), warehouses through the junction.
