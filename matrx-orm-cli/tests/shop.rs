@@ -1,5 +1,5 @@
 //! Generating from the benchmark's shop schema: the output is the checked-in golden,
-//! the golden models compile (they are a module of this test) and load W1 to W4 over
+//! the golden models compile (they are a module of this test) and load every workload (W1 to W5) over
 //! the full benchmark dataset (`seed.sql`) with its checksums and query counts, and the round trip through the crate's
 //! DDL gives the same output again.
 
@@ -89,7 +89,7 @@ async fn orders_checksums(db: &Db, limit: Option<u64>) -> [i64; 11] {
 }
 
 #[tokio::test]
-async fn golden_shop_models_load_w1_to_w4_with_the_benchmark_checksums_and_query_counts() {
+async fn golden_shop_models_load_every_workload_with_the_benchmark_checksums_and_query_counts() {
     let t = test_db("cli_shop_w1").await;
     load_shop(&t, true).await;
     let report = matrx_orm_cli::check(&t.db, t.schema.name(), &all_models())
@@ -169,6 +169,73 @@ async fn golden_shop_models_load_w1_to_w4_with_the_benchmark_checksums_and_query
         t.db.query_count() - before,
         192,
         "W4: 3 batched queries per request"
+    );
+
+    // W5: like W4, one wave deeper (customer and items, then referrer and products):
+    // 5 queries per request.
+    let before = t.db.query_count();
+    let tasks: Vec<_> = (0..64i64)
+        .map(|k| {
+            let db = t.db.clone();
+            tokio::spawn(async move {
+                let s = db.session();
+                let pipelines = (k * 25 + 1..=k * 25 + 25).map(|id| {
+                    let s = &s;
+                    async move {
+                        let order = Order::get(s, &id).await?;
+                        let (customer, items) = futures_util::future::join(
+                            order.fetch_fk(s, Order::CUSTOMER),
+                            order.fetch_ifk(s, Order::ORDER_ITEMS),
+                        )
+                        .await;
+                        let (customer, items) = (customer?, items?);
+                        let referrer = async {
+                            match &customer {
+                                Some(c) => c.fetch_fk(s, Customer::REFERRED_BY_CUSTOMER).await,
+                                None => Ok(None),
+                            }
+                        };
+                        let products = futures_util::future::try_join_all(
+                            items.iter().map(|i| i.fetch_fk(s, OrderItem::PRODUCT)),
+                        );
+                        let (referrer, products) =
+                            futures_util::future::join(referrer, products).await;
+                        Ok::<_, matrx_orm::Error>((order, customer, referrer?, items, products?))
+                    }
+                });
+                futures_util::future::try_join_all(pipelines).await
+            })
+        })
+        .collect();
+    let mut sums = [0i64; 9];
+    for task in tasks {
+        for (order, customer, referrer, items, products) in
+            task.await.expect("task").expect("W5 request")
+        {
+            sums[0] += 1;
+            sums[1] += order.id;
+            sums[2] += customer.expect("every order has a customer").id;
+            if let Some(r) = referrer {
+                sums[3] += 1;
+                sums[4] += r.id;
+                sums[5] += r.email.chars().count() as i64;
+            }
+            for (item, product) in items.iter().zip(&products) {
+                sums[6] += 1;
+                sums[7] += i64::from(item.quantity) * i64::from(item.unit_price_cents);
+                sums[8] += i64::from(product.as_ref().expect("product").price_cents);
+            }
+        }
+    }
+    assert_eq!(
+        sums,
+        [1600, 1280800, 1605141, 770, 384091, 17665, 7974, 1067136864, 392984074],
+        "W5 checksums (WORKLOADS.md)"
+    );
+    assert_eq!(
+        t.db.query_count() - before,
+        320,
+        "W5: 5 batched queries per request"
     );
 
     // W3: all products, stock (+ warehouse), warehouses through the junction.
