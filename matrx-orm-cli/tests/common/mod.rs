@@ -9,8 +9,14 @@ use matrx_orm_cli::check::line_diff;
 use matrx_orm_cli::{generate, introspect, Generated, Options};
 use matrx_orm_testkit::{connect, quote_ident, TestSchema};
 
-/// The shared benchmark's schema and seed.
-pub const SHOP_DIR: &str = "/work/shared/bench";
+/// The shared benchmark's schema and seed: `MATRX_SHOP_DIR`, else `../shared/bench`
+/// beside the repository (where the benchmark reads them).
+pub fn shop_dir() -> PathBuf {
+    match std::env::var_os("MATRX_SHOP_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/bench"),
+    }
+}
 
 /// A fresh schema and a pool whose `search_path` is that schema.
 pub struct TestDb {
@@ -50,8 +56,9 @@ pub async fn load_shop(t: &TestDb, seed: bool) {
     }
     let target = format!("{}.", quote_ident(t.schema.name()));
     for file in files {
-        let path = Path::new(SHOP_DIR).join(file);
-        let text = std::fs::read_to_string(&path).expect("read the shop SQL");
+        let path = shop_dir().join(file);
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("read {} (set MATRX_SHOP_DIR): {e}", path.display()));
         let text: String = text
             .lines()
             .filter(|l| !l.starts_with("DROP SCHEMA") && !l.starts_with("CREATE SCHEMA"))
