@@ -1,0 +1,18 @@
+//! `matrx-orm generate` and `matrx-orm check`: model source from an existing
+//! PostgreSQL schema, and drift between models and a live database.
+//!
+//! - [`catalog`]: reads `pg_catalog` into a plain [`Catalog`] ([`introspect`]).
+//! - [`generate`]: turns a catalog into model files ([`generate()`](generate::generate)).
+//! - [`check`]: compares models' metadata ([`matrx_orm::ModelMeta`]) to the database.
+//!
+//! The binary (`src/main.rs`) only parses arguments and calls these.
+
+pub mod catalog;
+pub mod check;
+pub mod error;
+pub mod generate;
+
+pub use catalog::{introspect, Catalog};
+pub use check::{check, Drift, Report};
+pub use error::{Error, Result};
+pub use generate::{generate, Generated, Options, Unsupported};
