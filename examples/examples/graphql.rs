@@ -281,5 +281,6 @@ async fn serve_until_enter(db: Db) -> Result<(), BoxError> {
             let _ = enter.await;
         })
         .await?;
+    println!("stopped");
     Ok(())
 }
