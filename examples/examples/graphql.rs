@@ -16,7 +16,8 @@
 //! count in an `x-query-count` header.
 //!
 //! Without an argument the app is driven in-process (`tower::ServiceExt::oneshot`):
-//! no port is opened, and a statement count other than the stated one fails the run.
+//! no port is opened, and a statement count above the stated one (plus one, for a
+//! batch that split) fails the run.
 //! PostgreSQL is found like the tour's (`DATABASE_URL`, else the local default, else
 //! a throwaway cluster); the example works in a schema of its own, dropped at the end.
 
@@ -195,8 +196,12 @@ async fn demo(db: Db) -> Result<(), BoxError> {
         if let Some(error) = response.errors.first() {
             return Err(format!("{what}, unbatched: {}", error.message).into());
         }
+        // A wave's batch occasionally splits in two (see the test `tests/graphql.rs`):
+        // one statement more is reported, more than that fails the run.
         let mark = if statements == *expected {
             "ok".to_owned()
+        } else if statements == expected + 1 {
+            format!("a batch split in two this time; usually {expected}")
         } else {
             wrong += 1;
             format!("WARNING: expected {expected}")
