@@ -354,7 +354,7 @@ async fn bad_input_in_a_100_000_row_insert_is_a_typed_error_and_writes_nothing()
 
     // A Rust type the column does not take: the driver's type error, before anything
     // is sent, on either path.
-    let wrong: Vec<WrongNote> = (0..3)
+    let wrong: Vec<WrongNote> = (0..20)
         .map(|i| WrongNote {
             id: 0,
             body: format!("w{i}"),

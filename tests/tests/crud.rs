@@ -3,6 +3,7 @@
 
 mod common;
 mod fixtures;
+mod reliability;
 
 use chrono::{DateTime, Utc};
 use common::count_queries;
@@ -209,9 +210,8 @@ async fn insert_many_of_100_000_rows_is_one_statement() {
         .unwrap();
     assert_eq!(read, stored, "what was returned is what was stored");
 
-    // Explicit ids (include_auto) and every option share one statement text per
-    // model and options, whatever the row count: a second size prepares nothing new.
-    let mut explicit = customers(3);
+    // Explicit ids (include_auto) through arrays too.
+    let mut explicit = customers(20);
     for (i, c) in explicit.iter_mut().enumerate() {
         c.id = 1_000_000 + i as i64;
         c.email = format!("explicit{i}@x");
@@ -225,6 +225,73 @@ async fn insert_many_of_100_000_rows_is_one_statement() {
     })
     .await;
     assert_eq!((n, stored), (1, explicit));
+}
+
+/// From 10 rows an insert is one text for any row count, one array per column; fewer
+/// rows, and a model with an array column, use a `VALUES` list.
+#[tokio::test]
+async fn insert_statement_text_by_row_count() {
+    #[derive(Model, Debug, Clone)]
+    #[orm(table = "customers")]
+    pub struct WithArray {
+        #[orm(primary_key, auto)]
+        pub id: i64,
+        pub name: String,
+        pub email: String,
+        pub created_at: DateTime<Utc>,
+        #[orm(sql_type = "bigint[]")]
+        pub referred_by: Option<i64>,
+    }
+    let db = shop_db("crud_insert_text").await;
+    let log = reliability::SqlLog::default();
+    let _guard = log.install();
+    let input = customers(1_000);
+    let mut texts = Vec::new();
+    for (from, to) in [(0, 9), (9, 19), (19, 1_000)] {
+        Customer::insert_many(&*db, &input[from..to]).await.unwrap();
+        texts.extend(log.take());
+    }
+    assert_eq!(texts.len(), 3, "{texts:#?}");
+    assert!(
+        texts[0].contains(" VALUES ($1, $2, $3, $4), "),
+        "{}",
+        texts[0]
+    );
+    assert_eq!(texts[1], texts[2], "10 and 981 rows: the same text");
+    assert!(
+        texts[1].contains(
+            "SELECT unnest($1::text[]), unnest($2::text[]), \
+             unnest($3::timestamptz[]), unnest($4::bigint[]) RETURNING"
+        ),
+        "{}",
+        texts[1]
+    );
+    // One row as arrays (forced): the same text, the row as stored.
+    let one = customer("one", "one@x");
+    let stored = Customer::insert_rows(std::slice::from_ref(&one))
+        .arrays_only()
+        .exec(&*db)
+        .await
+        .unwrap();
+    assert_eq!(log.take(), [texts[1].clone()]);
+    assert!(stored.len() == 1 && stored[0].id > 0 && stored[0].email == one.email);
+
+    // An array-typed column (declared so here): VALUES lists whatever the count.
+    let rows: Vec<WithArray> = (0..20)
+        .map(|i| WithArray {
+            id: 0,
+            name: format!("a{i}"),
+            email: format!("a{i}@x"),
+            created_at: ts(0),
+            referred_by: None,
+        })
+        .collect();
+    WithArray::insert_many(&*db, &rows).await.unwrap();
+    let texts = log.take();
+    assert!(
+        texts.len() == 1 && texts[0].contains(" VALUES ") && !texts[0].contains("unnest"),
+        "{texts:#?}"
+    );
 }
 
 /// The array path and the `VALUES` path give the same rows, the same table, and the
@@ -293,7 +360,8 @@ async fn insert_paths_agree_on_conflicts() {
             all.iter().map(|c| (&c.email, &c.name)).collect::<Vec<_>>()
         ));
         // A row proposed twice in one statement.
-        let twice = [batch[0].clone(), batch[0].clone()];
+        let mut twice = batch[..20].to_vec();
+        twice.push(batch[0].clone());
         let err = path(&twice)
             .on_conflict_update(&[Customer::EMAIL.into()], &[])
             .exec(db)

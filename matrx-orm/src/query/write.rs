@@ -45,7 +45,15 @@ pub struct InsertRows<'r, M> {
     rows: &'r [M],
     include_auto: bool,
     conflict: Conflict,
-    values_only: bool,
+    path: InsertPath,
+}
+
+/// How an insert's rows travel: chosen by row count, or forced (benchmarks, tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InsertPath {
+    ByRowCount,
+    Values,
+    Arrays,
 }
 
 impl<'r, M: Model> InsertRows<'r, M> {
@@ -54,7 +62,7 @@ impl<'r, M: Model> InsertRows<'r, M> {
             rows,
             include_auto: false,
             conflict: Conflict::Error,
-            values_only: false,
+            path: InsertPath::ByRowCount,
         }
     }
 
@@ -64,7 +72,16 @@ impl<'r, M: Model> InsertRows<'r, M> {
     /// tests of that path; not a stable API.
     #[doc(hidden)]
     pub fn values_only(mut self) -> Self {
-        self.values_only = true;
+        self.path = InsertPath::Values;
+        self
+    }
+
+    /// Sends the rows as one array per column even when they are few (a model whose
+    /// columns arrays cannot carry still uses `VALUES` lists). For benchmarks and
+    /// tests; not a stable API.
+    #[doc(hidden)]
+    pub fn arrays_only(mut self) -> Self {
+        self.path = InsertPath::Arrays;
         self
     }
 
@@ -110,15 +127,17 @@ impl<'r, M: Model> InsertRows<'r, M> {
     /// Runs the insert; returns the stored rows (defaults filled) in input order
     /// (rows an `ON CONFLICT DO NOTHING` skipped are left out).
     ///
-    /// Any number of rows is **one statement** with one array parameter per column,
+    /// Any number of rows is **one statement**. From 10 rows it binds one array
+    /// parameter per column,
     /// `INSERT INTO t (a, b) SELECT unnest($1::bigint[]), unnest($2::text[]) .. RETURNING ..`,
-    /// whose text does not depend on the row count (prepared once per connection).
-    /// Being one statement, it is atomic on its own; inside a transaction a failed
-    /// insert aborts the transaction like any failed statement (run it in a
+    /// whose text does not depend on the row count (prepared once per connection);
+    /// fewer rows go as a `VALUES` list (measured faster for a handful of rows). Being
+    /// one statement, it is atomic on its own; inside a transaction a failed insert
+    /// aborts the transaction like any failed statement (run it in a
     /// [`savepoint`](crate::Transaction::savepoint) to go on after a failure).
     ///
     /// A model with a column whose type is itself an array (`Vec<T>` but `Vec<u8>`, an
-    /// `sql_type` ending in `[]`), or a `bit` column, cannot travel that way (`unnest`
+    /// `sql_type` ending in `[]`), or a `bit` column, cannot travel as arrays (`unnest`
     /// would flatten an array of arrays): its rows go as `VALUES` lists, one statement
     /// up to PostgreSQL's 65,535 parameters and past it several statements inside one
     /// transaction (or a savepoint when already in one), so the insert stays atomic and
@@ -135,7 +154,12 @@ impl<'r, M: Model> InsertRows<'r, M> {
 
     async fn exec_all<E: Executor>(&self, ex: &E) -> Result<Vec<M>> {
         let columns = self.columns();
-        if !self.values_only {
+        let arrays = match self.path {
+            InsertPath::ByRowCount => self.rows.len() >= ARRAYS_FROM_ROWS,
+            InsertPath::Values => false,
+            InsertPath::Arrays => true,
+        };
+        if arrays {
             if let Some(element_types) = element_types::<M>(&columns) {
                 return self.exec_unnest(ex, &columns, &element_types).await;
             }
@@ -305,6 +329,12 @@ impl<'r, M: Model> InsertRows<'r, M> {
         Ok(())
     }
 }
+
+/// From this many rows an insert sends one array per column; fewer go as `VALUES`
+/// lists, measured 5-12% faster for 1 to 5 rows and even at 10, where arrays win from
+/// 20 rows on (docs/BENCHMARKS.md, "Inserting many rows"). The `VALUES` texts of
+/// fewer rows are at most nine per model and options.
+const ARRAYS_FROM_ROWS: usize = 10;
 
 /// The element type of each written column's array (`$n::T[]`), or `None` when a
 /// column cannot travel as an element of a one-dimensional array and the insert must
