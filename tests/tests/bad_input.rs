@@ -281,6 +281,112 @@ async fn a_nul_byte_is_invalid_input_and_writes_nothing() {
     assert_eq!(Customer::query().all(&*db).await.unwrap(), vec![ann]);
 }
 
+/// Bad input in one row of a 100,000-row insert (one statement, one array per column)
+/// is the same typed error as in a single row, and writes nothing: a NUL byte in text
+/// or in JSON, a value out of the column's range, a Rust type the column's type does
+/// not take.
+#[tokio::test]
+async fn bad_input_in_a_100_000_row_insert_is_a_typed_error_and_writes_nothing() {
+    #[derive(Model, Debug, Clone)]
+    #[orm(table = "notes")]
+    pub struct Note {
+        #[orm(primary_key, auto)]
+        pub id: i64,
+        pub body: String,
+        pub doc: Option<serde_json::Value>,
+        #[orm(sql_type = "varchar(8)")]
+        pub code: String,
+        #[orm(sql_type = "numeric(4, 1)")]
+        pub amount: rust_decimal::Decimal,
+    }
+    /// Writes an `i64` into the `numeric` column.
+    #[derive(Model, Debug, Clone)]
+    #[orm(table = "notes")]
+    pub struct WrongNote {
+        #[orm(primary_key, auto)]
+        pub id: i64,
+        pub body: String,
+        pub doc: Option<serde_json::Value>,
+        pub code: String,
+        #[orm(sql_type = "numeric(4, 1)")]
+        pub amount: i64,
+    }
+    let db = common::test_db("bad_unnest").await;
+    matrx_orm::ddl::create_tables(&*db, &[Note::META])
+        .await
+        .unwrap();
+    let notes: Vec<Note> = (0..100_000)
+        .map(|i| Note {
+            id: 0,
+            body: format!("note {i}"),
+            doc: (i % 2 == 0).then(|| serde_json::json!({ "i": i })),
+            code: format!("{:08}", i),
+            amount: rust_decimal::Decimal::new(i as i64 % 9_999, 1),
+        })
+        .collect();
+    let is_nul_error = |err: &Error| matches!(err, Error::InvalidInput(m) if m.contains("0x00"));
+    let last = notes.len() - 1;
+
+    let mut bad = notes.clone();
+    bad[last].body = "a\0b".into();
+    let (err, n) = count_queries(&db, Note::insert_many(&*db, &bad)).await;
+    let err = err.unwrap_err();
+    assert!(is_nul_error(&err), "{err:?}");
+    assert_eq!(n, 1);
+
+    let mut bad = notes.clone();
+    bad[last].doc = Some(serde_json::json!({"k": "a\u{0}b"}));
+    let err = Note::insert_many(&*db, &bad).await.unwrap_err();
+    assert!(matches!(err, Error::InvalidInput(_)), "{err:?}");
+
+    // The column's modifier is checked as for one value: too long, too precise.
+    let mut bad = notes.clone();
+    bad[last].code = "123456789".into();
+    let err = Note::insert_many(&*db, &bad).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidInput(m) if m.contains("character varying(8)")),
+        "not cut to fit: {err:?}"
+    );
+    let mut bad = notes.clone();
+    bad[last].amount = rust_decimal::Decimal::new(123_456, 1);
+    let err = Note::insert_many(&*db, &bad).await.unwrap_err();
+    assert!(matches!(err, Error::InvalidInput(_)), "{err:?}");
+
+    // A Rust type the column does not take: the driver's type error, before anything
+    // is sent, on either path.
+    let wrong: Vec<WrongNote> = (0..20)
+        .map(|i| WrongNote {
+            id: 0,
+            body: format!("w{i}"),
+            doc: None,
+            code: "w".into(),
+            amount: i,
+        })
+        .collect();
+    for err in [
+        WrongNote::insert_many(&*db, &wrong).await.unwrap_err(),
+        WrongNote::insert_rows(&wrong)
+            .values_only()
+            .exec(&*db)
+            .await
+            .unwrap_err(),
+    ] {
+        assert!(
+            matches!(&err, Error::Driver(m) if m.contains("`i64`") && m.contains("`numeric`")),
+            "{err:?}"
+        );
+    }
+    assert_eq!(count_rows(&*db, "notes").await, 0, "nothing was written");
+
+    // The good rows go in whole, rounded to the column's scale like a single value.
+    let mut good = notes;
+    good[0].amount = "1.25".parse().unwrap();
+    let stored = Note::insert_many(&*db, &good).await.unwrap();
+    assert_eq!(stored.len(), 100_000);
+    assert_eq!(stored[0].amount.to_string(), "1.3");
+    assert_eq!(stored[last].code, good[last].code);
+}
+
 /// jsonb refuses `\u0000` in a string with SQLSTATE 22P05 (untranslatable character):
 /// also `InvalidInput`.
 #[tokio::test]

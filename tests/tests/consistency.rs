@@ -189,7 +189,8 @@ async fn a_primary_key_changed_by_filter_is_not_found_under_the_old_key() {
 async fn a_failed_atomic_insert_never_undoes_a_concurrent_statement() {
     let (_t, db) = fixture("cons_atomic", false).await;
     let tx = db.begin().await.unwrap();
-    // Past the parameter limit: chunks in a savepoint; the last row conflicts.
+    // Past the parameter limit as VALUES lists: chunks in a savepoint; the last row
+    // conflicts.
     let mut rows: Vec<Tag> = (0..70_000i64)
         .map(|i| Tag {
             id: 1000 + i,
@@ -200,7 +201,7 @@ async fn a_failed_atomic_insert_never_undoes_a_concurrent_statement() {
         id: 999_999,
         name: "gift".into(),
     });
-    let insert = Tag::insert_rows(&rows).include_auto();
+    let insert = Tag::insert_rows(&rows).include_auto().values_only();
     let (inserted, updated) = tokio::join!(
         insert.exec(&tx),
         tx.execute_sql("UPDATE customers SET name = 'UPDATED' WHERE id = 1", &[])

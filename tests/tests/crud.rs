@@ -3,6 +3,7 @@
 
 mod common;
 mod fixtures;
+mod reliability;
 
 use chrono::{DateTime, Utc};
 use common::count_queries;
@@ -172,6 +173,262 @@ async fn insert_many_is_one_statement_returning_rows_in_order() {
     .await;
     assert_eq!(n, 1);
     assert_eq!(stored, whs);
+}
+
+/// 100,000 rows (400,000 values, six times PostgreSQL's parameter limit) are one
+/// statement: one array per column.
+#[tokio::test]
+async fn insert_many_of_100_000_rows_is_one_statement() {
+    let db = shop_db("crud_insert_100k").await;
+    let root = customer("root", "root@x").insert(&*db).await.unwrap();
+    let mut input = customers(100_000);
+    for (i, c) in input.iter_mut().enumerate() {
+        c.referred_by = (i % 3 == 0).then_some(root.id); // NULL in two rows of three
+    }
+    let (stored, n) = count_queries(&db, async {
+        Customer::insert_many(&*db, &input).await.unwrap()
+    })
+    .await;
+    assert_eq!(n, 1, "100,000 rows, one INSERT");
+    assert_eq!(stored.len(), 100_000);
+    for (i, (s, c)) in stored.iter().zip(&input).enumerate() {
+        assert_eq!(
+            (&s.name, &s.email, s.created_at, s.referred_by),
+            (&c.name, &c.email, c.created_at, c.referred_by),
+            "row {i}: returned in input order"
+        );
+    }
+    assert!(
+        stored.windows(2).all(|w| w[0].id < w[1].id),
+        "the auto ids are filled, in input order"
+    );
+    let read: Vec<Customer> = Customer::query()
+        .filter(Customer::ID.ne(root.id))
+        .order_by(Customer::ID.asc())
+        .all(&*db)
+        .await
+        .unwrap();
+    assert_eq!(read, stored, "what was returned is what was stored");
+
+    // Explicit ids (include_auto) through arrays too.
+    let mut explicit = customers(20);
+    for (i, c) in explicit.iter_mut().enumerate() {
+        c.id = 1_000_000 + i as i64;
+        c.email = format!("explicit{i}@x");
+    }
+    let (stored, n) = count_queries(&db, async {
+        Customer::insert_rows(&explicit)
+            .include_auto()
+            .exec(&*db)
+            .await
+            .unwrap()
+    })
+    .await;
+    assert_eq!((n, stored), (1, explicit));
+}
+
+/// From 10 rows an insert is one text for any row count, one array per column; fewer
+/// rows, and a model with an array column, use a `VALUES` list.
+#[tokio::test]
+async fn insert_statement_text_by_row_count() {
+    #[derive(Model, Debug, Clone)]
+    #[orm(table = "customers")]
+    pub struct WithArray {
+        #[orm(primary_key, auto)]
+        pub id: i64,
+        pub name: String,
+        pub email: String,
+        pub created_at: DateTime<Utc>,
+        #[orm(sql_type = "bigint[]")]
+        pub referred_by: Option<i64>,
+    }
+    let db = shop_db("crud_insert_text").await;
+    let log = reliability::SqlLog::default();
+    let _guard = log.install();
+    let input = customers(1_000);
+    let mut texts = Vec::new();
+    for (from, to) in [(0, 9), (9, 19), (19, 1_000)] {
+        Customer::insert_many(&*db, &input[from..to]).await.unwrap();
+        texts.extend(log.take());
+    }
+    assert_eq!(texts.len(), 3, "{texts:#?}");
+    assert!(
+        texts[0].contains(" VALUES ($1, $2, $3, $4), "),
+        "{}",
+        texts[0]
+    );
+    assert_eq!(texts[1], texts[2], "10 and 981 rows: the same text");
+    assert!(
+        texts[1].contains(
+            "SELECT unnest($1::text[]), unnest($2::text[]), \
+             unnest($3::timestamptz[]), unnest($4::bigint[]) RETURNING"
+        ),
+        "{}",
+        texts[1]
+    );
+    // One row as arrays (forced): the same text, the row as stored.
+    let one = customer("one", "one@x");
+    let stored = Customer::insert_rows(std::slice::from_ref(&one))
+        .arrays_only()
+        .exec(&*db)
+        .await
+        .unwrap();
+    assert_eq!(log.take(), [texts[1].clone()]);
+    assert!(stored.len() == 1 && stored[0].id > 0 && stored[0].email == one.email);
+
+    // An array-typed column (declared so here): VALUES lists whatever the count.
+    let rows: Vec<WithArray> = (0..20)
+        .map(|i| WithArray {
+            id: 0,
+            name: format!("a{i}"),
+            email: format!("a{i}@x"),
+            created_at: ts(0),
+            referred_by: None,
+        })
+        .collect();
+    WithArray::insert_many(&*db, &rows).await.unwrap();
+    let texts = log.take();
+    assert!(
+        texts.len() == 1 && texts[0].contains(" VALUES ") && !texts[0].contains("unnest"),
+        "{texts:#?}"
+    );
+}
+
+/// The array path and the `VALUES` path give the same rows, the same table, and the
+/// same errors, for plain inserts and both `ON CONFLICT` forms, on one- and
+/// three-column conflict targets, with conflicts inside the batch itself.
+#[tokio::test]
+async fn insert_paths_agree_on_conflicts() {
+    async fn run(db: &Db, values_only: bool) -> Vec<String> {
+        let mut log = Vec::new();
+        let path = |rows| {
+            let insert = Customer::insert_rows(rows);
+            if values_only {
+                insert.values_only()
+            } else {
+                insert
+            }
+        };
+        let first = customers(3_000);
+        let stored = path(&first).exec(db).await.unwrap();
+        log.push(format!(
+            "{:?}",
+            stored
+                .iter()
+                .map(|c| (&c.email, c.id > 0))
+                .collect::<Vec<_>>()
+        ));
+        let mut batch = customers(6_000); // the first 3,000 conflict
+        for c in &mut batch {
+            c.name = format!("new {}", c.name);
+            c.created_at = ts(7);
+        }
+        let skipped = path(&batch)
+            .on_conflict_do_nothing(&[Customer::EMAIL.into()])
+            .exec(db)
+            .await
+            .unwrap();
+        log.push(format!(
+            "{:?}",
+            skipped.iter().map(|c| &c.email).collect::<Vec<_>>()
+        ));
+        let none = path(&batch)
+            .on_conflict_do_nothing(&[])
+            .exec(db)
+            .await
+            .unwrap();
+        log.push(format!("{}", none.len()));
+        let updated = path(&batch)
+            .on_conflict_update(&[Customer::EMAIL.into()], &[Customer::NAME.into()])
+            .exec(db)
+            .await
+            .unwrap();
+        log.push(format!(
+            "{:?}",
+            updated
+                .iter()
+                .map(|c| (&c.email, &c.name, c.created_at))
+                .collect::<Vec<_>>()
+        ));
+        let all = path(&batch[..10])
+            .on_conflict_update(&[Customer::EMAIL.into()], &[])
+            .exec(db)
+            .await
+            .unwrap();
+        log.push(format!(
+            "{:?}",
+            all.iter().map(|c| (&c.email, &c.name)).collect::<Vec<_>>()
+        ));
+        // A row proposed twice in one statement.
+        let mut twice = batch[..20].to_vec();
+        twice.push(batch[0].clone());
+        let err = path(&twice)
+            .on_conflict_update(&[Customer::EMAIL.into()], &[])
+            .exec(db)
+            .await
+            .unwrap_err();
+        log.push(format!("{:?}", err.sqlstate()));
+        let err = path(&twice).exec(db).await.unwrap_err();
+        log.push(format!("{:?}", err.sqlstate()));
+        // Composite targets.
+        let whs: Vec<Warehouse> = (0..2_000)
+            .map(|c| warehouse("af", c, &format!("w{c}")))
+            .collect();
+        Warehouse::insert_rows(&whs[..1_000])
+            .exec(db)
+            .await
+            .unwrap();
+        let renamed: Vec<Warehouse> = whs
+            .iter()
+            .map(|w| warehouse(&w.region, w.code, &format!("{}!", w.name)))
+            .collect();
+        let wh_insert = Warehouse::insert_rows(&renamed);
+        let wh_insert = if values_only {
+            wh_insert.values_only()
+        } else {
+            wh_insert
+        };
+        let rows = wh_insert
+            .on_conflict_update(
+                &[Warehouse::REGION.into(), Warehouse::CODE.into()],
+                &[Warehouse::NAME.into()],
+            )
+            .exec(db)
+            .await
+            .unwrap();
+        log.push(format!("{rows:?}"));
+        let read = Customer::query()
+            .order_by(Customer::EMAIL.asc())
+            .all(db)
+            .await
+            .unwrap();
+        log.push(format!(
+            "{:?}",
+            read.iter()
+                .map(|c| (&c.email, &c.name, c.created_at))
+                .collect::<Vec<_>>()
+        ));
+        log
+    }
+    let unnest = shop_db("crud_paths_unnest").await;
+    let values = shop_db("crud_paths_values").await;
+    let a = run(&unnest, false).await;
+    let b = run(&values, true).await;
+    assert_eq!(a.len(), b.len());
+    for (i, (a, b)) in a.iter().zip(&b).enumerate() {
+        assert!(
+            a == b,
+            "step {i} differs:\n unnest: {:.300}\n values: {:.300}",
+            a,
+            b
+        );
+    }
+    assert!(
+        a[1].contains("c3000@example.com") && !a[1].contains("c2999@"),
+        "{:.200}",
+        a[1]
+    );
+    assert_eq!(a[2], "0");
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 //! Atomicity under faults: transactions dropped in the middle of a statement,
-//! multi-statement writes (inserts past the 65,535-parameter limit, sent in chunks in
-//! one transaction or savepoint) cancelled after each of their statements or failing
-//! in a middle chunk, and many-to-many `set` with a missing target, in every scope
+//! multi-statement writes (inserts sent as `VALUES` lists past the 65,535-parameter
+//! limit, in chunks in one transaction or savepoint: the path of models with array
+//! columns) cancelled after each of their statements or failing in a middle chunk, and many-to-many `set` with a missing target, in every scope
 //! (`Db`, `Session`, transaction, savepoint). Nothing is ever left half-written.
 
 mod common;
@@ -18,8 +18,8 @@ use matrx_orm::prelude::*;
 use matrx_orm::Error;
 use reliability::{backend_states, eventually, runs_in_open_transaction, tagged_pool};
 
-/// Customers write 4 columns: 16,383 rows per statement, so 40,000 rows take three
-/// INSERTs (BEGIN, 3 x INSERT, COMMIT on a `Db`).
+/// Customers write 4 columns: as `VALUES` lists 16,383 rows per statement, so 40,000
+/// rows take three INSERTs (BEGIN, 3 x INSERT, COMMIT on a `Db`).
 const ROWS: usize = 40_000;
 
 /// Polls `fut` until it completes or `db` has started `k` statements since `before`,
@@ -118,7 +118,13 @@ async fn a_chunked_insert_cancelled_after_any_statement_is_all_or_nothing() {
     // (k = 1, cut while BEGIN is in flight, is `faults_cancel`'s ignored bug test.)
     for k in 2..=5u64 {
         let before = db.query_count();
-        let done = run_until_statement(&db, before, k, Customer::insert_many(&db, &rows)).await;
+        let done = run_until_statement(
+            &db,
+            before,
+            k,
+            Customer::insert_rows(&rows).values_only().exec(&db),
+        )
+        .await;
         settled(&tdb, &db, app).await;
         let n = count_rows(&*tdb, "customers").await;
         match done {
@@ -137,7 +143,13 @@ async fn a_chunked_insert_cancelled_after_any_statement_is_all_or_nothing() {
         let tx = db.begin().await.unwrap();
         customer("kept", "kept@x").insert(&tx).await.unwrap();
         let before = db.query_count();
-        let done = run_until_statement(&db, before, k, Customer::insert_many(&tx, &rows)).await;
+        let done = run_until_statement(
+            &db,
+            before,
+            k,
+            Customer::insert_rows(&rows).values_only().exec(&tx),
+        )
+        .await;
         assert!(done.is_none(), "cut at statement {k}");
         assert_eq!(
             count_rows(&tx, "customers").await,
@@ -158,6 +170,9 @@ async fn a_chunked_insert_failing_in_a_middle_chunk_leaves_nothing_in_any_scope(
     let db = &tdb.db;
     let owner = customer("owner", "owner@x").insert(db).await.unwrap();
     // Orders write 4 columns too: 16,383 per statement; the bad row is in chunk 2.
+    fn chunked(rows: &[Order]) -> matrx_orm::InsertRows<'_, Order> {
+        Order::insert_rows(rows).values_only()
+    }
     let mut bad_fk: Vec<Order> = (0..ROWS)
         .map(|i| order(owner.id, "paid", i as i64))
         .collect();
@@ -173,23 +188,23 @@ async fn a_chunked_insert_failing_in_a_middle_chunk_leaves_nothing_in_any_scope(
             r.map(|v| v.len())
         )
     };
-    fk(Order::insert_many(db, &bad_fk).await);
-    fk(Order::insert_many(&db.session(), &bad_fk).await);
-    let err = Order::insert_many(db, &bad_nul).await.unwrap_err();
+    fk(chunked(&bad_fk).exec(db).await);
+    fk(chunked(&bad_fk).exec(&db.session()).await);
+    let err = chunked(&bad_nul).exec(db).await.unwrap_err();
     assert!(matches!(err, Error::InvalidInput(_)), "{err:?}");
     assert_eq!(count_rows(db, "orders").await, 0);
 
     // In a transaction and a savepoint: the failed insert is undone alone.
     let mut tx = db.begin().await.unwrap();
     order(owner.id, "first", 1).insert(&tx).await.unwrap();
-    fk(Order::insert_many(&tx, &bad_fk).await);
+    fk(chunked(&bad_fk).exec(&tx).await);
     {
         let sp = tx.savepoint().await.unwrap();
         order(owner.id, "in savepoint", 2)
             .insert(&sp)
             .await
             .unwrap();
-        let err = Order::insert_many(&sp, &bad_nul).await.unwrap_err();
+        let err = chunked(&bad_nul).exec(&sp).await.unwrap_err();
         assert!(matches!(err, Error::InvalidInput(_)), "{err:?}");
         assert_eq!(count_rows(&sp, "orders").await, 2);
         sp.commit().await.unwrap();

@@ -450,12 +450,64 @@ async fn statements_on_one_transaction_are_pipelined_concurrently() {
 }
 
 #[tokio::test]
-async fn a_multi_statement_insert_is_atomic_on_db_and_inside_a_transaction() {
-    let db = shop_db("tx_chunked_insert").await;
-    // 4 written columns: 16,383 rows per statement, so 20,000 rows take two.
+async fn a_many_row_insert_is_one_statement_and_fails_like_one() {
+    let db = shop_db("tx_unnest_insert").await;
+    // 4 written columns: past the parameter limit as VALUES lists, one statement here.
     let rows = customers(20_000);
     let (stored, n) = count_queries(&db, async {
         Customer::insert_many(&*db, &rows).await.unwrap()
+    })
+    .await;
+    assert_eq!(n, 1, "one INSERT, no transaction needed");
+    assert_eq!(stored.len(), 20_000);
+    assert_eq!(stored[19_999].email, rows[19_999].email, "order kept");
+    Customer::query().delete(&*db).await.unwrap();
+
+    // The last row fails: nothing stays.
+    let mut bad = customers(20_000);
+    bad[19_999].email = bad[0].email.clone();
+    let err = Customer::insert_many(&*db, &bad).await.unwrap_err();
+    assert!(
+        matches!(err, Error::UniqueViolation { ref constraint, .. } if constraint == "customers_email_key"),
+        "{err}"
+    );
+    assert_eq!(count_rows(&*db, "customers").await, 0);
+
+    // Inside a transaction it fails like any statement: the transaction is aborted...
+    let tx = db.begin().await.unwrap();
+    customer("lost", "lost@x").insert(&tx).await.unwrap();
+    let (err, n) = count_queries(&db, Customer::insert_many(&tx, &bad)).await;
+    assert!(matches!(err, Err(Error::UniqueViolation { .. })));
+    assert_eq!(n, 1, "no savepoint around it");
+    let aborted = tx.query_sql("SELECT 1", &[]).await.unwrap_err();
+    assert_eq!(aborted.sqlstate(), Some("25P02"), "{aborted}");
+    tx.rollback().await.unwrap();
+    // ...and a savepoint is how a transaction goes on after it.
+    let mut tx = db.begin().await.unwrap();
+    customer("kept", "kept@x").insert(&tx).await.unwrap();
+    {
+        let sp = tx.savepoint().await.unwrap();
+        let err = Customer::insert_many(&sp, &bad).await.unwrap_err();
+        assert!(matches!(err, Error::UniqueViolation { .. }), "{err}");
+        sp.rollback().await.unwrap();
+    }
+    assert_eq!(count_rows(&tx, "customers").await, 1);
+    tx.commit().await.unwrap();
+    assert_eq!(emails(&db).await, ["kept@x"]);
+}
+
+#[tokio::test]
+async fn a_multi_statement_insert_is_atomic_on_db_and_inside_a_transaction() {
+    let db = shop_db("tx_chunked_insert").await;
+    // As VALUES lists, 4 written columns: 16,383 rows per statement, so 20,000 rows
+    // take two.
+    let rows = customers(20_000);
+    let (stored, n) = count_queries(&db, async {
+        Customer::insert_rows(&rows)
+            .values_only()
+            .exec(&*db)
+            .await
+            .unwrap()
     })
     .await;
     assert_eq!(stored.len(), 20_000);
@@ -469,7 +521,11 @@ async fn a_multi_statement_insert_is_atomic_on_db_and_inside_a_transaction() {
     // The second statement fails: nothing from the first stays.
     let mut bad = customers(20_000);
     bad[19_999].email = bad[0].email.clone();
-    let err = Customer::insert_many(&*db, &bad).await.unwrap_err();
+    let err = Customer::insert_rows(&bad)
+        .values_only()
+        .exec(&*db)
+        .await
+        .unwrap_err();
     assert!(
         matches!(err, Error::UniqueViolation { ref constraint, .. } if constraint == "customers_email_key"),
         "{err}"
@@ -479,7 +535,11 @@ async fn a_multi_statement_insert_is_atomic_on_db_and_inside_a_transaction() {
     // Inside a transaction: a savepoint undoes only the insert.
     let tx = db.begin().await.unwrap();
     customer("kept", "kept@x").insert(&tx).await.unwrap();
-    let err = Customer::insert_many(&tx, &bad).await.unwrap_err();
+    let err = Customer::insert_rows(&bad)
+        .values_only()
+        .exec(&tx)
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::UniqueViolation { .. }), "{err}");
     assert_eq!(
         count_rows(&tx, "customers").await,
@@ -490,8 +550,82 @@ async fn a_multi_statement_insert_is_atomic_on_db_and_inside_a_transaction() {
     assert_eq!(emails(&db).await, ["kept@x"]);
 }
 
+/// A model with an array column cannot send its rows as arrays (`unnest` would
+/// flatten an array of arrays): it takes the `VALUES` path, chunked in a transaction
+/// past the parameter limit, and stays atomic.
+#[tokio::test]
+async fn an_insert_with_an_array_column_falls_back_and_stays_atomic() {
+    #[derive(Model, Debug, Clone, PartialEq)]
+    #[orm(table = "labelled")]
+    pub struct Labelled {
+        #[orm(primary_key, auto)]
+        pub id: i64,
+        #[orm(unique)]
+        pub email: String,
+        pub labels: Vec<String>,
+        pub scores: Option<Vec<i32>>,
+    }
+    let labelled = |i: usize| Labelled {
+        id: 0,
+        email: format!("l{i}@x"),
+        labels: (0..i % 4).map(|k| format!("label {k}")).collect(),
+        scores: (!i.is_multiple_of(3)).then(|| vec![i as i32, -1, 0]),
+    };
+    let db = common::test_db("tx_array_fallback").await;
+    matrx_orm::ddl::create_tables(&*db, &[Labelled::META])
+        .await
+        .unwrap();
+    // 3 written columns: 21,845 rows per statement, so 30,000 rows take two.
+    let rows: Vec<Labelled> = (0..30_000).map(labelled).collect();
+    let (stored, n) = count_queries(&db, Labelled::insert_many(&*db, &rows)).await;
+    let stored = stored.unwrap();
+    assert_eq!(n, 4, "BEGIN, two INSERTs, COMMIT");
+    assert!(stored.iter().all(|r| r.id > 0));
+    let without_ids: Vec<Labelled> = stored
+        .iter()
+        .map(|r| Labelled { id: 0, ..r.clone() })
+        .collect();
+    assert_eq!(without_ids, rows, "arrays round-trip, in input order");
+    assert_eq!(
+        Labelled::query()
+            .order_by(Labelled::ID.asc())
+            .all(&*db)
+            .await
+            .unwrap(),
+        stored
+    );
+    Labelled::query().delete(&*db).await.unwrap();
+
+    // The last row conflicts, in the second statement: nothing stays.
+    let mut bad = rows.clone();
+    bad[29_999].email = bad[0].email.clone();
+    let err = Labelled::insert_many(&*db, &bad).await.unwrap_err();
+    assert!(matches!(err, Error::UniqueViolation { .. }), "{err}");
+    assert_eq!(count_rows(&*db, "labelled").await, 0);
+    // A NUL byte inside an array element, in the second statement: nothing stays.
+    let mut nul = rows.clone();
+    nul[29_999].labels = vec!["ok".into(), "b\0d".into()];
+    let err = Labelled::insert_many(&*db, &nul).await.unwrap_err();
+    assert!(matches!(err, Error::InvalidInput(_)), "{err}");
+    assert_eq!(count_rows(&*db, "labelled").await, 0);
+
+    // Inside a transaction: a savepoint undoes only the insert.
+    let tx = db.begin().await.unwrap();
+    labelled(99_999).insert(&tx).await.unwrap();
+    let err = Labelled::insert_many(&tx, &bad).await.unwrap_err();
+    assert!(matches!(err, Error::UniqueViolation { .. }), "{err}");
+    assert_eq!(
+        count_rows(&tx, "labelled").await,
+        1,
+        "the transaction goes on"
+    );
+    tx.commit().await.unwrap();
+    assert_eq!(count_rows(&*db, "labelled").await, 1);
+}
+
 /// Statements on one transaction may run concurrently (they are pipelined), so two
-/// multi-statement inserts issued together on it must each stay atomic and succeed.
+/// multi-statement inserts (`VALUES` lists past the parameter limit) issued together
+/// on it must each stay atomic and succeed.
 #[tokio::test]
 async fn concurrent_multi_statement_inserts_on_one_transaction() {
     let db = shop_db("tx_concurrent_atomic").await;
@@ -500,10 +634,11 @@ async fn concurrent_multi_statement_inserts_on_one_transaction() {
         .map(|i| customer(&format!("d{i}"), &format!("d{i}@example.com")))
         .collect();
     let tx = db.begin().await.unwrap();
-    let (a, b) = futures_util::join!(
-        Customer::insert_many(&tx, &first),
-        Customer::insert_many(&tx, &second)
+    let (first, second) = (
+        Customer::insert_rows(&first).values_only(),
+        Customer::insert_rows(&second).values_only(),
     );
+    let (a, b) = futures_util::join!(first.exec(&tx), second.exec(&tx));
     let (a, b) = (a.map(|r| r.len()), b.map(|r| r.len()));
     assert!(matches!((&a, &b), (Ok(20_000), Ok(20_000))), "{a:?} {b:?}");
     assert_eq!(count_rows(&tx, "customers").await, 40_000);
@@ -521,10 +656,11 @@ async fn a_failed_concurrent_insert_undoes_only_its_own_rows() {
         .collect();
     bad[19_999].email = bad[0].email.clone();
     let tx = db.begin().await.unwrap();
-    let (a, b) = futures_util::join!(
-        Customer::insert_many(&tx, &good),
-        Customer::insert_many(&tx, &bad)
+    let (good, bad) = (
+        Customer::insert_rows(&good).values_only(),
+        Customer::insert_rows(&bad).values_only(),
     );
+    let (a, b) = futures_util::join!(good.exec(&tx), bad.exec(&tx));
     assert!(
         matches!(b, Err(Error::UniqueViolation { .. })),
         "{:?}",

@@ -229,6 +229,178 @@ async fn every_type_round_trips_through_insert_get_query_and_raw() {
     assert_eq!(AllTypes::get(&*db, &2).await.unwrap(), typical(2));
 }
 
+/// Every column type but the arrays: these models insert many rows as one statement,
+/// one array per column.
+#[derive(Model, Debug, Clone, PartialEq)]
+#[orm(table = "scalar_types")]
+pub struct Scalars {
+    #[orm(primary_key, auto)]
+    pub id: i64,
+    pub small: i16,
+    pub int: i32,
+    pub big: i64,
+    pub real: f32,
+    pub double: f64,
+    pub dec: Decimal,
+    pub flag: bool,
+    pub text: String,
+    pub uid: Uuid,
+    pub at: DateTime<Utc>,
+    pub local: NaiveDateTime,
+    pub day: NaiveDate,
+    pub time: NaiveTime,
+    pub doc: serde_json::Value,
+    pub bytes: Vec<u8>,
+    pub o_small: Option<i16>,
+    pub o_int: Option<i32>,
+    pub o_big: Option<i64>,
+    pub o_real: Option<f32>,
+    pub o_double: Option<f64>,
+    pub o_dec: Option<Decimal>,
+    pub o_flag: Option<bool>,
+    pub o_text: Option<String>,
+    pub o_uid: Option<Uuid>,
+    pub o_at: Option<DateTime<Utc>>,
+    pub o_local: Option<NaiveDateTime>,
+    pub o_day: Option<NaiveDate>,
+    pub o_time: Option<NaiveTime>,
+    pub o_doc: Option<serde_json::Value>,
+    pub o_bytes: Option<Vec<u8>>,
+}
+
+fn scalars(all: AllTypes) -> Scalars {
+    Scalars {
+        id: 0,
+        small: all.small,
+        int: all.int,
+        big: all.big,
+        real: all.real,
+        double: all.double,
+        dec: all.dec,
+        flag: all.flag,
+        text: all.text,
+        uid: all.uid,
+        at: all.at,
+        local: all.local,
+        day: all.day,
+        time: all.time,
+        doc: all.doc,
+        bytes: all.bytes,
+        o_small: all.o_small,
+        o_int: all.o_int,
+        o_big: all.o_big,
+        o_real: all.o_real,
+        o_double: all.o_double,
+        o_dec: all.o_dec,
+        o_flag: all.o_flag,
+        o_text: all.o_text,
+        o_uid: all.o_uid,
+        o_at: all.o_at,
+        o_local: all.o_local,
+        o_day: all.o_day,
+        o_time: all.o_time,
+        o_doc: all.o_doc,
+        o_bytes: all.o_bytes,
+    }
+}
+
+/// Row `i` of a many-row insert: typical, extreme (every Option NULL) or awkward
+/// values in turn, each made distinct by `i`.
+fn varied(i: usize) -> AllTypes {
+    let mut row = match i % 3 {
+        0 => typical(i as i32),
+        1 => extreme(i as i32),
+        _ => {
+            let mut r = typical(i as i32);
+            r.o_double = Some(-0.0);
+            r.dec = "-79228162514264337593543950335".parse().unwrap();
+            r.o_dec = Some("0.0000000000000000000000000001".parse().unwrap());
+            r.doc = json!(null);
+            r.o_doc = Some(json!(null)); // JSON null, not SQL NULL
+            r.text = "NULL".into();
+            r.o_text = Some(String::new());
+            r.bytes = (0..=255).collect();
+            r.o_bytes = Some(Vec::new());
+            r.at = Utc.timestamp_opt(0, 1_000).unwrap();
+            r.time = NaiveTime::MIN;
+            r.o_flag = None;
+            r
+        }
+    };
+    row.big = row.big.wrapping_add(i as i64);
+    row.text.push_str(&format!("{i} é \"{{,}}\" \\"));
+    row.uid = Uuid::from_u128(i as u128);
+    row
+}
+
+#[tokio::test]
+async fn every_scalar_type_round_trips_through_a_one_statement_insert() {
+    let db = common::test_db("types_unnest").await;
+    matrx_orm::ddl::create_tables(&*db, &[Scalars::META, AllTypes::META])
+        .await
+        .unwrap();
+    // 31 written columns x 3,000 rows = 93,000 values: past the parameter limit.
+    let rows: Vec<Scalars> = (0..3_000).map(|i| scalars(varied(i))).collect();
+    let (stored, n) = common::count_queries(&db, Scalars::insert_many(&*db, &rows)).await;
+    let stored = stored.unwrap();
+    assert_eq!(n, 1, "one statement");
+    let without_ids: Vec<Scalars> = stored
+        .iter()
+        .map(|r| Scalars { id: 0, ..r.clone() })
+        .collect();
+    assert_eq!(
+        without_ids, rows,
+        "RETURNING gives what was written, in order"
+    );
+    assert!(stored.windows(2).all(|w| w[0].id < w[1].id));
+    let read = Scalars::query()
+        .order_by(Scalars::ID.asc())
+        .all(&*db)
+        .await
+        .unwrap();
+    assert_eq!(read, stored);
+    assert!(
+        stored[2].o_double.unwrap().is_sign_negative(),
+        "-0.0 keeps its sign"
+    );
+    assert_eq!(stored[2].dec.to_string(), "-79228162514264337593543950335");
+    let sql_nulls: Vec<(Option<bool>, Option<bool>)> = db
+        .query_sql(
+            "SELECT o_doc IS NULL, o_flag IS NULL FROM scalar_types ORDER BY id LIMIT 3",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        sql_nulls,
+        [
+            (Some(false), Some(false)),
+            (Some(true), Some(true)),
+            (Some(false), Some(true))
+        ],
+        "None is SQL NULL; JSON null is not"
+    );
+
+    // NaN does not equal itself: its own small insert.
+    let mut nan = scalars(typical(0));
+    nan.real = f32::NAN;
+    nan.o_double = Some(f64::NAN);
+    let stored = Scalars::insert_many(&*db, &vec![nan; 10]).await.unwrap();
+    assert!(stored
+        .iter()
+        .all(|r| r.real.is_nan() && r.o_double.unwrap().is_nan()));
+
+    // With the array columns the rows go as VALUES lists, in chunks (35 written
+    // columns: 1,872 rows per statement), and round-trip the same.
+    let all: Vec<AllTypes> = (0..3_000).map(varied).collect();
+    let (stored, n) = common::count_queries(&db, AllTypes::insert_many(&*db, &all)).await;
+    assert_eq!(stored.unwrap(), all);
+    assert_eq!(n, 4, "BEGIN, two INSERTs, COMMIT");
+}
+
 #[tokio::test]
 async fn values_that_are_easy_to_get_wrong() {
     let db = typed_db("types_edges").await;

@@ -85,7 +85,8 @@ pub trait ModelExt: Model {
         }
     }
 
-    /// Inserts many instances in one statement; returns them as stored, in order.
+    /// Inserts many instances in one statement, whatever their number (see
+    /// [`InsertRows::exec`]); returns them as stored, in order.
     fn insert_many<E: Executor>(
         ex: &E,
         rows: &[Self],
