@@ -22,6 +22,7 @@ pub mod handwritten;
 pub mod orm;
 pub mod registry;
 pub mod runner;
+pub mod setup;
 pub mod strategy;
 pub mod sysinfo;
 pub mod workload;

@@ -24,7 +24,6 @@ use matrx_orm::{
     Slot,
 };
 use matrx_orm_bench::checksum::Checksums;
-use matrx_orm_bench::dataset::ensure_dataset;
 use matrx_orm_bench::error::{BenchError, Result};
 use matrx_orm_bench::orm::graph::{Orders, Products};
 use matrx_orm_bench::orm::joined::{orders_query, products_query, Mode};
@@ -119,23 +118,7 @@ fn run(which: Which, rounds: usize) -> Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let url = matrx_orm_bench::db::database_url().await?;
-        let scale = Scale::Full;
-        let ctx = BenchContext {
-            database_url: url.clone(),
-            schema: scale.schema().to_owned(),
-            params: scale.workload_params(),
-        };
-        let mut admin = matrx_orm_bench::db::connect(&url).await?;
-        ensure_dataset(
-            &mut admin,
-            &ctx.schema,
-            scale.dataset_size(),
-            &ctx.params,
-            None,
-        )
-        .await?;
-        drop(admin);
+        let ctx = matrx_orm_bench::setup::prepared(Scale::Full).await?;
         match which {
             Which::Report => report(&ctx, rounds).await,
             Which::Sweep => sweep(&ctx, rounds).await,

@@ -18,10 +18,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use matrx_orm::{Db, Model, ModelExt, Relation, RelationAggregates};
-use matrx_orm_bench::dataset::ensure_dataset;
 use matrx_orm_bench::error::{BenchError, Result};
 use matrx_orm_bench::orm::models::{Customer, Order, OrderItem, Tag};
-use matrx_orm_bench::strategy::BenchContext;
 use matrx_orm_bench::workload::Scale;
 use tokio_postgres::Client;
 
@@ -100,25 +98,9 @@ fn mismatch(what: &str) -> BenchError {
 }
 
 async fn run(rounds: usize) -> Result<()> {
-    let url = matrx_orm_bench::db::database_url().await?;
-    let scale = Scale::Full;
-    let ctx = BenchContext {
-        database_url: url.clone(),
-        schema: scale.schema().to_owned(),
-        params: scale.workload_params(),
-    };
-    let mut admin = matrx_orm_bench::db::connect(&url).await?;
-    ensure_dataset(
-        &mut admin,
-        &ctx.schema,
-        scale.dataset_size(),
-        &ctx.params,
-        None,
-    )
-    .await?;
-    drop(admin);
+    let ctx = matrx_orm_bench::setup::prepared(Scale::Full).await?;
     let db = matrx_orm_bench::orm::connect(&ctx, 4).await?;
-    let client = matrx_orm_bench::db::connect(&url).await?;
+    let client = matrx_orm_bench::db::connect(&ctx.database_url).await?;
     client
         .batch_execute(&format!("SET search_path = {}", ctx.schema))
         .await?;
