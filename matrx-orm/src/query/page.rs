@@ -29,7 +29,6 @@ use crate::base::sql::{SqlBuf, ROOT};
 use crate::base::value::{as_sql_refs, Param};
 use crate::executor::Executor;
 use crate::query::select::{primary_key_order, Select};
-use crate::relation::joined;
 use crate::schema::column::OrderBy;
 use crate::schema::model::Model;
 
@@ -482,10 +481,7 @@ impl<M: Model> Select<M> {
                 M::META.name
             )));
         }
-        if !self.select_related.is_empty()
-            || !self.balanced.is_empty()
-            || joined::has_choice(&self.prefetch)
-        {
+        if self.has_joined_trees() {
             return Err(Error::InvalidInput(format!(
                 "keyset pages of {} load relations with prefetch, not joined trees",
                 M::META.name
@@ -539,12 +535,8 @@ impl<M: Model> Select<M> {
             .iter()
             .map(|row| M::decode(row, 0))
             .collect::<Result<Vec<M>>>()?;
-        if !self.prefetch.is_empty() {
-            let parents: Vec<&M> = items.iter().collect();
-            let loaded = self.prefetch.load(ex, &parents).await;
-            self.prefetch.settle_cache(ex);
-            loaded?;
-        }
+        let parents: Vec<&M> = items.iter().collect();
+        self.load_prefetch(ex, &parents).await?;
         Ok(KeysetPage { items, next })
     }
 

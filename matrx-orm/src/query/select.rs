@@ -269,12 +269,7 @@ impl<M: Model> Select<M> {
 
     /// Loads the query's prefetch trees on `parents` (one query per edge).
     pub(crate) async fn load_prefetch<E: Executor>(&self, ex: &E, parents: &[&M]) -> Result<()> {
-        if self.prefetch.is_empty() {
-            return Ok(());
-        }
-        let loaded = self.prefetch.load(ex, parents).await;
-        self.prefetch.settle_cache(ex);
-        loaded
+        self.prefetch.load_settled(ex, parents).await
     }
 
     /// The query limited to its first row, ordered by primary key when unordered.

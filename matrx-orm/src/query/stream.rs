@@ -12,7 +12,6 @@ use crate::base::error::{Error, Result};
 use crate::base::value::as_sql_refs;
 use crate::executor::{StreamExecutor, DEFAULT_STREAM_BATCH};
 use crate::query::select::Select;
-use crate::relation::joined;
 use crate::schema::model::Model;
 
 impl<M: Model> Select<M> {
@@ -118,12 +117,8 @@ impl<M: Model> Select<M> {
             .map_ok(move |chunk| {
                 let prefetch = prefetch.clone();
                 async move {
-                    if !prefetch.is_empty() {
-                        let parents: Vec<&M> = chunk.iter().collect();
-                        let loaded = prefetch.load(ex, &parents).await;
-                        prefetch.settle_cache(ex);
-                        loaded?;
-                    }
+                    let parents: Vec<&M> = chunk.iter().collect();
+                    prefetch.load_settled(ex, &parents).await?;
                     Ok(chunk)
                 }
             })
@@ -135,10 +130,7 @@ impl<M: Model> Select<M> {
 
     /// Refuses what a stream cannot do: joined trees, and (row by row) prefetch edges.
     fn stream_check(&self, chunks: bool) -> Result<()> {
-        if !self.select_related.is_empty()
-            || !self.balanced.is_empty()
-            || joined::has_choice(&self.prefetch)
-        {
+        if self.has_joined_trees() {
             return Err(Error::InvalidInput(format!(
                 "a stream of {} cannot join relations (select_related / balanced / a \
                  joined edge); load them per chunk with prefetch and stream_chunks",

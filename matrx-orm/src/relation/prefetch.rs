@@ -180,6 +180,17 @@ impl<S: Model> Prefetch<S> {
         }
     }
 
+    /// [`load`](Self::load), then [`settle_cache`](Self::settle_cache) whatever the
+    /// outcome: how every caller loads a tree on parents it has already read.
+    pub(crate) async fn load_settled(&self, ex: &dyn DynExecutor, parents: &[&S]) -> Result<()> {
+        if self.is_empty() {
+            return Ok(());
+        }
+        let loaded = self.load(ex, parents).await;
+        self.settle_cache(ex);
+        loaded
+    }
+
     /// Loads every tree on `parents`: one query per edge, sibling edges concurrently.
     pub(crate) async fn load(&self, ex: &dyn DynExecutor, parents: &[&S]) -> Result<()> {
         self.validate()?;
@@ -622,8 +633,5 @@ where
     I: IntoIterator<Item = &'p S>,
 {
     let parents: Vec<&S> = parents.into_iter().collect();
-    let tree = tree.into_prefetch();
-    let result = tree.load(ex, &parents).await;
-    tree.settle_cache(ex);
-    result
+    tree.into_prefetch().load_settled(ex, &parents).await
 }
