@@ -6,63 +6,12 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{test_db, TestDb};
+use common::small_shop::*;
 use matrx_orm::executor::Scope;
 use matrx_orm::prelude::*;
 use tokio::sync::Notify;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
-
-#[derive(Model, Debug, Clone)]
-#[orm(table = "customers")]
-pub struct Customer {
-    #[orm(primary_key)]
-    pub id: i64,
-    pub name: String,
-    #[orm(has_many(foreign_key = "customer_id"))]
-    pub orders: Many<Order>,
-}
-
-#[derive(Model, Debug, Clone)]
-#[orm(table = "orders")]
-pub struct Order {
-    #[orm(primary_key)]
-    pub id: i64,
-    pub customer_id: i64,
-    pub status: String,
-    #[orm(belongs_to(key = "customer_id"))]
-    pub customer: One<Customer>,
-}
-
-/// No relation leads to a tag, and a tag leads nowhere.
-#[derive(Model, Debug, Clone)]
-#[orm(table = "tags")]
-pub struct Tag {
-    #[orm(primary_key)]
-    pub id: i64,
-    pub name: String,
-}
-
-/// Customers Ann (orders 1, 2) and Bob (order 3); tags gift and rush.
-async fn fixture(prefix: &str) -> (TestDb, Db) {
-    let tdb = test_db(prefix).await;
-    matrx_orm::ddl::create_tables(&*tdb, &[Customer::META, Order::META, Tag::META])
-        .await
-        .unwrap();
-    tdb.batch_execute(
-        "INSERT INTO customers VALUES (1, 'Ann'), (2, 'Bob');
-         INSERT INTO orders VALUES (1, 1, 'paid'), (2, 1, 'new'), (3, 2, 'paid');
-         INSERT INTO tags VALUES (1, 'gift'), (2, 'rush');",
-    )
-    .await
-    .unwrap();
-    let db = Db::builder(tdb.schema.url())
-        .search_path(tdb.schema.name())
-        .connect()
-        .await
-        .unwrap();
-    (tdb, db)
-}
 
 /// A fresh instance of order `id`, its relations not loaded.
 async fn order(s: &Session, id: i64) -> Order {
@@ -123,7 +72,7 @@ impl Executor for Gated<'_> {
 
 #[tokio::test]
 async fn a_load_that_raced_a_write_does_not_store_its_older_rows() {
-    let (_t, db) = fixture("sc_race").await;
+    let (_t, db) = fixture("sc_race", false).await;
     let s = db.session();
     let first = order(&s, 1).await;
     let gated = Gated {
@@ -164,7 +113,7 @@ async fn a_load_that_raced_a_write_does_not_store_its_older_rows() {
 
 #[tokio::test]
 async fn a_joined_to_one_load_answers_later_lazy_loads() {
-    let (_t, db) = fixture("sc_joined_one").await;
+    let (_t, db) = fixture("sc_joined_one", false).await;
     for balanced in [false, true] {
         let s = db.session();
         let query = Order::query().order_by(Order::ID.asc()).limit(10);
@@ -191,7 +140,7 @@ async fn a_joined_to_one_load_answers_later_lazy_loads() {
 
 #[tokio::test]
 async fn a_joined_to_many_load_answers_later_lazy_loads_empty_lists_included() {
-    let (_t, db) = fixture("sc_joined_many").await;
+    let (_t, db) = fixture("sc_joined_many", false).await;
     let s = db.session();
     Customer {
         id: 3,
@@ -222,7 +171,7 @@ async fn a_joined_to_many_load_answers_later_lazy_loads_empty_lists_included() {
 
 #[tokio::test]
 async fn a_batched_edge_with_joined_children_records_its_entries() {
-    let (_t, db) = fixture("sc_batched_joined").await;
+    let (_t, db) = fixture("sc_batched_joined", false).await;
     let s = db.session();
     let customers = Customer::query()
         .select_related(Customer::ORDERS.with(Order::CUSTOMER.joined()).batched())
@@ -246,7 +195,7 @@ async fn a_batched_edge_with_joined_children_records_its_entries() {
 
 #[tokio::test]
 async fn a_write_keeps_what_it_cannot_reach_and_evicts_what_it_can() {
-    let (_t, db) = fixture("sc_targeted").await;
+    let (_t, db) = fixture("sc_targeted", false).await;
     let s = db.session();
     Order::query()
         .prefetch(Order::CUSTOMER.with(Customer::ORDERS))
@@ -286,7 +235,7 @@ async fn a_write_keeps_what_it_cannot_reach_and_evicts_what_it_can() {
 
 #[tokio::test]
 async fn entries_a_write_evicted_are_loaded_again_and_held() {
-    let (_t, db) = fixture("sc_reload").await;
+    let (_t, db) = fixture("sc_reload", false).await;
     let s = db.session();
     Order::query()
         .prefetch(Order::CUSTOMER)

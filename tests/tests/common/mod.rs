@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod shop;
+pub mod small_shop;
 
 use std::ops::Deref;
 
