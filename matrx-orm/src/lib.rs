@@ -29,6 +29,7 @@ pub use base::key::{Key, KeyField, KeyPart};
 pub use base::meta::{ColumnMeta, ModelMeta, RelationKind, RelationMeta, Through};
 pub use base::value::{Param, SqlType};
 pub use db::pool::{Db, DbBuilder, PoolStatus};
+pub use db::replica::ReplicaStatus;
 pub use db::session::Session;
 pub use db::transaction::Transaction;
 pub use executor::{Executor, QueryCounter, StreamExecutor};

@@ -4,5 +4,6 @@
 //! [`Scope`](crate::executor::Scope) every statement reports to.
 
 pub(crate) mod pool;
+pub(crate) mod replica;
 pub(crate) mod session;
 pub(crate) mod transaction;

@@ -11,6 +11,7 @@ use tokio_postgres::{NoTls, Row};
 use crate::base::error::{Error, Result};
 use crate::cache::shared::SharedCache;
 use crate::cache::{CachePolicy, CacheStats, Clock, SystemClock};
+use crate::db::replica::{ReplicaStatus, Replicas};
 use crate::db::transaction::{transaction_scope, Transaction};
 use crate::executor::{Executor, RowStream, Scope, StreamExecutor};
 use crate::schema::model::Model;
@@ -43,6 +44,9 @@ pub struct DbBuilder {
     cache_policies: Vec<(TypeId, CachePolicy)>,
     cache_capacity: usize,
     cache_clock: Option<Arc<dyn Clock>>,
+    replicas: Vec<String>,
+    replica_max_lag: Duration,
+    replica_recheck: Duration,
 }
 
 impl DbBuilder {
@@ -121,10 +125,97 @@ impl DbBuilder {
         self
     }
 
+    /// Adds a read replica (a streaming standby of the primary): reads outside
+    /// transactions go to the first usable replica in the order they were added,
+    /// writes and transactions to the primary; a [`Session`](crate::Session) that
+    /// wrote reads from the primary from then on. A replica that cannot be reached,
+    /// does not stream from its primary, or lags past
+    /// [`replica_max_lag`](Self::replica_max_lag) is skipped. It gets its own pool
+    /// with the same settings.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> matrx_orm::Result<()> {
+    /// use std::time::Duration;
+    /// let db = matrx_orm::Db::builder("postgres://app@primary:5432/shop")
+    ///     .replica("postgres://app@replica-a:5432/shop")
+    ///     .replica("postgres://app@replica-b:5432/shop")
+    ///     .replica_max_lag(Duration::from_secs(2))
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn replica(mut self, url: impl Into<String>) -> Self {
+        self.replicas.push(url.into());
+        self
+    }
+
+    /// The largest replay lag a replica may have and still serve reads (default:
+    /// 5 s). Zero reads only from replicas that replayed everything they received.
+    pub fn replica_max_lag(mut self, lag: Duration) -> Self {
+        self.replica_max_lag = lag;
+        self
+    }
+
+    /// How often a replica's health and lag are checked, at most (default: 1 s);
+    /// between checks the last verdict holds, except that a broken connection
+    /// takes a replica out at once.
+    pub fn replica_recheck(mut self, every: Duration) -> Self {
+        self.replica_recheck = every;
+        self
+    }
+
     /// Builds the pool and opens one connection to check the server answers.
     pub async fn connect(self) -> Result<Db> {
-        let mut pg: tokio_postgres::Config = self
-            .url
+        let pool = self.build_pool(&self.url)?;
+        let replicas = if self.replicas.is_empty() {
+            None
+        } else {
+            let mut members = Vec::with_capacity(self.replicas.len());
+            for url in &self.replicas {
+                members.push((replica_name(url), self.build_pool(url)?));
+            }
+            Some(Replicas::new(
+                members,
+                self.replica_max_lag,
+                self.replica_recheck,
+            ))
+        };
+        let shared = (!self.cache_policies.is_empty()).then(|| {
+            let clock = self
+                .cache_clock
+                .clone()
+                .unwrap_or_else(|| Arc::new(SystemClock::default()));
+            Arc::new(SharedCache::new(
+                clock,
+                self.cache_capacity,
+                &self.cache_policies,
+            ))
+        });
+        let db = Db {
+            inner: Arc::new(DbInner {
+                pool,
+                replicas,
+                scope: Scope {
+                    counters: Counters::default(),
+                    strict: self.strict,
+                    loaders: None,
+                    cache: None,
+                    outer_cache: None,
+                    shared,
+                    in_transaction: false,
+                    after_commit: None,
+                },
+                pool_wait: self.pool_wait,
+                connect_timeout: self.connect_timeout,
+            }),
+        };
+        drop(db.conn().await?);
+        Ok(db)
+    }
+
+    /// A pool of connections to `url` with this builder's settings.
+    fn build_pool(&self, url: &str) -> Result<Pool> {
+        let mut pg: tokio_postgres::Config = url
             .parse()
             .map_err(|e| Error::InvalidInput(format!("invalid database URL: {e}")))?;
         if pg.get_hosts().is_empty() {
@@ -149,7 +240,7 @@ impl DbBuilder {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
-        let pool = Pool::builder(manager)
+        Pool::builder(manager)
             .max_size(self.pool_size)
             // Reuse the most recently used connection: its prepared statements are
             // cached and warm, and idle connections stay idle.
@@ -159,37 +250,25 @@ impl DbBuilder {
             .create_timeout(Some(self.connect_timeout))
             .recycle_timeout(Some(self.connect_timeout))
             .build()
-            .map_err(|e| Error::InvalidInput(format!("invalid pool configuration: {e}")))?;
-        let shared = (!self.cache_policies.is_empty()).then(|| {
-            let clock = self
-                .cache_clock
-                .clone()
-                .unwrap_or_else(|| Arc::new(SystemClock::default()));
-            Arc::new(SharedCache::new(
-                clock,
-                self.cache_capacity,
-                &self.cache_policies,
-            ))
-        });
-        let db = Db {
-            inner: Arc::new(DbInner {
-                pool,
-                scope: Scope {
-                    counters: Counters::default(),
-                    strict: self.strict,
-                    loaders: None,
-                    cache: None,
-                    outer_cache: None,
-                    shared,
-                    in_transaction: false,
-                    after_commit: None,
-                },
-                pool_wait: self.pool_wait,
-                connect_timeout: self.connect_timeout,
-            }),
-        };
-        drop(db.conn().await?);
-        Ok(db)
+            .map_err(|e| Error::InvalidInput(format!("invalid pool configuration: {e}")))
+    }
+}
+
+/// `host:port` of a URL, for logs and [`ReplicaStatus`] (the URL itself may hold a
+/// password).
+fn replica_name(url: &str) -> String {
+    match url.parse::<tokio_postgres::Config>() {
+        Ok(config) => {
+            let host = match config.get_hosts().first() {
+                Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+                #[cfg(unix)]
+                Some(tokio_postgres::config::Host::Unix(path)) => path.display().to_string(),
+                None => String::new(),
+            };
+            let port = config.get_ports().first().copied().unwrap_or(5432);
+            format!("{host}:{port}")
+        }
+        Err(_) => "<invalid url>".to_owned(),
     }
 }
 
@@ -208,6 +287,7 @@ fn escape_option(value: &str) -> String {
 #[derive(Debug)]
 struct DbInner {
     pool: Pool,
+    replicas: Option<Replicas>,
     scope: Scope,
     pool_wait: Duration,
     connect_timeout: Duration,
@@ -245,6 +325,9 @@ impl Db {
             cache_policies: Vec::new(),
             cache_capacity: 10_000,
             cache_clock: None,
+            replicas: Vec::new(),
+            replica_max_lag: Duration::from_secs(5),
+            replica_recheck: Duration::from_secs(1),
         }
     }
 
@@ -256,6 +339,20 @@ impl Db {
     /// Statements run through this pool so far (all sessions and transactions).
     pub fn query_count(&self) -> u64 {
         self.inner.scope.counters.db.get()
+    }
+
+    /// Reads the replicas answered so far (0 without replicas).
+    pub fn replica_reads(&self) -> u64 {
+        self.inner.replicas.as_ref().map_or(0, Replicas::reads)
+    }
+
+    /// Each replica as last checked, in the order they were added.
+    pub fn replica_status(&self) -> Vec<ReplicaStatus> {
+        self.inner
+            .replicas
+            .as_ref()
+            .map(Replicas::status)
+            .unwrap_or_default()
     }
 
     /// The shared-cache counters of model `M` (zeros when it is not cached).
@@ -377,6 +474,48 @@ impl Db {
         result
     }
 
+    /// Runs a read on the first usable replica, else (or when its connection breaks)
+    /// on the primary, reporting to `scope`.
+    pub(crate) async fn pooled_read(
+        &self,
+        scope: &Scope,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>> {
+        if let Some(replicas) = &self.inner.replicas {
+            if let Some((i, conn)) = replicas.pick().await {
+                let result = run_query(&conn, &scope.counters, sql, params).await;
+                if matches!(result, Err(Error::Connection(_))) {
+                    replicas.mark_down(i);
+                    discard_if_broken(conn, &result);
+                } else {
+                    replicas.answered();
+                    return result;
+                }
+            }
+        }
+        self.pooled_query(scope, sql, params).await
+    }
+
+    /// [`pooled_stream`](Self::pooled_stream) on the first usable replica, else on
+    /// the primary.
+    pub(crate) async fn pooled_read_stream(
+        &self,
+        scope: &Scope,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<RowStream<'static>> {
+        if let Some(replicas) = &self.inner.replicas {
+            if let Some((_, conn)) = replicas.pick().await {
+                replicas.answered();
+                return Ok(Box::pin(
+                    stream_pooled(conn, &scope.counters, sql, params).await?,
+                ));
+            }
+        }
+        self.pooled_stream(scope, sql, params).await
+    }
+
     /// Sends a statement on a pooled connection held by the returned stream until it
     /// ends or is dropped, reporting to `scope`.
     pub(crate) async fn pooled_stream(
@@ -408,6 +547,10 @@ impl Executor for Db {
         self.pooled_execute(&self.inner.scope, sql, params).await
     }
 
+    async fn query_read(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        self.pooled_read(&self.inner.scope, sql, params).await
+    }
+
     async fn atomic(&self) -> Result<Transaction<'static>> {
         self.begin_in(&self.inner.scope).await
     }
@@ -424,6 +567,6 @@ impl StreamExecutor for Db {
         params: &[&(dyn ToSql + Sync)],
         _batch: usize,
     ) -> Result<RowStream<'a>> {
-        self.pooled_stream(&self.inner.scope, sql, params).await
+        self.pooled_read_stream(&self.inner.scope, sql, params).await
     }
 }

@@ -79,7 +79,7 @@ impl<M: Model, A: Selection<M>> Annotated<M, A> {
         self.select.validate_prefetch()?;
         let sql = self.to_sql()?;
         let rows = ex
-            .query(&sql.text, &crate::base::value::as_sql_refs(&sql.params))
+            .query_read(&sql.text, &crate::base::value::as_sql_refs(&sql.params))
             .await?;
         let width = M::META.columns.len();
         let mut out = Vec::with_capacity(rows.len());

@@ -199,7 +199,7 @@ impl<M: Model, S: Selection<M>> Values<M, S> {
     /// Runs the query: every row's selection, in the query's order.
     pub async fn all<E: Executor>(&self, ex: &E) -> Result<Vec<S::Output>> {
         let sql = self.to_sql()?;
-        let rows = ex.query(&sql.text, &as_sql_refs(&sql.params)).await?;
+        let rows = ex.query_read(&sql.text, &as_sql_refs(&sql.params)).await?;
         rows.iter()
             .map(|row| self.selection.decode(row, 0).map(|(value, _)| value))
             .collect()
