@@ -30,6 +30,7 @@ pub use base::value::{Param, SqlType};
 pub use db::pool::{Db, DbBuilder, PoolStatus};
 pub use db::session::Session;
 pub use db::transaction::Transaction;
+pub use db::url::SslMode;
 pub use executor::{Executor, QueryCounter, StreamExecutor};
 pub use query::annotate::{Annotated, Annotation};
 pub use query::m2m::{SetOutcome, TargetKey};
@@ -50,6 +51,7 @@ pub use schema::filter::Filter;
 pub use schema::model::{Model, Relation, RelationVisitor};
 pub use schema::related::Related;
 pub use schema::slot::{Many, One, Slot};
+pub use statement::mode::StatementMode;
 
 pub use matrx_orm_derive::Model;
 

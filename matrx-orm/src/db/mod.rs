@@ -5,4 +5,6 @@
 
 pub(crate) mod pool;
 pub(crate) mod session;
+pub(crate) mod tls;
 pub(crate) mod transaction;
+pub(crate) mod url;
