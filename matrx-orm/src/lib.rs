@@ -32,6 +32,7 @@ pub use db::pool::{Db, DbBuilder, PoolStatus};
 pub use db::replica::ReplicaStatus;
 pub use db::session::Session;
 pub use db::transaction::Transaction;
+pub use db::url::SslMode;
 pub use executor::{Executor, QueryCounter, StreamExecutor};
 pub use query::annotate::Annotated;
 pub use query::m2m::{SetOutcome, TargetKey};
@@ -56,6 +57,7 @@ pub use schema::model::{Model, Relation, RelationVisitor};
 pub use schema::related::Related;
 pub use schema::selection::{Nullable, Selection, Struct};
 pub use schema::slot::{Many, One, Slot};
+pub use statement::mode::StatementMode;
 
 pub use matrx_orm_derive::{FromRow, Model};
 

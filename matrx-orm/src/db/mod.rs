@@ -6,4 +6,6 @@
 pub(crate) mod pool;
 pub(crate) mod replica;
 pub(crate) mod session;
+pub(crate) mod tls;
 pub(crate) mod transaction;
+pub(crate) mod url;

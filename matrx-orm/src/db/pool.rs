@@ -6,20 +6,29 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use postgres_types::ToSql;
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::Row;
 
 use crate::base::error::{Error, Result};
+
 use crate::cache::shared::SharedCache;
 use crate::cache::{CachePolicy, CacheStats, Clock, SystemClock};
 use crate::db::replica::{ReplicaStatus, Replicas};
+use crate::db::tls::RustlsConnect;
 use crate::db::transaction::{transaction_scope, Transaction};
+use crate::db::url::ConnectUrl;
 use crate::executor::{Executor, RowStream, Scope, StreamExecutor};
 use crate::schema::model::Model;
 use crate::statement::counter::Counters;
+use crate::statement::mode::{StatementMode, Statements};
 use crate::statement::run::{discard_if_broken, run_batch, run_execute, run_query};
 use crate::statement::stream::stream_pooled;
 
 /// How to build a [`Db`]. Start with [`Db::builder`].
+///
+/// The URL is libpq's (`postgres://user@host:port/db?...`), plus `sslmode`
+/// (`disable`, `prefer`, `require`, `verify-ca`, `verify-full`; see [`SslMode`](crate::SslMode)),
+/// `sslrootcert` (a PEM file of trusted CAs) and `statement_mode` (`prepared` or
+/// `unnamed`; see [`StatementMode`]).
 ///
 /// ```no_run
 /// # async fn demo() -> matrx_orm::Result<()> {
@@ -44,6 +53,7 @@ pub struct DbBuilder {
     cache_policies: Vec<(TypeId, CachePolicy)>,
     cache_capacity: usize,
     cache_clock: Option<Arc<dyn Clock>>,
+    statement_mode: Option<StatementMode>,
     replicas: Vec<String>,
     replica_max_lag: Duration,
     replica_recheck: Duration,
@@ -125,13 +135,35 @@ impl DbBuilder {
         self
     }
 
+    /// How statements are sent (default: the URL's `statement_mode`, else
+    /// [`StatementMode::Prepared`]). Behind a transaction pooler (PgBouncer
+    /// `pool_mode = transaction`) choose [`StatementMode::Unnamed`]; it refuses the
+    /// session state [`search_path`](Self::search_path) and
+    /// [`statement_timeout`](Self::statement_timeout) with [`Error::Unsupported`].
+    ///
+    /// ```no_run
+    /// # async fn demo() -> matrx_orm::Result<()> {
+    /// use matrx_orm::StatementMode;
+    /// // PgBouncer in transaction mode on port 6432:
+    /// let db = matrx_orm::Db::builder("postgres://app@127.0.0.1:6432/shop")
+    ///     .statement_mode(StatementMode::Unnamed)
+    ///     .connect()
+    ///     .await?;
+    /// // or: Db::connect("postgres://app@127.0.0.1:6432/shop?statement_mode=unnamed")
+    /// # Ok(()) }
+    /// ```
+    pub fn statement_mode(mut self, mode: StatementMode) -> Self {
+        self.statement_mode = Some(mode);
+        self
+    }
+
     /// Adds a read replica (a streaming standby of the primary): reads outside
     /// transactions go to the first usable replica in the order they were added,
     /// writes and transactions to the primary; a [`Session`](crate::Session) that
     /// wrote reads from the primary from then on. A replica that cannot be reached,
     /// does not stream from its primary, or lags past
     /// [`replica_max_lag`](Self::replica_max_lag) is skipped. It gets its own pool
-    /// with the same settings.
+    /// with the same settings (its URL may set its own `sslmode`).
     ///
     /// ```no_run
     /// # async fn demo() -> matrx_orm::Result<()> {
@@ -164,8 +196,31 @@ impl DbBuilder {
         self
     }
 
+    /// The statement mode, refusing the session state it cannot keep.
+    fn checked_statement_mode(&self, url: &ConnectUrl) -> Result<StatementMode> {
+        let mode = self
+            .statement_mode
+            .or(url.statement_mode)
+            .unwrap_or_default();
+        if mode == StatementMode::Unnamed {
+            let refused = [
+                self.search_path.as_ref().map(|_| "search_path"),
+                self.statement_timeout.map(|_| "statement_timeout"),
+            ];
+            if let Some(setting) = refused.into_iter().flatten().next() {
+                return Err(Error::Unsupported(format!(
+                    "{setting} is session state, which a transaction pooler does not keep \
+                     (StatementMode::Unnamed): set it on the role or database \
+                     (ALTER ROLE .. SET {setting} = ..) or in the pooler"
+                )));
+            }
+        }
+        Ok(mode)
+    }
+
     /// Builds the pool and opens one connection to check the server answers.
     pub async fn connect(self) -> Result<Db> {
+        let mode = self.checked_statement_mode(&ConnectUrl::parse(&self.url)?)?;
         let pool = self.build_pool(&self.url)?;
         let replicas = if self.replicas.is_empty() {
             None
@@ -197,6 +252,7 @@ impl DbBuilder {
                 replicas,
                 scope: Scope {
                     counters: Counters::default(),
+                    statements: Arc::new(Statements::new(mode)),
                     strict: self.strict,
                     loaders: None,
                     cache: None,
@@ -215,7 +271,9 @@ impl DbBuilder {
 
     /// A pool of connections to `url` with this builder's settings.
     fn build_pool(&self, url: &str) -> Result<Pool> {
+        let url = ConnectUrl::parse(url)?;
         let mut pg: tokio_postgres::Config = url
+            .driver
             .parse()
             .map_err(|e| Error::InvalidInput(format!("invalid database URL: {e}")))?;
         if pg.get_hosts().is_empty() {
@@ -232,10 +290,16 @@ impl DbBuilder {
             options.push_str(" -c search_path=");
             options.push_str(&escape_option(&crate::base::sql::quote_ident(path)));
         }
-        pg.options(options.trim());
+        // Only when there are some: an empty `options` is still sent, and poolers
+        // refuse the parameter.
+        if !options.trim().is_empty() {
+            pg.options(options.trim());
+        }
+        let (tls, ssl_mode) = RustlsConnect::for_url(&url)?;
+        pg.ssl_mode(ssl_mode);
         let manager = Manager::from_config(
             pg,
-            NoTls,
+            tls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -257,8 +321,9 @@ impl DbBuilder {
 /// `host:port` of a URL, for logs and [`ReplicaStatus`] (the URL itself may hold a
 /// password).
 fn replica_name(url: &str) -> String {
-    match url.parse::<tokio_postgres::Config>() {
-        Ok(config) => {
+    let driver = ConnectUrl::parse(url).map(|u| u.driver);
+    match driver.as_deref().map(str::parse::<tokio_postgres::Config>) {
+        Ok(Ok(config)) => {
             let host = match config.get_hosts().first() {
                 Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
                 #[cfg(unix)]
@@ -268,7 +333,7 @@ fn replica_name(url: &str) -> String {
             let port = config.get_ports().first().copied().unwrap_or(5432);
             format!("{host}:{port}")
         }
-        Err(_) => "<invalid url>".to_owned(),
+        _ => "<invalid url>".to_owned(),
     }
 }
 
@@ -325,6 +390,7 @@ impl Db {
             cache_policies: Vec::new(),
             cache_capacity: 10_000,
             cache_clock: None,
+            statement_mode: None,
             replicas: Vec::new(),
             replica_max_lag: Duration::from_secs(5),
             replica_recheck: Duration::from_secs(1),
@@ -456,7 +522,7 @@ impl Db {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>> {
         let conn = self.conn().await?;
-        let result = run_query(&conn, &scope.counters, sql, params).await;
+        let result = run_query(&conn, scope.via(), sql, params).await;
         discard_if_broken(conn, &result);
         result
     }
@@ -469,7 +535,7 @@ impl Db {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64> {
         let conn = self.conn().await?;
-        let result = run_execute(&conn, &scope.counters, sql, params).await;
+        let result = run_execute(&conn, scope.via(), sql, params).await;
         discard_if_broken(conn, &result);
         result
     }
@@ -484,7 +550,7 @@ impl Db {
     ) -> Result<Vec<Row>> {
         if let Some(replicas) = &self.inner.replicas {
             if let Some((i, conn)) = replicas.pick().await {
-                let result = run_query(&conn, &scope.counters, sql, params).await;
+                let result = run_query(&conn, scope.via(), sql, params).await;
                 if matches!(result, Err(Error::Connection(_))) {
                     replicas.mark_down(i);
                     discard_if_broken(conn, &result);
@@ -509,7 +575,7 @@ impl Db {
             if let Some((_, conn)) = replicas.pick().await {
                 replicas.answered();
                 return Ok(Box::pin(
-                    stream_pooled(conn, &scope.counters, sql, params).await?,
+                    stream_pooled(conn, scope.via(), sql, params).await?,
                 ));
             }
         }
@@ -526,7 +592,7 @@ impl Db {
     ) -> Result<RowStream<'static>> {
         let conn = self.conn().await?;
         Ok(Box::pin(
-            stream_pooled(conn, &scope.counters, sql, params).await?,
+            stream_pooled(conn, scope.via(), sql, params).await?,
         ))
     }
 
