@@ -132,6 +132,46 @@ pub(crate) fn start_owned(extras: Extras) -> Result<OwnedCluster, TestkitError> 
     Ok(owned)
 }
 
+/// Starts a streaming standby of the cluster listening on `primary_port` (one started
+/// here, whose `pg_hba.conf` trusts replication connections from 127.0.0.1): a base
+/// backup with `pg_basebackup -R`, then the standby on a free port of its own.
+pub(crate) fn start_standby(primary_port: u16) -> Result<OwnedCluster, TestkitError> {
+    let binaries = find_binaries().ok_or_else(|| {
+        TestkitError::unavailable(
+            "a PostgreSQL standby",
+            "no initdb, pg_ctl and postgres on PATH or under /usr/lib/postgresql",
+        )
+    })?;
+    if !is_executable(&binaries.bin_dir.join("pg_basebackup")) {
+        return Err(TestkitError::unavailable(
+            "a PostgreSQL standby",
+            format!("no pg_basebackup in {}", binaries.bin_dir.display()),
+        ));
+    }
+    let user = RunAs::detect()?;
+    let dir = create_temp_dir(user)?;
+    let setup = Setup {
+        bin_dir: binaries.bin_dir,
+        user,
+        dir,
+        extras: Extras::default(),
+    };
+    let watchdog = setup.spawn_watchdog().map_err(|err| {
+        let _ = fs::remove_dir_all(&setup.dir);
+        TestkitError::throwaway("starting the clean-up watchdog", err)
+    })?;
+    let mut owned = OwnedCluster {
+        watchdog: Some(watchdog),
+        port: 0,
+    };
+    setup.base_backup(primary_port)?;
+    // The backup carries the primary's settings; the testkit's own lines, appended
+    // again, point the standby at its own socket directory.
+    setup.write_config()?;
+    owned.port = setup.start_on_free_port()?;
+    Ok(owned)
+}
+
 /// Stops the registered cluster and waits until its directory is gone. Idempotent.
 pub(crate) fn stop() {
     let watchdog = lock_watchdog().take();
@@ -355,6 +395,18 @@ impl Setup {
             "--no-sync",
         ]);
         run(&mut initdb).map_err(|detail| TestkitError::throwaway("initdb", detail))
+    }
+
+    /// Copies the cluster on `primary_port` into the data directory as a standby
+    /// (`-R` writes `standby.signal` and the connection to the primary).
+    fn base_backup(&self, primary_port: u16) -> Result<(), TestkitError> {
+        let mut backup = self.tool("pg_basebackup");
+        backup
+            .arg("-D")
+            .arg(self.data_dir())
+            .args(["-h", "127.0.0.1", "-p", &primary_port.to_string()])
+            .args(["-U", "postgres", "-R", "-X", "stream", "--no-sync"]);
+        run(&mut backup).map_err(|detail| TestkitError::throwaway("pg_basebackup", detail))
     }
 
     /// Appends the test settings to `postgresql.conf` (later lines win).

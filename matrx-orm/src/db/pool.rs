@@ -633,6 +633,7 @@ impl StreamExecutor for Db {
         params: &[&(dyn ToSql + Sync)],
         _batch: usize,
     ) -> Result<RowStream<'a>> {
-        self.pooled_read_stream(&self.inner.scope, sql, params).await
+        self.pooled_read_stream(&self.inner.scope, sql, params)
+            .await
     }
 }

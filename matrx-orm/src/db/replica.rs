@@ -98,9 +98,7 @@ impl Replicas {
     pub(crate) async fn pick(&self) -> Option<(usize, Object)> {
         for (i, member) in self.members.iter().enumerate() {
             let health = member.health();
-            let fresh = health
-                .checked
-                .is_some_and(|at| at.elapsed() < self.recheck);
+            let fresh = health.checked.is_some_and(|at| at.elapsed() < self.recheck);
             if fresh && !health.usable {
                 continue;
             }
