@@ -33,8 +33,10 @@
 //!   cache's time to live.
 
 mod clock;
+pub(crate) mod coherence;
 pub(crate) mod session;
 pub(crate) mod shared;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use coherence::DEFAULT_CHANNEL;
 pub use shared::{CachePolicy, CacheStats};

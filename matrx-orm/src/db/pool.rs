@@ -9,8 +9,10 @@ use postgres_types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
 use crate::base::error::{Error, Result};
-use crate::cache::shared::SharedCache;
-use crate::cache::{CachePolicy, CacheStats, Clock, SystemClock};
+use crate::cache::coherence::valid_channel;
+use crate::cache::shared::{CachedModel, SharedCache};
+use crate::cache::{CachePolicy, CacheStats, Clock, SystemClock, DEFAULT_CHANNEL};
+use crate::db::listen::{ListenConfig, Listener};
 use crate::db::transaction::{transaction_scope, Transaction};
 use crate::executor::{Executor, RowStream, Scope, StreamExecutor};
 use crate::schema::model::Model;
@@ -40,9 +42,12 @@ pub struct DbBuilder {
     statement_timeout: Option<Duration>,
     search_path: Option<String>,
     strict: bool,
-    cache_policies: Vec<(TypeId, CachePolicy)>,
+    cache_policies: Vec<CachedModel>,
     cache_capacity: usize,
     cache_clock: Option<Arc<dyn Clock>>,
+    coherent_cache: bool,
+    notify_writes: bool,
+    channel: String,
 }
 
 impl DbBuilder {
@@ -102,8 +107,55 @@ impl DbBuilder {
     /// ```
     pub fn cache<M: Model>(mut self, policy: CachePolicy) -> Self {
         self.cache_policies
-            .retain(|(model, _)| *model != TypeId::of::<M>());
-        self.cache_policies.push((TypeId::of::<M>(), policy));
+            .retain(|model| model.id != TypeId::of::<M>());
+        self.cache_policies.push(CachedModel::of::<M>(policy));
+        self
+    }
+
+    /// Keeps the shared cache coherent with other processes (and other `Db`s) writing
+    /// to the same database: every write through this `Db` sends an invalidation in
+    /// its own statement (as [`notify_writes`](Self::notify_writes)), and, when some
+    /// model is cached, a dedicated connection `LISTEN`s for the invalidations of
+    /// every writer and evicts the rows they name. While that connection is down the
+    /// cache holds nothing and answers nothing; see [`crate::cache`] for the rules.
+    ///
+    /// Every process that writes to cached tables must announce its writes (this
+    /// option or `notify_writes`), or install the opt-in triggers of
+    /// [`coherence_triggers_sql`](crate::coherence_triggers_sql) for writes made
+    /// outside the ORM.
+    ///
+    /// ```no_run
+    /// # use matrx_orm::prelude::*;
+    /// # #[derive(Model, Debug)] #[orm(table = "tags")]
+    /// # pub struct Tag { #[orm(primary_key)] pub id: i64, pub name: String }
+    /// # async fn demo() -> matrx_orm::Result<()> {
+    /// use matrx_orm::cache::CachePolicy;
+    /// let db = matrx_orm::Db::builder("postgres://root@localhost:5432/test")
+    ///     .cache::<Tag>(CachePolicy::LongTerm)
+    ///     .coherent_cache(true)
+    ///     .connect()
+    ///     .await?;
+    /// assert!(db.cache_listening());
+    /// # Ok(()) }
+    /// ```
+    pub fn coherent_cache(mut self, coherent: bool) -> Self {
+        self.coherent_cache = coherent;
+        self
+    }
+
+    /// Sends a cache invalidation with every write through this `Db` (in the write's
+    /// own statement: a rolled-back write sends nothing), without listening: for a
+    /// process that caches nothing but writes to tables other processes cache.
+    pub fn notify_writes(mut self, notify: bool) -> Self {
+        self.notify_writes = notify;
+        self
+    }
+
+    /// The channel invalidations are sent and heard on (default
+    /// [`DEFAULT_CHANNEL`](crate::cache::DEFAULT_CHANNEL)): ASCII letters, digits and
+    /// `_`. Processes that must stay coherent use the same channel.
+    pub fn coherence_channel(mut self, channel: impl Into<String>) -> Self {
+        self.channel = channel.into();
         self
     }
 
@@ -142,6 +194,15 @@ impl DbBuilder {
             options.push_str(&escape_option(&crate::base::sql::quote_ident(path)));
         }
         pg.options(options.trim());
+        let announce = self.coherent_cache || self.notify_writes;
+        if announce && !valid_channel(&self.channel) {
+            return Err(Error::InvalidInput(format!(
+                "invalid cache invalidation channel {:?}: use ASCII letters, digits and _",
+                self.channel
+            )));
+        }
+        let channel: Arc<str> = Arc::from(self.channel.as_str());
+        let mut listen_pg = pg.clone();
         let manager = Manager::from_config(
             pg,
             NoTls,
@@ -169,8 +230,23 @@ impl DbBuilder {
                 clock,
                 self.cache_capacity,
                 &self.cache_policies,
+                self.coherent_cache,
             ))
         });
+        let listener = match (&shared, self.coherent_cache) {
+            (Some(cache), true) => {
+                listen_pg.application_name(&format!("matrx-orm listener {channel}"));
+                let config = ListenConfig {
+                    pg: listen_pg,
+                    channel: channel.clone(),
+                    heartbeat: Duration::from_secs(5),
+                    heartbeat_timeout: self.connect_timeout,
+                };
+                let wait = self.connect_timeout;
+                Some(Listener::start(config, cache.clone(), wait).await)
+            }
+            _ => None,
+        };
         let db = Db {
             inner: Arc::new(DbInner {
                 pool,
@@ -181,11 +257,13 @@ impl DbBuilder {
                     cache: None,
                     outer_cache: None,
                     shared,
+                    notify: announce.then_some(channel),
                     in_transaction: false,
                     after_commit: None,
                 },
                 pool_wait: self.pool_wait,
                 connect_timeout: self.connect_timeout,
+                listener,
             }),
         };
         drop(db.conn().await?);
@@ -211,6 +289,8 @@ struct DbInner {
     scope: Scope,
     pool_wait: Duration,
     connect_timeout: Duration,
+    /// The invalidation listener of a coherent shared cache.
+    listener: Option<Listener>,
 }
 
 /// A pool of connections to one PostgreSQL database. Cheap to clone.
@@ -245,6 +325,9 @@ impl Db {
             cache_policies: Vec::new(),
             cache_capacity: 10_000,
             cache_clock: None,
+            coherent_cache: false,
+            notify_writes: false,
+            channel: DEFAULT_CHANNEL.to_owned(),
         }
     }
 
@@ -266,6 +349,17 @@ impl Db {
             .as_ref()
             .map(|s| s.stats::<M>())
             .unwrap_or_default()
+    }
+
+    /// Whether the shared cache hears other processes' writes now: `true` while the
+    /// listener of a [coherent](DbBuilder::coherent_cache) cache is connected and
+    /// listening; `false` while it reconnects (the cache then answers nothing) and
+    /// without coherence.
+    pub fn cache_listening(&self) -> bool {
+        self.inner
+            .listener
+            .as_ref()
+            .is_some_and(Listener::is_listening)
     }
 
     /// Begins a transaction on a connection of its own.

@@ -28,6 +28,9 @@ pub struct Scope {
     pub(crate) outer_cache: Option<Arc<SessionCache>>,
     /// The `Db`'s process-wide row cache, when some model has a policy.
     pub(crate) shared: Option<Arc<SharedCache>>,
+    /// The channel every write announces what it changed on, in its own statement
+    /// (`pg_notify`), when other processes' caches listen (`DbBuilder::coherent_cache`).
+    pub(crate) notify: Option<Arc<str>>,
     /// Whether statements run inside a transaction (it neither reads nor fills the
     /// shared cache).
     pub(crate) in_transaction: bool,

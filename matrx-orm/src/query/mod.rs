@@ -3,6 +3,7 @@
 //! [`ModelExt`](model_ext::ModelExt), the methods users call on their models.
 
 pub(crate) mod annotate;
+mod announce;
 pub mod ddl;
 mod evict;
 pub(crate) mod m2m;

@@ -1,0 +1,163 @@
+//! The listener of a coherent shared cache: a dedicated connection (not pooled) that
+//! `LISTEN`s on the invalidation channel and evicts what other processes' writes name.
+//!
+//! While it cannot hear them (not connected yet, connection lost, the server
+//! restarted, a heartbeat unanswered) the cache is empty and refuses to serve or store
+//! ([`SharedCache::stop_serving`]); it serves again only once a new `LISTEN` has
+//! taken effect ([`SharedCache::resume_serving`]), reconnecting with a backoff
+//! (50 ms doubling to 5 s). A gap therefore costs misses, never a stale hit.
+
+use std::future::poll_fn;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_postgres::{AsyncMessage, NoTls};
+
+use crate::base::sql::quote_ident;
+use crate::cache::coherence::Invalidation;
+use crate::cache::shared::SharedCache;
+
+/// The first wait before reconnecting; doubled after each failed attempt.
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
+/// The longest wait between attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// How the listener connects and checks its connection.
+#[derive(Debug, Clone)]
+pub(crate) struct ListenConfig {
+    /// The connection settings (the pool's, with the listener's application name).
+    pub(crate) pg: tokio_postgres::Config,
+    /// The channel (a plain name, checked by the builder).
+    pub(crate) channel: Arc<str>,
+    /// How often an idle listener checks its connection answers.
+    pub(crate) heartbeat: Duration,
+    /// How long a heartbeat may take before the connection counts as lost.
+    pub(crate) heartbeat_timeout: Duration,
+}
+
+/// A running listener; stopped when dropped (with the `Db`).
+#[derive(Debug)]
+pub(crate) struct Listener {
+    task: JoinHandle<()>,
+    listening: watch::Receiver<bool>,
+}
+
+impl Listener {
+    /// Starts listening for `cache`, waiting up to `wait` for the first `LISTEN` to
+    /// take effect (past that the cache refuses until it does).
+    pub(crate) async fn start(
+        config: ListenConfig,
+        cache: Arc<SharedCache>,
+        wait: Duration,
+    ) -> Listener {
+        let (state, listening) = watch::channel(false);
+        let task = tokio::spawn(run(config, cache, state));
+        let mut first = listening.clone();
+        let _ = tokio::time::timeout(wait, first.wait_for(|&on| on)).await;
+        Listener { task, listening }
+    }
+
+    /// Whether the listener hears invalidations now.
+    pub(crate) fn is_listening(&self) -> bool {
+        *self.listening.borrow()
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Listens, and on every loss flushes the cache and reconnects with a backoff.
+async fn run(config: ListenConfig, cache: Arc<SharedCache>, state: watch::Sender<bool>) {
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        let (listened, reason) = listen_once(&config, &cache, &state).await;
+        // Flush and refuse before anything else: a row cached now could miss a write.
+        cache.stop_serving();
+        state.send_replace(false);
+        if listened {
+            backoff = MIN_BACKOFF;
+        }
+        tracing::warn!(
+            channel = %config.channel,
+            %reason,
+            retry_in = ?backoff,
+            "cache invalidation listener lost; the shared cache refuses to serve until it is back"
+        );
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// One connection's life: connect, `LISTEN`, serve, evict until the connection ends.
+/// Returns whether `LISTEN` took effect, and why it ended.
+async fn listen_once(
+    config: &ListenConfig,
+    cache: &Arc<SharedCache>,
+    state: &watch::Sender<bool>,
+) -> (bool, String) {
+    let (client, mut connection) = match config.pg.connect(NoTls).await {
+        Ok(pair) => pair,
+        Err(e) => return (false, format!("connect: {e}")),
+    };
+    let evicting = cache.clone();
+    let drive = async move {
+        loop {
+            match poll_fn(|cx| connection.poll_message(cx)).await {
+                Some(Ok(AsyncMessage::Notification(n))) => receive(&evicting, n.payload()),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return format!("connection: {e}"),
+                None => return "connection closed".to_owned(),
+            }
+        }
+    };
+    tokio::pin!(drive);
+    let listen = format!("LISTEN {}", quote_ident(&config.channel));
+    tokio::select! {
+        done = client.batch_execute(&listen) => {
+            if let Err(e) = done {
+                return (false, format!("LISTEN: {e}"));
+            }
+        }
+        reason = &mut drive => return (false, reason),
+    }
+    // LISTEN has committed: every write committing from now on is heard.
+    cache.resume_serving();
+    state.send_replace(true);
+    tracing::debug!(channel = %config.channel, "cache invalidation listener up");
+    loop {
+        let beat = async {
+            tokio::time::sleep(config.heartbeat).await;
+            tokio::time::timeout(config.heartbeat_timeout, client.batch_execute("")).await
+        };
+        tokio::select! {
+            reason = &mut drive => return (true, reason),
+            answered = beat => match answered {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return (true, format!("heartbeat: {e}")),
+                Err(_) => return (true, "heartbeat unanswered".to_owned()),
+            },
+        }
+    }
+}
+
+/// Evicts what one notification names; a payload it cannot read drops every row.
+fn receive(cache: &SharedCache, payload: &str) {
+    match Invalidation::parse(payload) {
+        Some(invalidation) => {
+            tracing::trace!(table = %invalidation.table, "cache invalidation");
+            cache.invalidate(&invalidation);
+        }
+        None => {
+            tracing::warn!(
+                payload,
+                "unreadable cache invalidation: every cached row dropped"
+            );
+            cache.evict_everything();
+        }
+    }
+}
