@@ -187,6 +187,19 @@ pub(crate) fn push_notify_table(sql: &mut SqlBuf, channel: &str) {
         .push(" * ' || TG_TABLE_NAME);");
 }
 
+/// The payload a listener sends itself to learn it has heard everything committed
+/// before: `sync <token> <n>`, `token` telling listeners on one channel apart. Every
+/// other listener ignores it.
+pub(crate) fn sync_payload(token: u64, n: u64) -> String {
+    format!("sync {token} {n}")
+}
+
+/// Reads a [`sync_payload`]: `Some((token, n))`.
+pub(crate) fn parse_sync(payload: &str) -> Option<(u64, u64)> {
+    let (token, n) = payload.strip_prefix("sync ")?.split_once(' ')?;
+    Some((token.parse().ok()?, n.parse().ok()?))
+}
+
 /// Whether `channel` is a name written as is in `LISTEN` and trigger bodies: ASCII
 /// letters, digits and `_`, not starting with a digit, at most 63 bytes.
 pub(crate) fn valid_channel(channel: &str) -> bool {
@@ -215,7 +228,9 @@ mod tests {
         assert_eq!(inv.keys_as::<i64>(), None);
         let whole = Invalidation::parse("1 * orders").unwrap();
         assert_eq!(whole.keys, None);
-        for bad in ["", "1", "1 *", "2 * t", "1 0g t", "1 abc t", "1 * "] {
+        assert_eq!(parse_sync(&sync_payload(7, 9)), Some((7, 9)));
+        assert_eq!(parse_sync("1 * sync"), None);
+        for bad in ["", "1", "1 *", "2 * t", "1 0g t", "1 abc t", "1 * ", "sync 1 2"] {
             assert_eq!(Invalidation::parse(bad), None, "{bad:?}");
         }
     }

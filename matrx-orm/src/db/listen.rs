@@ -7,16 +7,18 @@
 //! taken effect ([`SharedCache::resume_serving`]), reconnecting with a backoff
 //! (50 ms doubling to 5 s). A gap therefore costs misses, never a stale hit.
 
+use std::collections::HashMap;
 use std::future::poll_fn;
-use std::sync::Arc;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, NoTls};
 
 use crate::base::sql::quote_ident;
-use crate::cache::coherence::Invalidation;
+use crate::cache::coherence::{parse_sync, sync_payload, Invalidation};
 use crate::cache::shared::SharedCache;
 
 /// The first wait before reconnecting; doubled after each failed attempt.
@@ -37,11 +39,15 @@ pub(crate) struct ListenConfig {
     pub(crate) heartbeat_timeout: Duration,
 }
 
+/// Told when the listener has heard its own sync notification.
+type SyncWaiter = oneshot::Sender<()>;
+
 /// A running listener; stopped when dropped (with the `Db`).
 #[derive(Debug)]
 pub(crate) struct Listener {
     task: JoinHandle<()>,
     listening: watch::Receiver<bool>,
+    syncs: mpsc::UnboundedSender<SyncWaiter>,
 }
 
 impl Listener {
@@ -53,10 +59,30 @@ impl Listener {
         wait: Duration,
     ) -> Listener {
         let (state, listening) = watch::channel(false);
-        let task = tokio::spawn(run(config, cache, state));
+        let (syncs, requests) = mpsc::unbounded_channel();
+        let task = tokio::spawn(run(config, cache, state, requests));
         let mut first = listening.clone();
         let _ = tokio::time::timeout(wait, first.wait_for(|&on| on)).await;
-        Listener { task, listening }
+        Listener {
+            task,
+            listening,
+            syncs,
+        }
+    }
+
+    /// Returns once the listener has heard every invalidation committed before the
+    /// call: it notifies itself on its channel and waits to hear that (PostgreSQL
+    /// delivers notifications in commit order). When the listener is down, or lost
+    /// while waiting, returns at once: the cache then holds nothing and serves nothing
+    /// until a new `LISTEN` took effect, after every write committed before the call.
+    pub(crate) async fn sync(&self) {
+        if !self.is_listening() {
+            return;
+        }
+        let (waiter, heard) = oneshot::channel();
+        if self.syncs.send(waiter).is_ok() {
+            let _ = heard.await;
+        }
     }
 
     /// Whether the listener hears invalidations now.
@@ -72,10 +98,15 @@ impl Drop for Listener {
 }
 
 /// Listens, and on every loss flushes the cache and reconnects with a backoff.
-async fn run(config: ListenConfig, cache: Arc<SharedCache>, state: watch::Sender<bool>) {
+async fn run(
+    config: ListenConfig,
+    cache: Arc<SharedCache>,
+    state: watch::Sender<bool>,
+    mut syncs: mpsc::UnboundedReceiver<SyncWaiter>,
+) {
     let mut backoff = MIN_BACKOFF;
     loop {
-        let (listened, reason) = listen_once(&config, &cache, &state).await;
+        let (listened, reason) = listen_once(&config, &cache, &state, &mut syncs).await;
         // Flush and refuse before anything else: a row cached now could miss a write.
         cache.stop_serving();
         state.send_replace(false);
@@ -99,16 +130,32 @@ async fn listen_once(
     config: &ListenConfig,
     cache: &Arc<SharedCache>,
     state: &watch::Sender<bool>,
+    syncs: &mut mpsc::UnboundedReceiver<SyncWaiter>,
 ) -> (bool, String) {
     let (client, mut connection) = match config.pg.connect(NoTls).await {
         Ok(pair) => pair,
         Err(e) => return (false, format!("connect: {e}")),
     };
-    let evicting = cache.clone();
+    // Dropped with this connection: a waiter left then learns the listener was lost.
+    let pending: Arc<Mutex<HashMap<u64, SyncWaiter>>> = Arc::default();
+    let token = RandomState::new().hash_one(Arc::as_ptr(cache));
+    let (evicting, heard) = (cache.clone(), pending.clone());
     let drive = async move {
         loop {
             match poll_fn(|cx| connection.poll_message(cx)).await {
-                Some(Ok(AsyncMessage::Notification(n))) => receive(&evicting, n.payload()),
+                Some(Ok(AsyncMessage::Notification(n))) => match parse_sync(n.payload()) {
+                    Some((from, n)) if from == token => {
+                        let waiter = heard
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .remove(&n);
+                        if let Some(waiter) = waiter {
+                            let _ = waiter.send(());
+                        }
+                    }
+                    Some(_) => {}
+                    None => receive(&evicting, n.payload()),
+                },
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return format!("connection: {e}"),
                 None => return "connection closed".to_owned(),
@@ -129,6 +176,7 @@ async fn listen_once(
     cache.resume_serving();
     state.send_replace(true);
     tracing::debug!(channel = %config.channel, "cache invalidation listener up");
+    let mut sent = 0u64;
     loop {
         let beat = async {
             tokio::time::sleep(config.heartbeat).await;
@@ -136,6 +184,27 @@ async fn listen_once(
         };
         tokio::select! {
             reason = &mut drive => return (true, reason),
+            request = syncs.recv() => {
+                let Some(waiter) = request else {
+                    return (true, "the Db was dropped".to_owned());
+                };
+                sent += 1;
+                pending
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(sent, waiter);
+                let (channel, payload) = (config.channel.to_string(), sync_payload(token, sent));
+                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&channel, &payload];
+                let notify = client.execute("SELECT pg_notify($1::text, $2::text)", &params);
+                tokio::select! {
+                    reason = &mut drive => return (true, reason),
+                    done = notify => {
+                        if let Err(e) = done {
+                            return (true, format!("sync: {e}"));
+                        }
+                    }
+                }
+            }
             answered = beat => match answered {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => return (true, format!("heartbeat: {e}")),

@@ -362,6 +362,25 @@ impl Db {
             .is_some_and(Listener::is_listening)
     }
 
+    /// Returns once this `Db`'s shared cache has heard every invalidation committed
+    /// before the call (one round trip on the listener's connection), so the next
+    /// read does not serve a row another process changed before: read-your-writes
+    /// across processes, once you know the other process committed. Returns at once
+    /// without a coherent cache, or while its listener is down (the cache then serves
+    /// nothing).
+    ///
+    /// ```no_run
+    /// # async fn demo(db: &matrx_orm::Db) {
+    /// // Another process said it committed: make sure this cache heard it.
+    /// db.cache_sync().await;
+    /// # }
+    /// ```
+    pub async fn cache_sync(&self) {
+        if let Some(listener) = &self.inner.listener {
+            listener.sync().await;
+        }
+    }
+
     /// Begins a transaction on a connection of its own.
     pub async fn begin(&self) -> Result<Transaction<'static>> {
         self.begin_in(&self.inner.scope).await

@@ -12,4 +12,5 @@ pub(crate) mod page;
 mod rows;
 pub(crate) mod select;
 pub(crate) mod stream;
+pub(crate) mod triggers;
 pub(crate) mod write;
