@@ -48,6 +48,7 @@ pub struct DbBuilder {
     coherent_cache: bool,
     notify_writes: bool,
     channel: String,
+    listen_url: Option<String>,
 }
 
 impl DbBuilder {
@@ -159,6 +160,14 @@ impl DbBuilder {
         self
     }
 
+    /// Where the invalidation listener connects, when not where the pool does: a
+    /// direct connection to the server while the pool goes through a pooler in
+    /// transaction mode (`LISTEN` needs a session of its own). Same database.
+    pub fn coherence_listen_url(mut self, url: impl Into<String>) -> Self {
+        self.listen_url = Some(url.into());
+        self
+    }
+
     /// The most rows the shared cache holds per model (default 10,000); the least
     /// recently used go first.
     pub fn cache_capacity(mut self, rows: usize) -> Self {
@@ -202,7 +211,16 @@ impl DbBuilder {
             )));
         }
         let channel: Arc<str> = Arc::from(self.channel.as_str());
-        let mut listen_pg = pg.clone();
+        let mut listen_pg = match &self.listen_url {
+            Some(url) => {
+                let mut listen: tokio_postgres::Config = url.parse().map_err(|e| {
+                    Error::InvalidInput(format!("invalid cache listener URL: {e}"))
+                })?;
+                listen.connect_timeout(self.connect_timeout);
+                listen
+            }
+            None => pg.clone(),
+        };
         let manager = Manager::from_config(
             pg,
             NoTls,
@@ -328,6 +346,7 @@ impl Db {
             coherent_cache: false,
             notify_writes: false,
             channel: DEFAULT_CHANNEL.to_owned(),
+            listen_url: None,
         }
     }
 
