@@ -112,11 +112,18 @@ impl<'r, M: Model> InsertRows<'r, M> {
     /// Whether an `ON CONFLICT DO UPDATE` may rewrite a primary key (then every cached
     /// row of the model is evicted, not just the returned keys).
     fn updates_primary_key(&self) -> bool {
-        let Conflict::DoUpdate(_, update) = &self.conflict else {
+        let Conflict::DoUpdate(target, update) = &self.conflict else {
             return false;
         };
         let is_key = |name: &str| M::META.primary_key_columns().any(|c| c.name == name);
-        update.is_empty() || update.iter().any(|name| is_key(name))
+        if update.is_empty() {
+            // Every written column outside the target is updated.
+            return self.columns().into_iter().any(|i| {
+                let name = M::META.columns[i].name;
+                is_key(name) && !target.contains(&name)
+            });
+        }
+        update.iter().any(|name| is_key(name))
     }
 
     fn columns(&self) -> Vec<usize> {
