@@ -404,11 +404,13 @@ async fn a_write_in_one_db_is_not_served_stale_by_the_other() {
     assert_eq!(read(&b, 1).await, (2, 0), "still a hit");
 }
 
-/// A TCP proxy to the server that can refuse new connections and cut open ones: a
+/// A TCP proxy to the server that can refuse new connections, cut open ones, or
+/// freeze them (bytes stop flowing, the sockets stay open: a network gone quiet): a
 /// network the test controls, for the listener's connection only.
 struct Proxy {
     addr: SocketAddr,
     accepting: Arc<AtomicBool>,
+    frozen: Arc<AtomicBool>,
     links: Arc<Mutex<Vec<JoinHandle<()>>>>,
     task: JoinHandle<()>,
 }
@@ -425,17 +427,23 @@ impl Proxy {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let accepting = Arc::new(AtomicBool::new(true));
+        let frozen = Arc::new(AtomicBool::new(false));
         let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let (open, held) = (accepting.clone(), links.clone());
+        let (open, still, held) = (accepting.clone(), frozen.clone(), links.clone());
         let task = tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
+            while let Ok((client, _)) = listener.accept().await {
                 if !open.load(Ordering::SeqCst) {
                     continue; // dropped: the connection is refused
                 }
+                let still = still.clone();
                 let link = tokio::spawn(async move {
-                    if let Ok(mut upstream) = TcpStream::connect(server).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-                    }
+                    let Ok(upstream) = TcpStream::connect(server).await else {
+                        return;
+                    };
+                    let ((cr, cw), (ur, uw)) = (client.into_split(), upstream.into_split());
+                    let up = tokio::spawn(pump(cr, uw, still.clone()));
+                    pump(ur, cw, still).await;
+                    up.abort();
                 });
                 held.lock().unwrap().push(link);
             }
@@ -443,6 +451,7 @@ impl Proxy {
         Proxy {
             addr,
             accepting,
+            frozen,
             links,
             task,
         }
@@ -456,9 +465,45 @@ impl Proxy {
         self.accepting.store(true, Ordering::SeqCst);
     }
 
+    fn freeze(&self) {
+        self.frozen.store(true, Ordering::SeqCst);
+    }
+
+    fn thaw(&self) {
+        self.frozen.store(false, Ordering::SeqCst);
+    }
+
     fn cut(&self) {
         for link in self.links.lock().unwrap().drain(..) {
             link.abort();
+        }
+    }
+}
+
+/// Copies bytes from `from` to `to` until either side closes; holds them while
+/// `frozen` (the sockets stay open, nothing flows).
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    frozen: Arc<AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        if frozen.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            continue;
+        }
+        tokio::select! {
+            read = from.read(&mut buf) => match read {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if to.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            },
+            _ = tokio::time::sleep(Duration::from_millis(5)) => {}
         }
     }
 }
@@ -554,6 +599,48 @@ async fn a_lost_listener_flushes_the_cache_which_refuses_until_it_is_back() {
     within(Duration::from_secs(10), "the listener is back", || b.cache_listening()).await;
     assert_eq!(read(&b, 1).await, (3, 1));
     assert_eq!(read(&b, 1).await, (3, 0));
+}
+
+#[tokio::test]
+async fn a_listener_whose_connection_goes_quiet_is_found_out_by_its_heartbeat() {
+    let schema = schema("coh_quiet").await;
+    let Some(server) = server_addr(schema.url()) else {
+        println!("SKIPPED: the test server is not reachable over TCP, so no proxy can stand in front of it");
+        return;
+    };
+    let proxy = Proxy::to(server).await;
+    let a = writer(&schema).await;
+    let b = caching(builder(&schema))
+        .coherence_listen_url(via(schema.url(), proxy.addr))
+        .coherence_heartbeat(Duration::from_millis(100))
+        .connect_timeout(Duration::from_millis(500))
+        .connect()
+        .await
+        .unwrap();
+    assert!(b.cache_listening());
+    // Idle for several heartbeats: they are answered, the listener stays.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(b.cache_listening(), "answered heartbeats keep the listener");
+    assert_eq!(read(&b, 1).await, (0, 1));
+    assert_eq!(read(&b, 1).await, (0, 0));
+
+    // Nothing flows any more, and no socket closes: only the heartbeat can tell.
+    proxy.refuse();
+    proxy.freeze();
+    let noticed = within(Duration::from_secs(3), "an unanswered heartbeat is noticed", || {
+        !b.cache_listening()
+    })
+    .await;
+    assert_eq!(b.cache_stats::<Counter>().len, 0, "flushed");
+    counter(1, 1).update(&a).await.unwrap();
+    assert_eq!(read(&b, 1).await, (1, 1), "no stale hit while deaf");
+    proxy.thaw();
+    proxy.cut();
+    proxy.accept();
+    within(Duration::from_secs(10), "the listener is back", || b.cache_listening()).await;
+    assert_eq!(read(&b, 1).await, (1, 1));
+    assert_eq!(read(&b, 1).await, (1, 0));
+    println!("a quiet connection was noticed after {noticed:?}");
 }
 
 #[tokio::test]

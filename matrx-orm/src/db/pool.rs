@@ -49,6 +49,7 @@ pub struct DbBuilder {
     notify_writes: bool,
     channel: String,
     listen_url: Option<String>,
+    heartbeat: Duration,
 }
 
 impl DbBuilder {
@@ -160,6 +161,15 @@ impl DbBuilder {
         self
     }
 
+    /// How often an idle invalidation listener checks its connection answers (default
+    /// 5 s); one unanswered within the connect timeout counts as lost (the cache is
+    /// flushed and refuses until the listener is back). Bounds how long a connection
+    /// lost without a word (no reset from the network) goes unnoticed.
+    pub fn coherence_heartbeat(mut self, every: Duration) -> Self {
+        self.heartbeat = every.max(Duration::from_millis(10));
+        self
+    }
+
     /// Where the invalidation listener connects, when not where the pool does: a
     /// direct connection to the server while the pool goes through a pooler in
     /// transaction mode (`LISTEN` needs a session of its own). Same database.
@@ -257,7 +267,7 @@ impl DbBuilder {
                 let config = ListenConfig {
                     pg: listen_pg,
                     channel: channel.clone(),
-                    heartbeat: Duration::from_secs(5),
+                    heartbeat: self.heartbeat,
                     heartbeat_timeout: self.connect_timeout,
                 };
                 let wait = self.connect_timeout;
@@ -347,6 +357,7 @@ impl Db {
             notify_writes: false,
             channel: DEFAULT_CHANNEL.to_owned(),
             listen_url: None,
+            heartbeat: Duration::from_secs(5),
         }
     }
 
