@@ -72,7 +72,10 @@ fn caching(builder: DbBuilder) -> DbBuilder {
 /// Caches counters and shelves, listens, announces.
 async fn coherent(schema: &TestSchema) -> Db {
     let db = caching(builder(schema)).connect().await.unwrap();
-    assert!(db.cache_listening(), "the listener is up once connect returns");
+    assert!(
+        db.cache_listening(),
+        "the listener is up once connect returns"
+    );
     db
 }
 
@@ -127,7 +130,10 @@ impl Heard {
     /// writes before are acknowledged, and delivery is far below this wait).
     async fn nothing(&mut self, after: &str) {
         let quiet = tokio::time::timeout(Duration::from_millis(300), self.payloads.recv()).await;
-        assert!(quiet.is_err(), "{after}: nothing announced, heard {quiet:?}");
+        assert!(
+            quiet.is_err(),
+            "{after}: nothing announced, heard {quiet:?}"
+        );
     }
 }
 
@@ -275,7 +281,9 @@ async fn every_write_path_announces_what_it_wrote() {
     // A Db that does not announce sends nothing.
     let silent = plain(&schema).await;
     counter(3, 0).update(&silent).await.unwrap();
-    heard.nothing("a write through a Db that does not announce").await;
+    heard
+        .nothing("a write through a Db that does not announce")
+        .await;
 }
 
 #[tokio::test]
@@ -318,7 +326,10 @@ async fn a_rolled_back_or_failed_write_announces_nothing() {
     let in_tx = db.begin().await.unwrap();
     counter(4, 14).update(&in_tx).await.unwrap();
     assert!(counter(1, 0).insert(&in_tx).await.is_err());
-    assert!(in_tx.commit().await.is_err(), "an aborted transaction cannot commit");
+    assert!(
+        in_tx.commit().await.is_err(),
+        "an aborted transaction cannot commit"
+    );
     heard.nothing("a transaction a failure aborted").await;
     let row = Counter::get(&db, &4).await.unwrap();
     assert_eq!(row.version, 0);
@@ -357,7 +368,11 @@ async fn a_write_in_one_db_is_not_served_stale_by_the_other() {
         b.cache_stats::<Counter>().invalidations > before
     })
     .await;
-    assert_eq!(read(&b, 1).await, (1, 1), "evicted: read again, the new row");
+    assert_eq!(
+        read(&b, 1).await,
+        (1, 1),
+        "evicted: read again, the new row"
+    );
     assert_eq!(read(&b, 1).await, (1, 0), "and cached again");
     println!("notification reached the other Db in {lag:?}");
 
@@ -527,11 +542,17 @@ fn via(url: &str, addr: SocketAddr) -> String {
     let config: tokio_postgres::Config = url.parse().unwrap();
     let user = config.get_user().unwrap_or("postgres");
     let dbname = config.get_dbname().unwrap_or(user);
-    let mut out = format!("host={} port={} user={user} dbname={dbname}", addr.ip(), addr.port());
+    let mut out = format!(
+        "host={} port={} user={user} dbname={dbname}",
+        addr.ip(),
+        addr.port()
+    );
     if let Some(password) = config.get_password() {
         out.push_str(&format!(
             " password='{}'",
-            String::from_utf8_lossy(password).replace('\\', "\\\\").replace('\'', "\\'")
+            String::from_utf8_lossy(password)
+                .replace('\\', "\\\\")
+                .replace('\'', "\\'")
         ));
     }
     out
@@ -568,7 +589,10 @@ async fn a_lost_listener_flushes_the_cache_which_refuses_until_it_is_back() {
         .await
         .unwrap();
     assert_eq!(killed.len(), 1, "one listener of this schema's channel");
-    within(DELIVERY_BOUND, "the listener notices", || !b.cache_listening()).await;
+    within(DELIVERY_BOUND, "the listener notices", || {
+        !b.cache_listening()
+    })
+    .await;
     assert_eq!(b.cache_stats::<Counter>().len, 0, "flushed");
 
     // A write nobody hears: the cache must not serve the old row, nor store any.
@@ -583,7 +607,10 @@ async fn a_lost_listener_flushes_the_cache_which_refuses_until_it_is_back() {
 
     // A cut connection (no server goodbye) is a loss too, once back.
     proxy.accept();
-    within(Duration::from_secs(10), "the listener is back", || b.cache_listening()).await;
+    within(Duration::from_secs(10), "the listener is back", || {
+        b.cache_listening()
+    })
+    .await;
     assert_eq!(read(&b, 1).await, (1, 1), "recovered: a miss");
     assert_eq!(read(&b, 1).await, (1, 0), "then a hit");
     counter(1, 2).update(&a).await.unwrap();
@@ -592,11 +619,17 @@ async fn a_lost_listener_flushes_the_cache_which_refuses_until_it_is_back() {
 
     proxy.refuse();
     proxy.cut();
-    within(DELIVERY_BOUND * 5, "a cut connection is noticed", || !b.cache_listening()).await;
+    within(DELIVERY_BOUND * 5, "a cut connection is noticed", || {
+        !b.cache_listening()
+    })
+    .await;
     counter(1, 3).update(&a).await.unwrap();
     assert_eq!(read(&b, 1).await, (3, 1), "no stale hit after a cut");
     proxy.accept();
-    within(Duration::from_secs(10), "the listener is back", || b.cache_listening()).await;
+    within(Duration::from_secs(10), "the listener is back", || {
+        b.cache_listening()
+    })
+    .await;
     assert_eq!(read(&b, 1).await, (3, 1));
     assert_eq!(read(&b, 1).await, (3, 0));
 }
@@ -627,9 +660,11 @@ async fn a_listener_whose_connection_goes_quiet_is_found_out_by_its_heartbeat() 
     // Nothing flows any more, and no socket closes: only the heartbeat can tell.
     proxy.refuse();
     proxy.freeze();
-    let noticed = within(Duration::from_secs(3), "an unanswered heartbeat is noticed", || {
-        !b.cache_listening()
-    })
+    let noticed = within(
+        Duration::from_secs(3),
+        "an unanswered heartbeat is noticed",
+        || !b.cache_listening(),
+    )
     .await;
     assert_eq!(b.cache_stats::<Counter>().len, 0, "flushed");
     counter(1, 1).update(&a).await.unwrap();
@@ -637,7 +672,10 @@ async fn a_listener_whose_connection_goes_quiet_is_found_out_by_its_heartbeat() 
     proxy.thaw();
     proxy.cut();
     proxy.accept();
-    within(Duration::from_secs(10), "the listener is back", || b.cache_listening()).await;
+    within(Duration::from_secs(10), "the listener is back", || {
+        b.cache_listening()
+    })
+    .await;
     assert_eq!(read(&b, 1).await, (1, 1));
     assert_eq!(read(&b, 1).await, (1, 0));
     println!("a quiet connection was noticed after {noticed:?}");
@@ -666,7 +704,11 @@ async fn opt_in_triggers_announce_writes_made_outside_the_orm() {
     // The trigger's payload is the one an ORM write sends.
     assert_eq!(heard.next().await, format!("1 {} counters", key(1)));
     b.cache_sync().await;
-    assert_eq!(read(&b, 1).await, (7, 1), "evicted by the trigger's notification");
+    assert_eq!(
+        read(&b, 1).await,
+        (7, 1),
+        "evicted by the trigger's notification"
+    );
 
     raw.execute_sql("UPDATE counters SET id = 50 WHERE id = 2", &[])
         .await
@@ -688,11 +730,17 @@ async fn opt_in_triggers_announce_writes_made_outside_the_orm() {
     raw.execute_sql("INSERT INTO counter_labels VALUES (1, 1), (1, 2)", &[])
         .await
         .unwrap();
-    assert_eq!(heard.next().await, "1 * counter_labels", "once per statement");
+    assert_eq!(
+        heard.next().await,
+        "1 * counter_labels",
+        "once per statement"
+    );
     raw.batch_execute("TRUNCATE counter_labels").await.unwrap();
     assert_eq!(heard.next().await, "1 * counter_labels");
     assert_eq!(read(&b, 3).await, (0, 1));
-    raw.batch_execute("TRUNCATE counters CASCADE").await.unwrap();
+    raw.batch_execute("TRUNCATE counters CASCADE")
+        .await
+        .unwrap();
     let mut both = vec![heard.next().await, heard.next().await];
     both.sort();
     assert_eq!(
@@ -701,12 +749,21 @@ async fn opt_in_triggers_announce_writes_made_outside_the_orm() {
         "the cascade truncates the junction too"
     );
     b.cache_sync().await;
-    assert_eq!(b.cache_stats::<Counter>().len, 0, "a truncate evicts the model");
+    assert_eq!(
+        b.cache_stats::<Counter>().len,
+        0,
+        "a truncate evicts the model"
+    );
     heard.nothing("after the truncate").await;
 
-    let bad = CoherenceTriggers::new().channel("no-dashes").model::<Counter>();
+    let bad = CoherenceTriggers::new()
+        .channel("no-dashes")
+        .model::<Counter>();
     assert!(bad.sql().is_err());
 }
+
+/// One key's acknowledged versions and when each was acknowledged.
+type Commits = Vec<(i64, Instant)>;
 
 /// Counts stale reads under concurrent writes through one `Db` and reads through
 /// another for `length`, and checks the cache served from memory meanwhile.
@@ -721,8 +778,7 @@ async fn soak(prefix: &str, length: Duration) {
     let (a, b) = (coherent(&schema).await, coherent(&schema).await);
     // Per key: the last acknowledged version, and every (version, ack time).
     let committed: Arc<Vec<AtomicI64>> = Arc::new((0..KEYS).map(|_| AtomicI64::new(0)).collect());
-    let history: Arc<Mutex<Vec<Vec<(i64, Instant)>>>> =
-        Arc::new(Mutex::new(vec![Vec::new(); KEYS as usize]));
+    let history: Arc<Mutex<Vec<Commits>>> = Arc::new(Mutex::new(vec![Vec::new(); KEYS as usize]));
     let stop = Instant::now() + length;
     let mut writers = Vec::new();
     for w in 0..2i64 {
@@ -770,7 +826,9 @@ async fn soak(prefix: &str, length: Duration) {
                 let got = Counter::get(&b, &id).await.unwrap().version;
                 if got < floor {
                     stale.fetch_add(1, Ordering::SeqCst);
-                    eprintln!("stale: key {id} read {got}, {floor} committed before (synced: {synced})");
+                    eprintln!(
+                        "stale: key {id} read {got}, {floor} committed before (synced: {synced})"
+                    );
                 }
                 reads.fetch_add(1, Ordering::SeqCst);
                 n += 1;

@@ -206,7 +206,9 @@ pub(crate) fn valid_channel(channel: &str) -> bool {
     !channel.is_empty()
         && channel.len() <= 63
         && !channel.starts_with(|c: char| c.is_ascii_digit())
-        && channel.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && channel
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 #[cfg(test)]
@@ -230,7 +232,9 @@ mod tests {
         assert_eq!(whole.keys, None);
         assert_eq!(parse_sync(&sync_payload(7, 9)), Some((7, 9)));
         assert_eq!(parse_sync("1 * sync"), None);
-        for bad in ["", "1", "1 *", "2 * t", "1 0g t", "1 abc t", "1 * ", "sync 1 2"] {
+        for bad in [
+            "", "1", "1 *", "2 * t", "1 0g t", "1 abc t", "1 * ", "sync 1 2",
+        ] {
             assert_eq!(Invalidation::parse(bad), None, "{bad:?}");
         }
     }

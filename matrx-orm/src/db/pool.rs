@@ -223,9 +223,9 @@ impl DbBuilder {
         let channel: Arc<str> = Arc::from(self.channel.as_str());
         let mut listen_pg = match &self.listen_url {
             Some(url) => {
-                let mut listen: tokio_postgres::Config = url.parse().map_err(|e| {
-                    Error::InvalidInput(format!("invalid cache listener URL: {e}"))
-                })?;
+                let mut listen: tokio_postgres::Config = url
+                    .parse()
+                    .map_err(|e| Error::InvalidInput(format!("invalid cache listener URL: {e}")))?;
                 listen.connect_timeout(self.connect_timeout);
                 listen
             }
@@ -263,7 +263,7 @@ impl DbBuilder {
         });
         let listener = match (&shared, self.coherent_cache) {
             (Some(cache), true) => {
-                listen_pg.application_name(&format!("matrx-orm listener {channel}"));
+                listen_pg.application_name(format!("matrx-orm listener {channel}"));
                 let config = ListenConfig {
                     pg: listen_pg,
                     channel: channel.clone(),

@@ -205,7 +205,9 @@ async fn execute<R: Relation, E: Executor>(ex: &E, j: &Junction, mut sql: SqlBuf
     sql.push(" RETURNING 1");
     let bound = sql.params.len();
     let (names, output) = (Names::Table, Output::Count);
-    if let Some(extra) = wrap::<R::Key>(ex.scope(), &mut sql.text, bound, j.name, &[], names, output) {
+    if let Some(extra) =
+        wrap::<R::Key>(ex.scope(), &mut sql.text, bound, j.name, &[], names, output)
+    {
         sql.params.extend(extra);
     }
     count(ex, &sql, <R::Source as Model>::META.name).await

@@ -579,7 +579,15 @@ async fn update_row<M: Model, E: Executor>(ex: &E, row: &M) -> Result<M> {
     let keys: Vec<&str> = meta.primary_key_columns().map(|c| c.name).collect();
     let (names, output) = (Names::Keys, Output::Rows);
     let bound = params.len();
-    let extra = wrap::<M::Key>(ex.scope(), &mut sql.text, bound, meta.table, &keys, names, output);
+    let extra = wrap::<M::Key>(
+        ex.scope(),
+        &mut sql.text,
+        bound,
+        meta.table,
+        &keys,
+        names,
+        output,
+    );
     params.extend(extra.iter().flatten().map(Param::as_sql));
     let rows = ex.query(&sql.text, &params).await?;
     let updated: Result<Vec<M>> = rows.iter().map(|r| M::decode(r, 0)).collect();
