@@ -122,9 +122,9 @@ impl DbBuilder {
     /// cache holds nothing and answers nothing; see [`crate::cache`] for the rules.
     ///
     /// Every process that writes to cached tables must announce its writes (this
-    /// option or `notify_writes`), or install the opt-in triggers of
-    /// [`coherence_triggers_sql`](crate::coherence_triggers_sql) for writes made
-    /// outside the ORM.
+    /// option or [`notify_writes`](Self::notify_writes)); writes made outside the ORM
+    /// are announced by the opt-in triggers of
+    /// [`CoherenceTriggers`](crate::CoherenceTriggers).
     ///
     /// ```no_run
     /// # use matrx_orm::prelude::*;
