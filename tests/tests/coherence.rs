@@ -278,6 +278,21 @@ async fn every_write_path_announces_what_it_wrote() {
     assert_eq!(c8.m2m_add(&db, Counter::LABELS, [1]).await.unwrap(), 0);
     heard.nothing("a link add that wrote nothing").await;
 
+    // A session and a transaction of an announcing Db announce too.
+    let session = db.session();
+    counter(3, 30).update(&session).await.unwrap();
+    assert_eq!(heard.next().await, format!("1 {} counters", key(3)));
+    db.transaction(async |tx| counter(3, 31).update(tx).await)
+        .await
+        .unwrap();
+    assert_eq!(heard.next().await, format!("1 {} counters", key(3)));
+
+    // Raw SQL is not a write the ORM can read: not announced (see the triggers).
+    db.execute_sql("UPDATE counters SET version = 32 WHERE id = 3", &[])
+        .await
+        .unwrap();
+    heard.nothing("raw SQL").await;
+
     // A Db that does not announce sends nothing.
     let silent = plain(&schema).await;
     counter(3, 0).update(&silent).await.unwrap();
