@@ -22,6 +22,36 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, NoTls};
 
+/// A key of every other key-part type: invalidations carry each in binary form.
+#[derive(Model, Debug, Clone, PartialEq)]
+#[orm(table = "stamps")]
+pub struct Stamp {
+    #[orm(primary_key)]
+    pub id: uuid::Uuid,
+    #[orm(primary_key)]
+    pub at: chrono::DateTime<chrono::Utc>,
+    #[orm(primary_key)]
+    pub amount: rust_decimal::Decimal,
+    #[orm(primary_key)]
+    pub day: chrono::NaiveDate,
+    pub note: String,
+}
+
+/// And the rest of them.
+#[derive(Model, Debug, Clone, PartialEq)]
+#[orm(table = "flags")]
+pub struct Flag {
+    #[orm(primary_key)]
+    pub on: bool,
+    #[orm(primary_key)]
+    pub level: i16,
+    #[orm(primary_key)]
+    pub seen: chrono::NaiveDateTime,
+    #[orm(primary_key)]
+    pub n: i32,
+    pub note: String,
+}
+
 /// How long a notification may take to reach a listener before a test fails.
 const DELIVERY_BOUND: Duration = Duration::from_secs(2);
 
@@ -257,6 +287,15 @@ async fn every_write_path_announces_what_it_wrote() {
         .await
         .unwrap();
     assert_eq!(heard.next().await, "1 7573,00000009 shelves");
+    // A key too long for the payload: the whole table.
+    Shelf::create()
+        .set(Shelf::REGION, "r".repeat(5000))
+        .set(Shelf::CODE, 1)
+        .set(Shelf::LABEL, "long")
+        .exec(&db)
+        .await
+        .unwrap();
+    assert_eq!(heard.next().await, "1 * shelves");
 
     // Link writes name their junction table.
     let mut c8 = Counter::get(&db, &8).await.unwrap();
@@ -299,6 +338,89 @@ async fn every_write_path_announces_what_it_wrote() {
     heard
         .nothing("a write through a Db that does not announce")
         .await;
+}
+
+#[tokio::test]
+async fn keys_of_every_type_evict_exactly_their_row() {
+    use chrono::{NaiveDate, TimeZone, Utc};
+    use rust_decimal::Decimal;
+    let schema = schema("coh_types").await;
+    let setup = plain(&schema).await;
+    matrx_orm::ddl::create_tables(&setup, &[Stamp::META, Flag::META])
+        .await
+        .unwrap();
+    // The writer's session speaks another time zone and date style: keys travel in
+    // binary, so they still name the same rows.
+    let a = builder(&schema)
+        .pool_size(1)
+        .notify_writes(true)
+        .connect()
+        .await
+        .unwrap();
+    a.execute_sql("SET TimeZone = 'Asia/Kathmandu'", &[])
+        .await
+        .unwrap();
+    a.execute_sql("SET DateStyle = 'SQL, DMY'", &[])
+        .await
+        .unwrap();
+    let b = builder(&schema)
+        .cache::<Stamp>(CachePolicy::Permanent)
+        .cache::<Flag>(CachePolicy::Permanent)
+        .coherent_cache(true)
+        .connect()
+        .await
+        .unwrap();
+    let day = NaiveDate::from_ymd_opt(2024, 2, 29).unwrap();
+    let stamps: Vec<Stamp> = (0..3)
+        .map(|i| Stamp {
+            id: uuid::Uuid::from_u128(0xfeed_0000 + i),
+            at: Utc
+                .timestamp_opt(1_700_000_000 + i as i64, 123_456_000)
+                .unwrap(),
+            amount: Decimal::new(1250 + i as i64, 2),
+            day,
+            note: "n".to_owned(),
+        })
+        .collect();
+    let flags: Vec<Flag> = (0..3)
+        .map(|i| Flag {
+            on: i % 2 == 0,
+            level: -7 - i as i16,
+            seen: day.and_hms_micro_opt(23, 59, 58, 999_999).unwrap(),
+            n: i32::MIN + i,
+            note: "n".to_owned(),
+        })
+        .collect();
+    Stamp::insert_many(&setup, &stamps).await.unwrap();
+    Flag::insert_many(&setup, &flags).await.unwrap();
+    for s in &stamps {
+        Stamp::get(&b, &s.key()).await.unwrap();
+    }
+    for f in &flags {
+        Flag::get(&b, &f.key()).await.unwrap();
+    }
+    assert_eq!(b.cache_stats::<Stamp>().len, 3);
+    assert_eq!(b.cache_stats::<Flag>().len, 3);
+
+    let mut one = stamps[1].clone();
+    one.note = "changed".to_owned();
+    one.update(&a).await.unwrap();
+    let mut other = flags[2].clone();
+    other.note = "changed".to_owned();
+    other.update(&a).await.unwrap();
+    b.cache_sync().await;
+    assert_eq!(b.cache_stats::<Stamp>().len, 2, "exactly the written stamp");
+    assert_eq!(b.cache_stats::<Flag>().len, 2, "exactly the written flag");
+    assert_eq!(Stamp::get(&b, &one.key()).await.unwrap().note, "changed");
+    assert_eq!(Flag::get(&b, &other.key()).await.unwrap().note, "changed");
+    let before = b.query_count();
+    Stamp::get(&b, &stamps[0].key()).await.unwrap();
+    Flag::get(&b, &flags[0].key()).await.unwrap();
+    assert_eq!(
+        b.query_count(),
+        before,
+        "the rows not written are still cached"
+    );
 }
 
 #[tokio::test]
