@@ -16,7 +16,6 @@ use matrx_orm::sql::quote_ident;
 use matrx_orm::{CoherenceTriggers, Db, DbBuilder};
 use matrx_orm_testkit::TestSchema;
 use matrx_orm_tests::coherence::{counter, Counter, Label, Shelf};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -1009,23 +1008,46 @@ async fn concurrent_writes_and_reads_are_never_stale_for_30_s() {
     soak("coh_soak_long", Duration::from_secs(30)).await;
 }
 
+/// A child process, killed if the test ends before it does.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_write_in_another_process_is_not_served_stale() {
     let schema = schema("coh_process").await;
     let b = coherent(&schema).await;
     assert_eq!(read(&b, 1).await, (0, 1));
     assert_eq!(read(&b, 1).await, (0, 0));
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_coherence_writer"))
-        .args([schema.url(), schema.name(), schema.name(), "1", "1", "40"])
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn the writer process");
-    let stdout = child.stdout.take().expect("the writer's stdout");
-    let mut lines = BufReader::new(stdout).lines();
+    let mut child = Child(
+        std::process::Command::new(env!("CARGO_BIN_EXE_coherence_writer"))
+            .args([schema.url(), schema.name(), schema.name(), "1", "1", "40"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn the writer process"),
+    );
+    let stdout = child.0.stdout.take().expect("the writer's stdout");
+    // The writer's lines, read on a blocking thread as they come.
+    let (tx, mut lines) = mpsc::unbounded_channel();
+    let reader = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
     let mut longest = Duration::ZERO;
     let mut seen = 0;
-    while let Some(line) = lines.next_line().await.unwrap() {
+    while let Some(line) = lines.recv().await {
         let version: i64 = line
             .strip_prefix("committed ")
             .and_then(|v| v.parse().ok())
@@ -1048,7 +1070,8 @@ async fn a_write_in_another_process_is_not_served_stale() {
         longest = longest.max(acknowledged.elapsed());
         seen = version;
     }
-    let status = child.wait().await.unwrap();
+    reader.await.unwrap();
+    let status = child.0.wait().unwrap();
     assert!(status.success(), "the writer process failed: {status}");
     assert_eq!(seen, 40, "every commit reported");
     b.cache_sync().await;

@@ -9,10 +9,10 @@ use postgres_types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
 use crate::base::error::{Error, Result};
-use crate::cache::coherence::valid_channel;
 use crate::cache::shared::{CachedModel, SharedCache};
-use crate::cache::{CachePolicy, CacheStats, Clock, SystemClock, DEFAULT_CHANNEL};
-use crate::db::listen::{ListenConfig, Listener};
+use crate::cache::{CachePolicy, CacheStats, Clock, SystemClock};
+use crate::db::coherent::Coherence;
+use crate::db::listen::Listener;
 use crate::db::transaction::{transaction_scope, Transaction};
 use crate::executor::{Executor, RowStream, Scope, StreamExecutor};
 use crate::schema::model::Model;
@@ -45,11 +45,8 @@ pub struct DbBuilder {
     cache_policies: Vec<CachedModel>,
     cache_capacity: usize,
     cache_clock: Option<Arc<dyn Clock>>,
-    coherent_cache: bool,
-    notify_writes: bool,
-    channel: String,
-    listen_url: Option<String>,
-    heartbeat: Duration,
+    /// Cache coherence across processes (`db/coherent.rs`).
+    pub(crate) coherence: Coherence,
 }
 
 impl DbBuilder {
@@ -114,70 +111,6 @@ impl DbBuilder {
         self
     }
 
-    /// Keeps the shared cache coherent with other processes (and other `Db`s) writing
-    /// to the same database: every write through this `Db` sends an invalidation in
-    /// its own statement (as [`notify_writes`](Self::notify_writes)), and, when some
-    /// model is cached, a dedicated connection `LISTEN`s for the invalidations of
-    /// every writer and evicts the rows they name. While that connection is down the
-    /// cache holds nothing and answers nothing; see [`crate::cache`] for the rules.
-    ///
-    /// Every process that writes to cached tables must announce its writes (this
-    /// option or [`notify_writes`](Self::notify_writes)); writes made outside the ORM
-    /// are announced by the opt-in triggers of
-    /// [`CoherenceTriggers`](crate::CoherenceTriggers).
-    ///
-    /// ```no_run
-    /// # use matrx_orm::prelude::*;
-    /// # #[derive(Model, Debug)] #[orm(table = "tags")]
-    /// # pub struct Tag { #[orm(primary_key)] pub id: i64, pub name: String }
-    /// # async fn demo() -> matrx_orm::Result<()> {
-    /// use matrx_orm::cache::CachePolicy;
-    /// let db = matrx_orm::Db::builder("postgres://root@localhost:5432/test")
-    ///     .cache::<Tag>(CachePolicy::LongTerm)
-    ///     .coherent_cache(true)
-    ///     .connect()
-    ///     .await?;
-    /// assert!(db.cache_listening());
-    /// # Ok(()) }
-    /// ```
-    pub fn coherent_cache(mut self, coherent: bool) -> Self {
-        self.coherent_cache = coherent;
-        self
-    }
-
-    /// Sends a cache invalidation with every write through this `Db` (in the write's
-    /// own statement: a rolled-back write sends nothing), without listening: for a
-    /// process that caches nothing but writes to tables other processes cache.
-    pub fn notify_writes(mut self, notify: bool) -> Self {
-        self.notify_writes = notify;
-        self
-    }
-
-    /// The channel invalidations are sent and heard on (default
-    /// [`DEFAULT_CHANNEL`](crate::cache::DEFAULT_CHANNEL)): ASCII letters, digits and
-    /// `_`. Processes that must stay coherent use the same channel.
-    pub fn coherence_channel(mut self, channel: impl Into<String>) -> Self {
-        self.channel = channel.into();
-        self
-    }
-
-    /// How often an idle invalidation listener checks its connection answers (default
-    /// 5 s); one unanswered within the connect timeout counts as lost (the cache is
-    /// flushed and refuses until the listener is back). Bounds how long a connection
-    /// lost without a word (no reset from the network) goes unnoticed.
-    pub fn coherence_heartbeat(mut self, every: Duration) -> Self {
-        self.heartbeat = every.max(Duration::from_millis(10));
-        self
-    }
-
-    /// Where the invalidation listener connects, when not where the pool does: a
-    /// direct connection to the server while the pool goes through a pooler in
-    /// transaction mode (`LISTEN` needs a session of its own). Same database.
-    pub fn coherence_listen_url(mut self, url: impl Into<String>) -> Self {
-        self.listen_url = Some(url.into());
-        self
-    }
-
     /// The most rows the shared cache holds per model (default 10,000); the least
     /// recently used go first.
     pub fn cache_capacity(mut self, rows: usize) -> Self {
@@ -213,24 +146,8 @@ impl DbBuilder {
             options.push_str(&escape_option(&crate::base::sql::quote_ident(path)));
         }
         pg.options(options.trim());
-        let announce = self.coherent_cache || self.notify_writes;
-        if announce && !valid_channel(&self.channel) {
-            return Err(Error::InvalidInput(format!(
-                "invalid cache invalidation channel {:?}: use ASCII letters, digits and _",
-                self.channel
-            )));
-        }
-        let channel: Arc<str> = Arc::from(self.channel.as_str());
-        let mut listen_pg = match &self.listen_url {
-            Some(url) => {
-                let mut listen: tokio_postgres::Config = url
-                    .parse()
-                    .map_err(|e| Error::InvalidInput(format!("invalid cache listener URL: {e}")))?;
-                listen.connect_timeout(self.connect_timeout);
-                listen
-            }
-            None => pg.clone(),
-        };
+        // The invalidation listener connects as the pool does, unless told otherwise.
+        let listen_from = pg.clone();
         let manager = Manager::from_config(
             pg,
             NoTls,
@@ -258,23 +175,12 @@ impl DbBuilder {
                 clock,
                 self.cache_capacity,
                 &self.cache_policies,
-                self.coherent_cache,
+                self.coherence.listen,
             ))
         });
-        let listener = match (&shared, self.coherent_cache) {
-            (Some(cache), true) => {
-                listen_pg.application_name(format!("matrx-orm listener {channel}"));
-                let config = ListenConfig {
-                    pg: listen_pg,
-                    channel: channel.clone(),
-                    heartbeat: self.heartbeat,
-                    heartbeat_timeout: self.connect_timeout,
-                };
-                let wait = self.connect_timeout;
-                Some(Listener::start(config, cache.clone(), wait).await)
-            }
-            _ => None,
-        };
+        let (notify, listener) = (self.coherence)
+            .start(&listen_from, shared.as_ref(), self.connect_timeout)
+            .await?;
         let db = Db {
             inner: Arc::new(DbInner {
                 pool,
@@ -285,7 +191,7 @@ impl DbBuilder {
                     cache: None,
                     outer_cache: None,
                     shared,
-                    notify: announce.then_some(channel),
+                    notify,
                     in_transaction: false,
                     after_commit: None,
                 },
@@ -353,11 +259,7 @@ impl Db {
             cache_policies: Vec::new(),
             cache_capacity: 10_000,
             cache_clock: None,
-            coherent_cache: false,
-            notify_writes: false,
-            channel: DEFAULT_CHANNEL.to_owned(),
-            listen_url: None,
-            heartbeat: Duration::from_secs(5),
+            coherence: Coherence::default(),
         }
     }
 
@@ -381,34 +283,9 @@ impl Db {
             .unwrap_or_default()
     }
 
-    /// Whether the shared cache hears other processes' writes now: `true` while the
-    /// listener of a [coherent](DbBuilder::coherent_cache) cache is connected and
-    /// listening; `false` while it reconnects (the cache then answers nothing) and
-    /// without coherence.
-    pub fn cache_listening(&self) -> bool {
-        self.inner
-            .listener
-            .as_ref()
-            .is_some_and(Listener::is_listening)
-    }
-
-    /// Returns once this `Db`'s shared cache has heard every invalidation committed
-    /// before the call (one round trip on the listener's connection), so the next
-    /// read does not serve a row another process changed before: read-your-writes
-    /// across processes, once you know the other process committed. Returns at once
-    /// without a coherent cache, or while its listener is down (the cache then serves
-    /// nothing).
-    ///
-    /// ```no_run
-    /// # async fn demo(db: &matrx_orm::Db) {
-    /// // Another process said it committed: make sure this cache heard it.
-    /// db.cache_sync().await;
-    /// # }
-    /// ```
-    pub async fn cache_sync(&self) {
-        if let Some(listener) = &self.inner.listener {
-            listener.sync().await;
-        }
+    /// The invalidation listener of a coherent shared cache.
+    pub(crate) fn listener(&self) -> Option<&Listener> {
+        self.inner.listener.as_ref()
     }
 
     /// Begins a transaction on a connection of its own.
