@@ -1,87 +1,11 @@
 //! Cache coherence across processes, as `DbBuilder` options and `Db` methods: which
-//! writes announce themselves, whether a listener keeps the shared cache coherent,
-//! and starting it (the listener itself is `db/listen.rs`).
+//! writes announce themselves, whether a listener keeps the shared cache coherent
+//! (the settings and the listener are `db/listen.rs`).
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use crate::base::error::{Error, Result};
-use crate::cache::coherence::valid_channel;
-use crate::cache::shared::SharedCache;
-use crate::cache::DEFAULT_CHANNEL;
-use crate::db::listen::{ListenConfig, Listener};
+use crate::db::listen::Listener;
 use crate::db::pool::{Db, DbBuilder};
-
-/// The coherence settings of a [`DbBuilder`].
-#[derive(Debug, Clone)]
-pub(crate) struct Coherence {
-    /// Listen and evict (`coherent_cache`).
-    pub(crate) listen: bool,
-    /// Announce this `Db`'s writes even without listening (`notify_writes`).
-    pub(crate) notify: bool,
-    pub(crate) channel: String,
-    pub(crate) listen_url: Option<String>,
-    pub(crate) heartbeat: Duration,
-}
-
-impl Default for Coherence {
-    fn default() -> Self {
-        Coherence {
-            listen: false,
-            notify: false,
-            channel: DEFAULT_CHANNEL.to_owned(),
-            listen_url: None,
-            heartbeat: Duration::from_secs(5),
-        }
-    }
-}
-
-impl Coherence {
-    /// Checks the settings and, for a coherent `cache`, starts its listener
-    /// (connecting like `pool` unless given a URL of its own). Returns the channel this
-    /// `Db`'s writes announce on (none when they do not) and the listener.
-    pub(crate) async fn start(
-        &self,
-        pool: &tokio_postgres::Config,
-        cache: Option<&Arc<SharedCache>>,
-        connect_timeout: Duration,
-    ) -> Result<(Option<Arc<str>>, Option<Listener>)> {
-        let announce = self.notify || self.listen;
-        if !announce {
-            return Ok((None, None));
-        }
-        if !valid_channel(&self.channel) {
-            return Err(Error::InvalidInput(format!(
-                "invalid cache invalidation channel {:?}: use ASCII letters, digits and _",
-                self.channel
-            )));
-        }
-        let channel: Arc<str> = Arc::from(self.channel.as_str());
-        let notify = Some(channel.clone());
-        let Some(cache) = cache.filter(|_| self.listen) else {
-            return Ok((notify, None));
-        };
-        let mut pg = match &self.listen_url {
-            Some(url) => {
-                let mut pg: tokio_postgres::Config = url
-                    .parse()
-                    .map_err(|e| Error::InvalidInput(format!("invalid cache listener URL: {e}")))?;
-                pg.connect_timeout(connect_timeout);
-                pg
-            }
-            None => pool.clone(),
-        };
-        pg.application_name(format!("matrx-orm listener {channel}"));
-        let config = ListenConfig {
-            pg,
-            channel,
-            heartbeat: self.heartbeat,
-            heartbeat_timeout: connect_timeout,
-        };
-        let listener = Listener::start(config, cache.clone(), connect_timeout).await;
-        Ok((notify, Some(listener)))
-    }
-}
 
 impl DbBuilder {
     /// Keeps the shared cache coherent with other processes (and other `Db`s) writing

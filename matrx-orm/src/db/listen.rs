@@ -17,14 +17,87 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, NoTls};
 
+use crate::base::error::{Error, Result};
 use crate::base::sql::quote_ident;
-use crate::cache::coherence::{parse_sync, sync_payload, Invalidation};
+use crate::cache::coherence::{parse_sync, sync_payload, valid_channel, Invalidation};
 use crate::cache::shared::SharedCache;
+use crate::cache::DEFAULT_CHANNEL;
 
 /// The first wait before reconnecting; doubled after each failed attempt.
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 /// The longest wait between attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// The coherence settings of a [`DbBuilder`](crate::DbBuilder) (set in `db/coherent.rs`).
+#[derive(Debug, Clone)]
+pub(crate) struct Coherence {
+    /// Listen and evict (`coherent_cache`).
+    pub(crate) listen: bool,
+    /// Announce this `Db`'s writes even without listening (`notify_writes`).
+    pub(crate) notify: bool,
+    pub(crate) channel: String,
+    pub(crate) listen_url: Option<String>,
+    pub(crate) heartbeat: Duration,
+}
+
+impl Default for Coherence {
+    fn default() -> Self {
+        Coherence {
+            listen: false,
+            notify: false,
+            channel: DEFAULT_CHANNEL.to_owned(),
+            listen_url: None,
+            heartbeat: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Coherence {
+    /// Checks the settings and, for a coherent `cache`, starts its listener
+    /// (connecting like `pool` unless given a URL of its own). Returns the channel this
+    /// `Db`'s writes announce on (none when they do not) and the listener.
+    pub(crate) async fn start(
+        &self,
+        pool: &tokio_postgres::Config,
+        cache: Option<&Arc<SharedCache>>,
+        connect_timeout: Duration,
+    ) -> Result<(Option<Arc<str>>, Option<Listener>)> {
+        let announce = self.notify || self.listen;
+        if !announce {
+            return Ok((None, None));
+        }
+        if !valid_channel(&self.channel) {
+            return Err(Error::InvalidInput(format!(
+                "invalid cache invalidation channel {:?}: use ASCII letters, digits and _",
+                self.channel
+            )));
+        }
+        let channel: Arc<str> = Arc::from(self.channel.as_str());
+        let notify = Some(channel.clone());
+        let Some(cache) = cache.filter(|_| self.listen) else {
+            return Ok((notify, None));
+        };
+        let mut pg = match &self.listen_url {
+            Some(url) => {
+                let mut pg: tokio_postgres::Config = url
+                    .parse()
+                    .map_err(|e| Error::InvalidInput(format!("invalid cache listener URL: {e}")))?;
+                pg.connect_timeout(connect_timeout);
+                pg
+            }
+            None => pool.clone(),
+        };
+        pg.application_name(format!("matrx-orm listener {channel}"));
+        let config = ListenConfig {
+            pg,
+            channel,
+            heartbeat: self.heartbeat,
+            heartbeat_timeout: connect_timeout,
+        };
+        let listener = Listener::start(config, cache.clone(), connect_timeout).await;
+        Ok((notify, Some(listener)))
+    }
+}
 
 /// How the listener connects and checks its connection.
 #[derive(Debug, Clone)]

@@ -11,8 +11,7 @@ use tokio_postgres::{NoTls, Row};
 use crate::base::error::{Error, Result};
 use crate::cache::shared::{CachedModel, SharedCache};
 use crate::cache::{CachePolicy, CacheStats, Clock, SystemClock};
-use crate::db::coherent::Coherence;
-use crate::db::listen::Listener;
+use crate::db::listen::{Coherence, Listener};
 use crate::db::transaction::{transaction_scope, Transaction};
 use crate::executor::{Executor, RowStream, Scope, StreamExecutor};
 use crate::schema::model::Model;
@@ -45,7 +44,7 @@ pub struct DbBuilder {
     cache_policies: Vec<CachedModel>,
     cache_capacity: usize,
     cache_clock: Option<Arc<dyn Clock>>,
-    /// Cache coherence across processes (`db/coherent.rs`).
+    /// Cache coherence across processes (options in `db/coherent.rs`).
     pub(crate) coherence: Coherence,
 }
 
