@@ -39,6 +39,7 @@ pub use query::m2m::{SetOutcome, TargetKey};
 pub use query::model_ext::ModelExt;
 pub use query::page::{Cursor, KeysetPage, Page};
 pub use query::select::{Select, Update};
+pub use query::triggers::CoherenceTriggers;
 pub use query::values::{GroupKey, Values};
 pub use query::write::{Create, InsertRows};
 #[doc(hidden)]

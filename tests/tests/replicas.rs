@@ -304,3 +304,39 @@ async fn a_replica_killed_mid_load_sends_reads_to_the_primary() {
     assert_eq!(db.replica_reads(), reads);
     drop(pair);
 }
+
+#[tokio::test]
+async fn rows_read_from_a_replica_never_fill_the_shared_cache() {
+    let Some(f) = fixture(Duration::from_secs(30)).await else {
+        return;
+    };
+    let standby = f.pair.standby_url().expect("the standby runs");
+    let cached = |replica: Option<String>| {
+        let mut builder = Db::builder(f.pair.primary_url())
+            .cache::<Customer>(matrx_orm::cache::CachePolicy::Permanent);
+        if let Some(url) = replica {
+            builder = builder.replica(url);
+        }
+        builder.connect()
+    };
+    // A replica may be behind the primary: what it answered is never stored, so a
+    // later read (on the primary, in a session that wrote) cannot be served an older row.
+    let with_replica = cached(Some(standby)).await.unwrap();
+    let orders = Order::query()
+        .prefetch(Order::CUSTOMER)
+        .all(&with_replica)
+        .await
+        .unwrap();
+    assert!(orders.iter().all(|o| o.customer.get().is_some()));
+    assert!(with_replica.replica_reads() > 0);
+    assert_eq!(with_replica.cache_stats::<Customer>().len, 0);
+
+    // The same load on the primary alone fills it.
+    let primary_only = cached(None).await.unwrap();
+    Order::query()
+        .prefetch(Order::CUSTOMER)
+        .all(&primary_only)
+        .await
+        .unwrap();
+    assert_eq!(primary_only.cache_stats::<Customer>().len, 2);
+}

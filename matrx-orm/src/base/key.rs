@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::fmt::Debug;
 use std::hash::Hash;
 
-use postgres_types::{FromSql, ToSql};
+use postgres_types::{FromSql, ToSql, Type};
 use tokio_postgres::Row;
 
 use crate::base::decode::decode_column;
@@ -21,11 +21,24 @@ use crate::base::value::{Param, SqlType};
 pub trait KeyPart:
     Clone + Eq + Ord + Hash + Debug + ToSql + for<'a> FromSql<'a> + SqlType + Send + Sync + 'static
 {
+    /// The server function writing a value of this type in the binary format
+    /// (`int8send`): how a cache invalidation names a key exactly, whatever the
+    /// session's `DateStyle` or `TimeZone`.
+    const SEND_FUNCTION: &'static str;
+    /// The type the binary form is decoded as.
+    fn wire_type() -> Type;
+    /// The value from the bytes its send function wrote; `None` if they do not decode.
+    fn from_wire(raw: &[u8]) -> Option<Self> {
+        Self::from_sql(&Self::wire_type(), raw).ok()
+    }
 }
 
 macro_rules! key_parts {
-    ($($t:ty),*) => {$(
-        impl KeyPart for $t {}
+    ($($t:ty => $send:literal $wire:ident),* $(,)?) => {$(
+        impl KeyPart for $t {
+            const SEND_FUNCTION: &'static str = $send;
+            fn wire_type() -> Type { Type::$wire }
+        }
         impl Key for $t {
             const ARITY: usize = 1;
             fn params(&self) -> Vec<Param> { vec![Param::new(self.clone())] }
@@ -36,6 +49,13 @@ macro_rules! key_parts {
             }
             fn validate(&self) -> Result<()> {
                 validate_part(self)
+            }
+            fn send_functions() -> Vec<&'static str> { vec![$send] }
+            fn from_wire(parts: &[&[u8]]) -> Option<Self> {
+                match parts {
+                    [raw] => <$t as KeyPart>::from_wire(raw),
+                    _ => None,
+                }
             }
         }
         impl KeyField for $t {
@@ -50,16 +70,16 @@ macro_rules! key_parts {
 }
 
 key_parts!(
-    i16,
-    i32,
-    i64,
-    bool,
-    String,
-    uuid::Uuid,
-    rust_decimal::Decimal,
-    chrono::NaiveDate,
-    chrono::NaiveDateTime,
-    chrono::DateTime<chrono::Utc>
+    i16 => "int2send" INT2,
+    i32 => "int4send" INT4,
+    i64 => "int8send" INT8,
+    bool => "boolsend" BOOL,
+    String => "textsend" TEXT,
+    uuid::Uuid => "uuid_send" UUID,
+    rust_decimal::Decimal => "numeric_send" NUMERIC,
+    chrono::NaiveDate => "date_send" DATE,
+    chrono::NaiveDateTime => "timestamp_send" TIMESTAMP,
+    chrono::DateTime<chrono::Utc> => "timestamptz_send" TIMESTAMPTZ,
 );
 
 /// A primary key or relation key: a [`KeyPart`] or a tuple of up to four of them.
@@ -78,6 +98,12 @@ pub trait Key: Clone + Eq + Ord + Hash + Debug + Send + Sync + 'static {
     /// Refuses a key the server would refuse (a NUL byte in text), before it joins a
     /// statement shared with other keys.
     fn validate(&self) -> Result<()>;
+
+    /// The binary send function of each column ([`KeyPart::SEND_FUNCTION`]).
+    fn send_functions() -> Vec<&'static str>;
+    /// The key from the binary form of each column; `None` if the count or a part
+    /// does not decode.
+    fn from_wire(parts: &[&[u8]]) -> Option<Self>;
 }
 
 /// A key part the server would refuse.
@@ -115,6 +141,13 @@ macro_rules! tuple_keys {
             fn validate(&self) -> Result<()> {
                 $(validate_part(&self.$i)?;)*
                 Ok(())
+            }
+            fn send_functions() -> Vec<&'static str> { vec![$($t::SEND_FUNCTION),*] }
+            fn from_wire(parts: &[&[u8]]) -> Option<Self> {
+                if parts.len() != $arity {
+                    return None;
+                }
+                Some(($($t::from_wire(parts[$i])?,)*))
             }
         }
     };

@@ -106,6 +106,13 @@ impl SqlBuf {
         self
     }
 
+    /// Binds a value without writing it; returns its placeholder (`$n`) to write where
+    /// the statement refers to it.
+    pub fn bind(&mut self, value: Param) -> String {
+        self.params.push(value);
+        format!("${}", self.params.len())
+    }
+
     /// Binds a value and appends its placeholder with a type cast (`$n::int8[]`).
     pub fn param_cast(&mut self, value: Param, pg_type: &str) -> &mut Self {
         self.param(value).push("::").push(pg_type)

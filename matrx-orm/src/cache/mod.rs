@@ -24,17 +24,40 @@
 //!   back survives it. A transaction neither reads nor fills the shared cache, and its
 //!   writes evict again when it commits.
 //! - Instances always hold every column, so a partial row can never overwrite a full one.
-//! - The shared cache is per `Db`, so per process: another process's writes (or
-//!   another `Db`'s) are seen only when the row's time to live runs out. Coherence
-//!   across processes (PostgreSQL `LISTEN`/`NOTIFY`) is not built; choose a policy
-//!   whose TTL bounds the staleness you accept, or `Disabled`.
-//! - Writes made outside the ORM (raw SQL, other programs) are not seen: call
-//!   [`Session::clear_cache`](crate::Session::clear_cache), or rely on the shared
-//!   cache's time to live.
+//! - The shared cache is per `Db`. Without coherence, another process's writes (or
+//!   another `Db`'s) are seen only when the row's time to live runs out.
+//! - With coherence ([`DbBuilder::coherent_cache`](crate::DbBuilder::coherent_cache)):
+//!   - every write through the ORM announces what it wrote **in its own statement**
+//!     (a data-modifying CTE calling `pg_notify`): the written rows' primary keys, or
+//!     the whole table when they do not fit the 8000-byte payload, when the write may
+//!     have changed a primary key, or for a many-to-many link write (its junction
+//!     table: caches hold links per relation, not per row). A write that fails or
+//!     rolls back announces nothing; one that commits is announced at its commit.
+//!     Writes that touched no row announce nothing.
+//!   - a dedicated connection per `Db` `LISTEN`s and evicts what every writer names,
+//!     by the same rule as a local write: the named rows of every cached model with
+//!     that table name (the shared cache holds rows, not relation entries: belongs-to
+//!     loads read it by the target's key, so evicting the row is evicting the entry).
+//!     An eviction bumps the model's generation, so a read that started before it does
+//!     not store its older rows after it.
+//!   - while that connection is down (not yet up, lost, a heartbeat unanswered) the
+//!     cache is empty and refuses to serve or store ([`CacheStats::refusals`]); it
+//!     serves again once a new `LISTEN` has taken effect. A gap costs misses, never a
+//!     stale hit.
+//!   - the bound: a row another process changed can be served until its notification
+//!     reaches this `Db` (commit order, about a millisecond on one host); after
+//!     [`Db::cache_sync`](crate::Db::cache_sync) returns, nothing committed before the
+//!     call is served stale.
+//! - Writes made outside the ORM (raw SQL, other programs) are not seen by a session
+//!   (call [`Session::clear_cache`](crate::Session::clear_cache)), nor by the shared
+//!   cache unless the opt-in triggers of [`CoherenceTriggers`](crate::CoherenceTriggers)
+//!   announce them, or the row's time to live runs out.
 
 mod clock;
+pub(crate) mod coherence;
 pub(crate) mod session;
 pub(crate) mod shared;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use coherence::DEFAULT_CHANNEL;
 pub use shared::{CachePolicy, CacheStats};

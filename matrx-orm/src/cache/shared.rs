@@ -7,15 +7,22 @@
 //! ever seen by another. Writes through the ORM evict the rows they touch and bump the
 //! model's generation; a read that started before a write does not store its (possibly
 //! older) rows afterwards.
+//!
+//! With coherence across processes (`DbBuilder::coherent_cache`), a listener evicts
+//! the rows other processes' writes name ([`SharedCache::invalidate`]); while it cannot
+//! hear them the cache is empty and refuses to serve or store
+//! ([`SharedCache::stop_serving`]), so a missed invalidation never yields a stale hit.
 
 use std::any::{Any, TypeId};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio_postgres::Row;
 
 use crate::cache::clock::Clock;
+use crate::cache::coherence::Invalidation;
 use crate::schema::model::Model;
 
 /// How long a model's rows stay in the shared cache.
@@ -65,6 +72,60 @@ pub struct CacheStats {
     pub invalidations: u64,
     /// Rows held now.
     pub len: usize,
+    /// Lookups refused because the cache could not hear other processes' writes (its
+    /// listener was down); counted in `misses` too.
+    pub refusals: u64,
+}
+
+/// A model the shared cache holds rows of, and how an invalidation that names its
+/// table by text evicts it.
+#[derive(Clone, Copy)]
+pub(crate) struct CachedModel {
+    pub(crate) id: TypeId,
+    pub(crate) policy: CachePolicy,
+    table: &'static str,
+    evict_named: fn(&SharedCache, &Invalidation),
+}
+
+impl std::fmt::Debug for CachedModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachedModel")
+            .field("table", &self.table)
+            .field("policy", &self.policy)
+            .finish()
+    }
+}
+
+impl CachedModel {
+    /// Model `M` under `policy`.
+    pub(crate) fn of<M: Model>(policy: CachePolicy) -> Self {
+        CachedModel {
+            id: TypeId::of::<M>(),
+            policy,
+            table: M::META.table,
+            evict_named: evict_named::<M>,
+        }
+    }
+}
+
+/// Evicts the rows of `M` an invalidation names: its keys, or every row when it names
+/// the whole table or a key that does not decode as `M`'s.
+fn evict_named<M: Model>(cache: &SharedCache, invalidation: &Invalidation) {
+    match invalidation.keys_as::<M::Key>() {
+        Some(keys) => cache.evict::<M>(Some(&keys)),
+        None => cache.evict::<M>(None),
+    }
+}
+
+/// Drops every row of every model and bumps every generation.
+fn flush(models: &mut HashMap<TypeId, ModelState>) {
+    for state in models.values_mut() {
+        state.generation += 1;
+        if state.rows.take().is_some() {
+            state.stats.invalidations += state.stats.len as u64;
+        }
+        state.stats.len = 0;
+    }
 }
 
 /// A cached row and where the model's columns start in it.
@@ -87,6 +148,8 @@ struct ModelCache<M: Model> {
 
 struct ModelState {
     policy: CachePolicy,
+    table: &'static str,
+    evict_named: fn(&SharedCache, &Invalidation),
     capacity: usize,
     generation: u64,
     tick: u64,
@@ -99,6 +162,9 @@ pub(crate) struct SharedCache {
     clock: Arc<dyn Clock>,
     capacity: usize,
     models: Mutex<HashMap<TypeId, ModelState>>,
+    /// Whether lookups may be answered and rows stored; read and written under the
+    /// `models` lock, so a refusal and the flush that comes with it are one step.
+    serving: AtomicBool,
 }
 
 impl std::fmt::Debug for SharedCache {
@@ -110,30 +176,75 @@ impl std::fmt::Debug for SharedCache {
 }
 
 impl SharedCache {
+    /// A cache of `models`; one that is `coherent` refuses to serve until its listener
+    /// calls [`resume_serving`](Self::resume_serving).
     pub(crate) fn new(
         clock: Arc<dyn Clock>,
         capacity: usize,
-        policies: &[(TypeId, CachePolicy)],
+        models: &[CachedModel],
+        coherent: bool,
     ) -> Self {
-        let models = policies
+        let models = models
             .iter()
-            .map(|&(model, policy)| {
+            .map(|model| {
                 let state = ModelState {
-                    policy,
+                    policy: model.policy,
+                    table: model.table,
+                    evict_named: model.evict_named,
                     capacity: capacity.max(1),
                     generation: 0,
                     tick: 0,
                     stats: CacheStats::default(),
                     rows: None,
                 };
-                (model, state)
+                (model.id, state)
             })
             .collect();
         SharedCache {
             clock,
             capacity,
             models: Mutex::new(models),
+            serving: AtomicBool::new(!coherent),
         }
+    }
+
+    /// The listener can no longer hear other processes' writes: drops every row, and
+    /// refuses to serve or store until [`resume_serving`](Self::resume_serving). Bumps
+    /// every generation, so a read that started before does not store its rows.
+    pub(crate) fn stop_serving(&self) {
+        let mut models = self.lock();
+        self.serving.store(false, Ordering::SeqCst);
+        flush(&mut models);
+    }
+
+    /// The listener hears writes again: serve and store from now on. Bumps every
+    /// generation: a read that started while the cache could not hear writes does not
+    /// store its rows.
+    pub(crate) fn resume_serving(&self) {
+        let mut models = self.lock();
+        for state in models.values_mut() {
+            state.generation += 1;
+        }
+        self.serving.store(true, Ordering::SeqCst);
+    }
+
+    /// Evicts what an invalidation from another process names: the rows of every
+    /// model whose table it names.
+    pub(crate) fn invalidate(&self, invalidation: &Invalidation) {
+        let evictions: Vec<_> = self
+            .lock()
+            .values()
+            .filter(|state| state.table == invalidation.table)
+            .map(|state| state.evict_named)
+            .collect();
+        for evict in evictions {
+            evict(self, invalidation);
+        }
+    }
+
+    /// Drops every row of every model (an invalidation that could not be read).
+    pub(crate) fn evict_everything(&self) {
+        flush(&mut self.lock());
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TypeId, ModelState>> {
@@ -153,6 +264,11 @@ impl SharedCache {
         let mut models = self.lock();
         let state = models.get_mut(&TypeId::of::<M>())?;
         let ttl = state.policy.ttl()?;
+        if !self.serving.load(Ordering::SeqCst) {
+            state.stats.misses += 1;
+            state.stats.refusals += 1;
+            return None;
+        }
         state.tick += 1;
         let tick = state.tick;
         let Some(cache) = state
@@ -200,7 +316,10 @@ impl SharedCache {
         let Some(state) = models.get_mut(&TypeId::of::<M>()) else {
             return;
         };
-        if state.policy.ttl().is_none() || state.generation != generation {
+        if state.policy.ttl().is_none()
+            || state.generation != generation
+            || !self.serving.load(Ordering::SeqCst)
+        {
             return;
         }
         let capacity = state.capacity;

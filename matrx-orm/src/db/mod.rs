@@ -3,6 +3,8 @@
 //! wires the pool, the caches and the request-scoped batches together into the
 //! [`Scope`](crate::executor::Scope) every statement reports to.
 
+pub(crate) mod coherent;
+pub(crate) mod listen;
 pub(crate) mod pool;
 pub(crate) mod replica;
 pub(crate) mod session;

@@ -10,8 +10,9 @@ use tokio_postgres::Row;
 
 use crate::base::error::{Error, Result};
 
-use crate::cache::shared::SharedCache;
+use crate::cache::shared::{CachedModel, SharedCache};
 use crate::cache::{CachePolicy, CacheStats, Clock, SystemClock};
+use crate::db::listen::{Coherence, Listener};
 use crate::db::replica::{ReplicaStatus, Replicas};
 use crate::db::tls::RustlsConnect;
 use crate::db::transaction::{transaction_scope, Transaction};
@@ -50,13 +51,15 @@ pub struct DbBuilder {
     statement_timeout: Option<Duration>,
     search_path: Option<String>,
     strict: bool,
-    cache_policies: Vec<(TypeId, CachePolicy)>,
+    cache_policies: Vec<CachedModel>,
     cache_capacity: usize,
     cache_clock: Option<Arc<dyn Clock>>,
     statement_mode: Option<StatementMode>,
     replicas: Vec<String>,
     replica_max_lag: Duration,
     replica_recheck: Duration,
+    /// Cache coherence across processes (options in `db/coherent.rs`).
+    pub(crate) coherence: Coherence,
 }
 
 impl DbBuilder {
@@ -116,8 +119,8 @@ impl DbBuilder {
     /// ```
     pub fn cache<M: Model>(mut self, policy: CachePolicy) -> Self {
         self.cache_policies
-            .retain(|(model, _)| *model != TypeId::of::<M>());
-        self.cache_policies.push((TypeId::of::<M>(), policy));
+            .retain(|model| model.id != TypeId::of::<M>());
+        self.cache_policies.push(CachedModel::of::<M>(policy));
         self
     }
 
@@ -221,13 +224,15 @@ impl DbBuilder {
     /// Builds the pool and opens one connection to check the server answers.
     pub async fn connect(self) -> Result<Db> {
         let mode = self.checked_statement_mode(&ConnectUrl::parse(&self.url)?)?;
-        let pool = self.build_pool(&self.url)?;
+        let (primary, tls) = self.driver_config(&self.url)?;
+        let pool = self.pool_of(primary.clone(), tls.clone())?;
         let replicas = if self.replicas.is_empty() {
             None
         } else {
             let mut members = Vec::with_capacity(self.replicas.len());
             for url in &self.replicas {
-                members.push((replica_name(url), self.build_pool(url)?));
+                let (config, tls) = self.driver_config(url)?;
+                members.push((replica_name(url), self.pool_of(config, tls)?));
             }
             Some(Replicas::new(
                 members,
@@ -244,8 +249,13 @@ impl DbBuilder {
                 clock,
                 self.cache_capacity,
                 &self.cache_policies,
+                self.coherence.listen,
             ))
         });
+        // The invalidation listener connects as the pool does, unless told otherwise.
+        let (notify, listener) = (self.coherence)
+            .start(&primary, &tls, shared.as_ref(), self.connect_timeout)
+            .await?;
         let db = Db {
             inner: Arc::new(DbInner {
                 pool,
@@ -258,19 +268,22 @@ impl DbBuilder {
                     cache: None,
                     outer_cache: None,
                     shared,
+                    notify,
                     in_transaction: false,
+                    replica_reads: !self.replicas.is_empty(),
                     after_commit: None,
                 },
                 pool_wait: self.pool_wait,
                 connect_timeout: self.connect_timeout,
+                listener,
             }),
         };
         drop(db.conn().await?);
         Ok(db)
     }
 
-    /// A pool of connections to `url` with this builder's settings.
-    fn build_pool(&self, url: &str) -> Result<Pool> {
+    /// The driver's settings for `url` with this builder's, and its TLS connector.
+    fn driver_config(&self, url: &str) -> Result<(tokio_postgres::Config, RustlsConnect)> {
         let url = ConnectUrl::parse(url)?;
         let mut pg: tokio_postgres::Config = url
             .driver
@@ -297,6 +310,11 @@ impl DbBuilder {
         }
         let (tls, ssl_mode) = RustlsConnect::for_url(&url)?;
         pg.ssl_mode(ssl_mode);
+        Ok((pg, tls))
+    }
+
+    /// A pool of connections with `pg` and `tls`, sized and timed by this builder.
+    fn pool_of(&self, pg: tokio_postgres::Config, tls: RustlsConnect) -> Result<Pool> {
         let manager = Manager::from_config(
             pg,
             tls,
@@ -356,6 +374,8 @@ struct DbInner {
     scope: Scope,
     pool_wait: Duration,
     connect_timeout: Duration,
+    /// The invalidation listener of a coherent shared cache.
+    listener: Option<Listener>,
 }
 
 /// A pool of connections to one PostgreSQL database. Cheap to clone.
@@ -394,6 +414,7 @@ impl Db {
             replicas: Vec::new(),
             replica_max_lag: Duration::from_secs(5),
             replica_recheck: Duration::from_secs(1),
+            coherence: Coherence::default(),
         }
     }
 
@@ -429,6 +450,11 @@ impl Db {
             .as_ref()
             .map(|s| s.stats::<M>())
             .unwrap_or_default()
+    }
+
+    /// The invalidation listener of a coherent shared cache.
+    pub(crate) fn listener(&self) -> Option<&Listener> {
+        self.inner.listener.as_ref()
     }
 
     /// Begins a transaction on a connection of its own.

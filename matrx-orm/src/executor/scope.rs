@@ -32,9 +32,16 @@ pub struct Scope {
     pub(crate) outer_cache: Option<Arc<SessionCache>>,
     /// The `Db`'s process-wide row cache, when some model has a policy.
     pub(crate) shared: Option<Arc<SharedCache>>,
+    /// The channel every write announces what it changed on, in its own statement
+    /// (`pg_notify`), when other processes' caches listen (`DbBuilder::coherent_cache`).
+    pub(crate) notify: Option<Arc<str>>,
     /// Whether statements run inside a transaction (it neither reads nor fills the
     /// shared cache).
     pub(crate) in_transaction: bool,
+    /// Whether reads may be answered by a read replica (a `Db` with replicas, and its
+    /// sessions): rows read then may be older than what the primary holds, so they
+    /// never fill the shared cache.
+    pub(crate) replica_reads: bool,
     /// In a transaction: evictions to repeat once it commits (a read outside it may
     /// have cached the old row again in between).
     pub(crate) after_commit: Option<Arc<Mutex<Vec<Eviction>>>>,
@@ -50,6 +57,12 @@ impl std::fmt::Debug for Eviction {
 }
 
 impl Scope {
+    /// Whether rows this scope reads may be stored in the shared cache: not inside a
+    /// transaction (its rows may never commit), not when a replica may have answered.
+    pub(crate) fn fills_shared_cache(&self) -> bool {
+        !self.in_transaction && !self.replica_reads
+    }
+
     /// How this scope's statements are sent and counted.
     pub(crate) fn via(&self) -> Via<'_> {
         Via {

@@ -10,7 +10,9 @@ use crate::base::key::{dedup_keys, Key};
 use crate::base::meta::{RelationKind, Through};
 use crate::base::sql::{qualified, SqlBuf};
 use crate::base::value::{as_sql_refs, Param};
+use crate::cache::coherence::push_notify_rows;
 use crate::executor::{Executor, Scope};
+use crate::query::announce::{count, wrap, Names, Output};
 use crate::schema::model::{Model, Relation};
 
 /// The target key type of relation `R`.
@@ -61,6 +63,8 @@ fn through<R: Relation>() -> Result<&'static Through> {
 /// The pieces every junction statement shares.
 struct Junction {
     table: String,
+    /// The unqualified junction table, as invalidations name it.
+    name: &'static str,
     source: &'static [&'static str],
     target: &'static [&'static str],
 }
@@ -80,6 +84,7 @@ impl Junction {
         let schema = t.schema.or(<R::Source as Model>::META.schema);
         Ok(Junction {
             table: qualified(schema, t.table),
+            name: t.table,
             source: t.source_columns,
             target: t.target_columns,
         })
@@ -189,10 +194,23 @@ fn source_key<R: Relation>(source: &R::Source) -> Result<Vec<Param>> {
 }
 
 /// Runs one link write; the cached links go whether it succeeds, fails or is
-/// cancelled after it was sent.
-async fn execute<R: Relation, E: Executor>(ex: &E, sql: &SqlBuf) -> Result<u64> {
+/// cancelled after it was sent. When the `Db` announces writes, the statement also
+/// announces the junction table (every link of it: caches hold links per relation,
+/// not per row).
+async fn execute<R: Relation, E: Executor>(ex: &E, j: &Junction, mut sql: SqlBuf) -> Result<u64> {
     let _evict = EvictLinksOnDrop::<R>::new(ex.scope());
-    ex.execute(&sql.text, &as_sql_refs(&sql.params)).await
+    if ex.scope().notify.is_none() {
+        return ex.execute(&sql.text, &as_sql_refs(&sql.params)).await;
+    }
+    sql.push(" RETURNING 1");
+    let bound = sql.params.len();
+    let (names, output) = (Names::Table, Output::Count);
+    if let Some(extra) =
+        wrap::<R::Key>(ex.scope(), &mut sql.text, bound, j.name, &[], names, output)
+    {
+        sql.params.extend(extra);
+    }
+    count(ex, &sql, <R::Source as Model>::META.name).await
 }
 
 /// Links `source` to each of `targets` not linked yet; returns how many links were
@@ -214,7 +232,7 @@ pub(crate) async fn add<R: Relation, E: Executor>(
     j.wanted_keys(&mut sql, &targets);
     let from = std::mem::take(&mut sql.text);
     j.insert_missing(&mut sql, &key, &R::Key::column_types(), &from);
-    execute::<R, E>(ex, &sql).await
+    execute::<R, E>(ex, &j, sql).await
 }
 
 /// Unlinks `source` from each of `targets`; returns how many links were deleted.
@@ -238,7 +256,7 @@ pub(crate) async fn remove<R: Relation, E: Executor>(
     j.source_match(&mut sql, "j", &key, &R::Key::column_types());
     sql.push(" AND ");
     j.target_match(&mut sql);
-    execute::<R, E>(ex, &sql).await
+    execute::<R, E>(ex, &j, sql).await
 }
 
 /// Unlinks `source` from every target; returns how many links were deleted.
@@ -250,7 +268,7 @@ pub(crate) async fn clear<R: Relation, E: Executor>(ex: &E, source: &R::Source) 
         .push(&j.table)
         .push(" AS \"j\" WHERE ");
     j.source_match(&mut sql, "j", &key, &R::Key::column_types());
-    execute::<R, E>(ex, &sql).await
+    execute::<R, E>(ex, &j, sql).await
 }
 
 /// Makes `targets` exactly the linked set of `source`, in one statement: links not
@@ -276,9 +294,19 @@ pub(crate) async fn set<R: Relation, E: Executor>(
     j.target_match(&mut sql);
     sql.push(") RETURNING 1), \"added\" AS (");
     j.insert_missing(&mut sql, &key, &key_types, "\"w\"");
-    sql.push(
-        " RETURNING 1) SELECT (SELECT count(*) FROM \"removed\"), (SELECT count(*) FROM \"added\")",
-    );
+    sql.push(" RETURNING 1)");
+    if let Some(channel) = &ex.scope().notify {
+        // Announce the junction when a link changed, in the same statement.
+        let channel = sql.bind(Param::new(channel.to_string()));
+        let table = sql.bind(Param::new(j.name.to_owned()));
+        sql.push(", \"changed\" AS (SELECT 1 FROM \"removed\" UNION ALL SELECT 1 FROM \"added\"), \"announced\" AS (");
+        push_notify_rows::<R::Key>(&mut sql, &channel, &table, "changed", None);
+        sql.push(")");
+    }
+    sql.push(" SELECT (SELECT count(*) FROM \"removed\"), (SELECT count(*) FROM \"added\")");
+    if ex.scope().notify.is_some() {
+        sql.push(" WHERE (SELECT count(*) FROM \"announced\") >= 0");
+    }
     let rows = {
         let _evict = EvictLinksOnDrop::<R>::new(ex.scope());
         ex.query(&sql.text, &as_sql_refs(&sql.params)).await?

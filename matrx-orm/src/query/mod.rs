@@ -3,6 +3,7 @@
 //! [`ModelExt`](model_ext::ModelExt), the methods users call on their models.
 
 pub(crate) mod annotate;
+mod announce;
 pub mod ddl;
 mod evict;
 pub(crate) mod m2m;
@@ -11,5 +12,6 @@ pub(crate) mod page;
 mod rows;
 pub(crate) mod select;
 pub(crate) mod stream;
+pub(crate) mod triggers;
 pub(crate) mod values;
 pub(crate) mod write;

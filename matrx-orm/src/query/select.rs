@@ -7,6 +7,7 @@ use crate::base::error::{Error, Result};
 use crate::base::sql::{SqlBuf, ROOT};
 use crate::base::value::{as_sql_refs, Param};
 use crate::executor::Executor;
+use crate::query::announce::{wrap_model, Names, Output};
 use crate::query::evict::evicting;
 use crate::query::rows::{fetch_models, read_models};
 use crate::relation::joined;
@@ -399,6 +400,7 @@ impl<M: Model> Select<M> {
         self.criteria.check()?;
         self.criteria.render_where(ROOT, &mut sql);
         sql.push(" RETURNING ").columns(ROOT, M::META);
+        wrap_model::<M>(ex.scope(), &mut sql, Names::Keys, Output::Rows);
         evicting(ex.scope(), false, fetch_models(ex, &sql)).await
     }
 
@@ -499,6 +501,12 @@ impl<M: Model> Update<M> {
             .sets
             .iter()
             .any(|(name, _)| M::META.primary_key_columns().any(|c| c.name == *name));
+        let names = if rewrites_keys {
+            Names::Table
+        } else {
+            Names::Keys
+        };
+        wrap_model::<M>(ex.scope(), &mut sql, names, Output::Rows);
         evicting(ex.scope(), rewrites_keys, fetch_models(ex, &sql)).await
     }
 }

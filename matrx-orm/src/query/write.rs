@@ -10,6 +10,7 @@ use crate::base::key::Key;
 use crate::base::sql::{SqlBuf, ROOT};
 use crate::base::value::{as_sql_refs, ArrayParam, Param};
 use crate::executor::{Atomic, Executor};
+use crate::query::announce::{execute_announced, wrap, wrap_model, Names, Output};
 use crate::query::evict::{evicting, EvictOnDrop};
 use crate::query::rows::{fetch_models, single};
 use crate::schema::column::{Column, ColumnRef};
@@ -111,11 +112,18 @@ impl<'r, M: Model> InsertRows<'r, M> {
     /// Whether an `ON CONFLICT DO UPDATE` may rewrite a primary key (then every cached
     /// row of the model is evicted, not just the returned keys).
     fn updates_primary_key(&self) -> bool {
-        let Conflict::DoUpdate(_, update) = &self.conflict else {
+        let Conflict::DoUpdate(target, update) = &self.conflict else {
             return false;
         };
         let is_key = |name: &str| M::META.primary_key_columns().any(|c| c.name == name);
-        update.is_empty() || update.iter().any(|name| is_key(name))
+        if update.is_empty() {
+            // Every written column outside the target is updated.
+            return self.columns().into_iter().any(|i| {
+                let name = M::META.columns[i].name;
+                is_key(name) && !target.contains(&name)
+            });
+        }
+        update.iter().any(|name| is_key(name))
     }
 
     fn columns(&self) -> Vec<usize> {
@@ -183,11 +191,13 @@ impl<'r, M: Model> InsertRows<'r, M> {
         rows: &[M],
         columns: &[usize],
     ) -> Result<Vec<M>> {
-        let text = self.render(rows.len(), columns)?;
+        let mut text = self.render(rows.len(), columns)?;
         let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(rows.len() * columns.len());
         for row in rows {
             params.extend(columns.iter().map(|&i| row.value(i)));
         }
+        let extra = self.announce(ex, &mut text, params.len());
+        params.extend(extra.iter().flatten().map(Param::as_sql));
         let result = ex.query(&text, &params).await?;
         result.iter().map(|r| M::decode(r, 0)).collect()
     }
@@ -199,15 +209,30 @@ impl<'r, M: Model> InsertRows<'r, M> {
         columns: &[usize],
         element_types: &[Cow<'static, str>],
     ) -> Result<Vec<M>> {
-        let text = self.render_unnest(columns, element_types)?;
+        let mut text = self.render_unnest(columns, element_types)?;
         let arrays: Vec<ArrayParam<'_, M>> = columns
             .iter()
             .map(|&i| ArrayParam::new(self.rows, i, M::value))
             .collect();
-        let params: Vec<&(dyn ToSql + Sync)> =
+        let mut params: Vec<&(dyn ToSql + Sync)> =
             arrays.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
+        let extra = self.announce(ex, &mut text, params.len());
+        params.extend(extra.iter().flatten().map(Param::as_sql));
         let result = ex.query(&text, &params).await?;
         result.iter().map(|r| M::decode(r, 0)).collect()
+    }
+
+    /// Wraps an insert statement so it announces its rows (the whole table when an
+    /// upsert may rewrite primary keys); the parameters to bind after its own.
+    fn announce<E: Executor>(&self, ex: &E, text: &mut String, bound: usize) -> Option<[Param; 2]> {
+        let names = if self.updates_primary_key() {
+            Names::Table
+        } else {
+            Names::Keys
+        };
+        let keys: Vec<&str> = M::META.primary_key_columns().map(|c| c.name).collect();
+        let table = M::META.table;
+        wrap::<M::Key>(ex.scope(), text, bound, table, &keys, names, Output::Rows)
     }
 
     /// `INSERT INTO .. (a, b) SELECT unnest($1::T1[]), unnest($2::T2[]) [ON CONFLICT ..]
@@ -475,6 +500,7 @@ impl<M: Model> Create<M> {
             sql.push(")");
         }
         sql.push(" RETURNING ").columns(ROOT, M::META);
+        wrap_model::<M>(ex.scope(), &mut sql, Names::Keys, Output::Rows);
         single(evicting(ex.scope(), false, fetch_models(ex, &sql)).await?)
     }
 }
@@ -550,6 +576,19 @@ async fn update_row<M: Model, E: Executor>(ex: &E, row: &M) -> Result<M> {
     sql.push(&key_sql.text)
         .push(" RETURNING ")
         .columns(ROOT, meta);
+    let keys: Vec<&str> = meta.primary_key_columns().map(|c| c.name).collect();
+    let (names, output) = (Names::Keys, Output::Rows);
+    let bound = params.len();
+    let extra = wrap::<M::Key>(
+        ex.scope(),
+        &mut sql.text,
+        bound,
+        meta.table,
+        &keys,
+        names,
+        output,
+    );
+    params.extend(extra.iter().flatten().map(Param::as_sql));
     let rows = ex.query(&sql.text, &params).await?;
     let updated: Result<Vec<M>> = rows.iter().map(|r| M::decode(r, 0)).collect();
     single(updated?)
@@ -561,7 +600,7 @@ pub(crate) async fn delete_by_key<M: Model, E: Executor>(ex: &E, key: &M::Key) -
     sql.push("DELETE FROM ").table_as(M::META, ROOT);
     render_key_filter::<M>(key, &mut sql);
     let guard = EvictOnDrop::<M>::new(ex.scope());
-    let result = ex.execute(&sql.text, &as_sql_refs(&sql.params)).await;
+    let result = execute_announced::<M, E>(ex, sql).await;
     guard.disarm();
     ex.scope().evict::<M>(Some(std::slice::from_ref(key)));
     match result? {

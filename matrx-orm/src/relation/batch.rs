@@ -132,7 +132,7 @@ pub async fn load_edge<R: Relation>(
         let rows = ex
             .query_read_dyn(&sql.text, &as_sql_refs(&sql.params))
             .await?;
-        match shared {
+        match shared.filter(|_| scope.fills_shared_cache()) {
             Some((shared, generation)) => {
                 let stored = decode_rows::<R>(rows, &mut fresh, true)?;
                 shared.put::<R::Target>(generation, stored);

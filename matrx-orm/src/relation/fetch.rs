@@ -121,7 +121,7 @@ pub(crate) async fn get<M: Model>(ex: &dyn DynExecutor, key: &M::Key) -> Result<
         }
         None => Arc::new(load_by_keys::<M>(ex, [key.clone()]).await?),
     };
-    if let Some((cache, generation)) = shared {
+    if let Some((cache, generation)) = shared.filter(|_| scope.fills_shared_cache()) {
         if let Some(row) = rows.cached_row(key) {
             cache.put::<M>(generation, [(key.clone(), row)]);
         }
