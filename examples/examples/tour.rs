@@ -1266,13 +1266,7 @@ let per_status = Order::query()
                        (SELECT 1 FROM orders o WHERE o.customer_id = c.id AND o.status = $1) \
                        ORDER BY c.id";
         let (hand, _, hand_time) = measured(db, db.query_sql(by_hand, &[&"cancelled"])).await?;
-        println!(
-            "  {:<9}{} (hand-written SQL: {}, ratio {:.2})",
-            "time",
-            ms(time),
-            ms(hand_time),
-            time.as_secs_f64() / hand_time.as_secs_f64().max(1e-9)
-        );
+        versus_hand(time, hand_time);
         let got: Vec<i64> = unhappy.iter().map(|c| c.id).collect();
         let want: Vec<i64> = self
             .shop
@@ -1311,13 +1305,7 @@ let per_status = Order::query()
                        (SELECT count(*) FROM orders o WHERE o.customer_id = c.id) AS n \
                        FROM customers c ORDER BY c.id";
         let (hand, _, hand_time) = measured(db, db.query_sql(by_hand, &[])).await?;
-        println!(
-            "  {:<9}{} (hand-written SQL: {}, ratio {:.2})",
-            "time",
-            ms(time),
-            ms(hand_time),
-            time.as_secs_f64() / hand_time.as_secs_f64().max(1e-9)
-        );
+        versus_hand(time, hand_time);
         let got: Vec<(i64, i64)> = counted.iter().map(|(c, n)| (c.id, *n)).collect();
         let want: Vec<(i64, i64)> = self
             .shop
@@ -1353,13 +1341,7 @@ let per_status = Order::query()
         let by_hand = "SELECT status, count(*), sum(total_cents)::int8 FROM orders \
                        GROUP BY status ORDER BY count(*) DESC, status";
         let (hand, _, hand_time) = measured(db, db.query_sql(by_hand, &[])).await?;
-        println!(
-            "  {:<9}{} (hand-written SQL: {}, ratio {:.2})",
-            "time",
-            ms(time),
-            ms(hand_time),
-            time.as_secs_f64() / hand_time.as_secs_f64().max(1e-9)
-        );
+        versus_hand(time, hand_time);
         let mut want: HashMap<&str, (i64, i64)> = HashMap::new();
         for order in &self.shop.orders {
             let entry = want.entry(order.status.as_str()).or_default();
@@ -1541,6 +1523,17 @@ fn sample(lines: &[String]) {
 
 fn note(text: &str) {
     println!("  {:<9}{text}", "note");
+}
+
+/// Prints a step's time next to the same question answered by hand-written SQL.
+fn versus_hand(time: Duration, hand_time: Duration) {
+    println!(
+        "  {:<9}{} (hand-written SQL: {}, ratio {:.2})",
+        "time",
+        ms(time),
+        ms(hand_time),
+        time.as_secs_f64() / hand_time.as_secs_f64().max(1e-9)
+    );
 }
 
 fn ms(elapsed: Duration) -> String {

@@ -106,9 +106,36 @@ impl Drop for OwnedCluster {
 
 /// Starts a cluster of its own with `extras`, besides the process's shared server.
 pub(crate) fn start_owned(extras: Extras) -> Result<OwnedCluster, TestkitError> {
+    let (setup, mut owned) = own_setup("a PostgreSQL cluster", extras)?;
+    owned.port = setup.init_and_start()?.port;
+    Ok(owned)
+}
+
+/// Starts a streaming standby of the cluster listening on `primary_port` (one started
+/// here, whose `pg_hba.conf` trusts replication connections from 127.0.0.1): a base
+/// backup with `pg_basebackup -R`, then the standby on a free port of its own.
+pub(crate) fn start_standby(primary_port: u16) -> Result<OwnedCluster, TestkitError> {
+    let (setup, mut owned) = own_setup("a PostgreSQL standby", Extras::default())?;
+    if !is_executable(&setup.bin_dir.join("pg_basebackup")) {
+        return Err(TestkitError::unavailable(
+            "a PostgreSQL standby",
+            format!("no pg_basebackup in {}", setup.bin_dir.display()),
+        ));
+    }
+    setup.base_backup(primary_port)?;
+    // The backup carries the primary's settings; the testkit's own lines, appended
+    // again, point the standby at its own socket directory.
+    setup.write_config()?;
+    owned.port = setup.start_on_free_port()?;
+    Ok(owned)
+}
+
+/// A temporary directory and its watchdog for a cluster owned by its handle (no
+/// server yet: the handle's port is 0).
+fn own_setup(service: &str, extras: Extras) -> Result<(Setup, OwnedCluster), TestkitError> {
     let binaries = find_binaries().ok_or_else(|| {
         TestkitError::unavailable(
-            "a PostgreSQL cluster",
+            service,
             "no initdb, pg_ctl and postgres on PATH or under /usr/lib/postgresql",
         )
     })?;
@@ -124,52 +151,11 @@ pub(crate) fn start_owned(extras: Extras) -> Result<OwnedCluster, TestkitError> 
         let _ = fs::remove_dir_all(&setup.dir);
         TestkitError::throwaway("starting the clean-up watchdog", err)
     })?;
-    let mut owned = OwnedCluster {
+    let owned = OwnedCluster {
         watchdog: Some(watchdog),
         port: 0,
     };
-    owned.port = setup.init_and_start()?.port;
-    Ok(owned)
-}
-
-/// Starts a streaming standby of the cluster listening on `primary_port` (one started
-/// here, whose `pg_hba.conf` trusts replication connections from 127.0.0.1): a base
-/// backup with `pg_basebackup -R`, then the standby on a free port of its own.
-pub(crate) fn start_standby(primary_port: u16) -> Result<OwnedCluster, TestkitError> {
-    let binaries = find_binaries().ok_or_else(|| {
-        TestkitError::unavailable(
-            "a PostgreSQL standby",
-            "no initdb, pg_ctl and postgres on PATH or under /usr/lib/postgresql",
-        )
-    })?;
-    if !is_executable(&binaries.bin_dir.join("pg_basebackup")) {
-        return Err(TestkitError::unavailable(
-            "a PostgreSQL standby",
-            format!("no pg_basebackup in {}", binaries.bin_dir.display()),
-        ));
-    }
-    let user = RunAs::detect()?;
-    let dir = create_temp_dir(user)?;
-    let setup = Setup {
-        bin_dir: binaries.bin_dir,
-        user,
-        dir,
-        extras: Extras::default(),
-    };
-    let watchdog = setup.spawn_watchdog().map_err(|err| {
-        let _ = fs::remove_dir_all(&setup.dir);
-        TestkitError::throwaway("starting the clean-up watchdog", err)
-    })?;
-    let mut owned = OwnedCluster {
-        watchdog: Some(watchdog),
-        port: 0,
-    };
-    setup.base_backup(primary_port)?;
-    // The backup carries the primary's settings; the testkit's own lines, appended
-    // again, point the standby at its own socket directory.
-    setup.write_config()?;
-    owned.port = setup.start_on_free_port()?;
-    Ok(owned)
+    Ok((setup, owned))
 }
 
 /// Stops the registered cluster and waits until its directory is gone. Idempotent.

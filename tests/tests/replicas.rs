@@ -10,7 +10,6 @@
 mod common;
 mod differential;
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::shop::*;
@@ -49,17 +48,7 @@ async fn fixture(max_lag: Duration) -> Option<Fixture> {
     matrx_orm::ddl::create_tables(&db, &common::shop::models())
         .await
         .expect("create the shop tables");
-    let data = Data {
-        customers: vec![None, Some(0), None],
-        products: 2,
-        tags: 2,
-        warehouses: vec![("eu".into(), 1)],
-        orders: vec![0, 0, 1],
-        items: vec![(3, 0, 0, 2), (2, 0, 1, 5), (1, 2, 1, 1)],
-        order_tags: [(0, 0), (2, 1)].into_iter().collect(),
-        stock: BTreeMap::new(),
-        links: Default::default(),
-    };
+    let data = Data::small();
     data.insert(&db).await.expect("insert the shop rows");
     pair.wait_replayed().await.expect("the standby catches up");
     Some(Fixture { pair, db })

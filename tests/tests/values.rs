@@ -145,17 +145,7 @@ async fn fixed() -> common::TestDb {
     matrx_orm::ddl::create_tables(&*db, &common::shop::models())
         .await
         .unwrap();
-    let data = Data {
-        customers: vec![None, Some(0), None],
-        products: 2,
-        tags: 2,
-        warehouses: vec![("eu".into(), 1)],
-        orders: vec![0, 0, 1],
-        items: vec![(3, 0, 0, 2), (2, 0, 1, 5), (1, 2, 1, 1)],
-        order_tags: [(0, 0), (2, 1)].into_iter().collect(),
-        stock: BTreeMap::new(),
-        links: Default::default(),
-    };
+    let data = Data::small();
     data.insert(&db).await.unwrap();
     db
 }

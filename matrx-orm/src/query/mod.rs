@@ -9,7 +9,7 @@ mod evict;
 pub(crate) mod m2m;
 pub(crate) mod model_ext;
 pub(crate) mod page;
-mod rows;
+pub(crate) mod rows;
 pub(crate) mod select;
 pub(crate) mod stream;
 pub(crate) mod triggers;

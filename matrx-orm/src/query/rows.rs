@@ -20,17 +20,16 @@ pub(crate) async fn read_models<M: Model, E: Executor>(ex: &E, sql: &SqlBuf) -> 
 
 /// The one row a write by key returned: [`Error::NotFound`] if none,
 /// [`Error::MultipleRows`] if more.
-pub(crate) fn single<M: Model>(mut rows: Vec<M>) -> Result<M> {
+pub(crate) fn single<M: Model>(rows: Vec<M>) -> Result<M> {
+    exactly_one(rows, M::META.name)
+}
+
+/// The one value of `rows` (read from model `model`'s table): [`Error::NotFound`] if
+/// none, [`Error::MultipleRows`] if more.
+pub(crate) fn exactly_one<T>(mut rows: Vec<T>, model: &'static str) -> Result<T> {
     match rows.len() {
-        1 => rows.pop().ok_or(Error::NotFound {
-            model: M::META.name,
-        }),
-        0 => Err(Error::NotFound {
-            model: M::META.name,
-        }),
-        count => Err(Error::MultipleRows {
-            model: M::META.name,
-            count,
-        }),
+        1 => rows.pop().ok_or(Error::NotFound { model }),
+        0 => Err(Error::NotFound { model }),
+        count => Err(Error::MultipleRows { model, count }),
     }
 }

@@ -9,7 +9,7 @@ use crate::base::value::{as_sql_refs, Param};
 use crate::executor::Executor;
 use crate::query::announce::{wrap_model, Names, Output};
 use crate::query::evict::evicting;
-use crate::query::rows::{fetch_models, read_models};
+use crate::query::rows::{exactly_one, fetch_models, read_models};
 use crate::relation::joined;
 use crate::relation::joined::policy::{AggregateEncoding, Policy};
 use crate::relation::prefetch::{IntoPrefetch, Prefetch};
@@ -328,23 +328,12 @@ impl<M: Model> Select<M> {
 
     /// Exactly one row: [`Error::NotFound`] if none, [`Error::MultipleRows`] if more.
     pub async fn one<E: Executor>(&self, ex: &E) -> Result<M> {
-        let mut rows = self
+        let rows = self
             .clone()
             .limit(self.criteria.limit.map_or(2, |n| n.min(2)))
             .all(ex)
             .await?;
-        match rows.len() {
-            0 => Err(Error::NotFound {
-                model: M::META.name,
-            }),
-            1 => rows.pop().ok_or(Error::NotFound {
-                model: M::META.name,
-            }),
-            count => Err(Error::MultipleRows {
-                model: M::META.name,
-                count,
-            }),
-        }
+        exactly_one(rows, M::META.name)
     }
 
     /// At most one row: `None` if none, [`Error::MultipleRows`] if more.

@@ -8,6 +8,7 @@ use crate::base::error::{Error, Result};
 use crate::base::sql::{SqlBuf, ROOT};
 use crate::base::value::as_sql_refs;
 use crate::executor::Executor;
+use crate::query::rows::exactly_one;
 use crate::query::select::Select;
 use crate::schema::aggregate::{GroupOrder, Having};
 use crate::schema::column::Column;
@@ -217,18 +218,6 @@ impl<M: Model, S: Selection<M>> Values<M, S> {
     pub async fn one<E: Executor>(mut self, ex: &E) -> Result<S::Output> {
         let limit = self.select.criteria.limit.map_or(2, |n| n.min(2));
         self.select = self.select.limit(limit);
-        let mut rows = self.all(ex).await?;
-        match rows.len() {
-            1 => rows.pop().ok_or(Error::NotFound {
-                model: M::META.name,
-            }),
-            0 => Err(Error::NotFound {
-                model: M::META.name,
-            }),
-            count => Err(Error::MultipleRows {
-                model: M::META.name,
-                count,
-            }),
-        }
+        exactly_one(self.all(ex).await?, M::META.name)
     }
 }

@@ -87,6 +87,23 @@ pub struct Data {
 }
 
 impl Data {
+    /// A small fixed shop: three customers (the second referred by the first), two
+    /// products, two tags, one warehouse, three orders (two of the first customer),
+    /// three items and two order tags.
+    pub fn small() -> Data {
+        Data {
+            customers: vec![None, Some(0), None],
+            products: 2,
+            tags: 2,
+            warehouses: vec![("eu".into(), 1)],
+            orders: vec![0, 0, 1],
+            items: vec![(3, 0, 0, 2), (2, 0, 1, 5), (1, 2, 1, 1)],
+            order_tags: [(0, 0), (2, 1)].into_iter().collect(),
+            stock: BTreeMap::new(),
+            links: Default::default(),
+        }
+    }
+
     pub fn from(raw: &Raw) -> Data {
         let nc = raw.customers.len();
         let customers = raw
