@@ -75,6 +75,9 @@ pub fn expand(dir: Option<LitStr>) -> syn::Result<TokenStream> {
         }
     });
     Ok(quote! {
-        ::matrx_orm::migrate::Migrations::embedded(&[#(#items),*])
+        {
+            const MIGRATIONS: &[::matrx_orm::migrate::Migration] = &[#(#items),*];
+            ::matrx_orm::migrate::Migrations::embedded(MIGRATIONS)
+        }
     })
 }

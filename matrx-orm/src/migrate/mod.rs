@@ -24,5 +24,5 @@ pub mod source;
 pub mod split;
 
 pub use error::MigrateError;
-pub use runner::{Direction, MigrationStatus, Migrator, Ran, State, DEFAULT_TABLE};
+pub use runner::{lock_key, Direction, MigrationStatus, Migrator, Ran, State, DEFAULT_TABLE};
 pub use source::{parse_folder_name, Migration, Migrations, NO_TRANSACTION};

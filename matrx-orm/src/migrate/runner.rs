@@ -255,9 +255,16 @@ fn current_schema(rows: &[Row]) -> Result<String, MigrateError> {
         })
 }
 
-/// The advisory lock key of one migrations table: the first 8 bytes of a SHA-256 of
-/// its schema and name, so runners on different schemas never wait for each other.
-fn lock_key(schema: &str, table: &str) -> i64 {
+/// The advisory lock key a run on the migrations table `schema.table` takes: the
+/// first 8 bytes of a SHA-256 of both names, so runners on different schemas never
+/// wait for each other. To watch it: `SELECT * FROM pg_locks WHERE locktype =
+/// 'advisory' AND classid = ((key >> 32) & 4294967295)::oid AND objid = (key & 4294967295)::oid`.
+///
+/// ```
+/// use matrx_orm::migrate::{lock_key, DEFAULT_TABLE};
+/// assert_ne!(lock_key("app", DEFAULT_TABLE), lock_key("tenant_2", DEFAULT_TABLE));
+/// ```
+pub fn lock_key(schema: &str, table: &str) -> i64 {
     let digest = Sha256::digest(format!("matrx-orm migrations {schema}.{table}").as_bytes());
     let mut bytes = [0u8; 8];
     bytes.copy_from_slice(&digest[..8]);
@@ -527,10 +534,23 @@ fn millis(d: Duration) -> i64 {
 }
 
 impl Drop for Run<'_> {
+    /// A run dropped part-way (cancelled, or after a failed `ROLLBACK`): ask the
+    /// server to cancel whatever statement is still running, then close the
+    /// connection; the server ends the session, rolling back and releasing the lock.
+    /// Without the cancel a long statement would hold the lock until it finished.
     fn drop(&mut self) {
-        if let Some(conn) = self.conn.take() {
-            drop(Object::take(conn));
+        let Some(conn) = self.conn.take() else {
+            return;
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let token = conn.cancel_token();
+            runtime.spawn(async move {
+                if let Err(e) = token.cancel_query(tokio_postgres::NoTls).await {
+                    tracing::debug!(error = %e, "cancelling a dropped migration run failed");
+                }
+            });
         }
+        drop(Object::take(conn));
     }
 }
 
