@@ -4,6 +4,8 @@
 //! - [`catalog`]: reads `pg_catalog` into a plain [`Catalog`] ([`introspect`]).
 //! - [`generate`]: turns a catalog into model files ([`generate()`](generate::generate)).
 //! - [`check`]: compares models' metadata ([`matrx_orm::ModelMeta`]) to the database.
+//! - [`migrate`]: new migration folders, and the SQL taking a database to the models
+//!   ([`migrate::diff`]).
 //!
 //! The binary (`src/main.rs`) only parses arguments and calls these.
 
@@ -11,6 +13,7 @@ pub mod catalog;
 pub mod check;
 pub mod error;
 pub mod generate;
+pub mod migrate;
 
 pub use catalog::{introspect, Catalog};
 pub use check::{check, Drift, Report};

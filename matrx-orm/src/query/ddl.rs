@@ -55,6 +55,9 @@ pub struct ColumnDef {
     pub identity: bool,
     /// A single-column `UNIQUE` constraint.
     pub unique: bool,
+    /// The database fills the column when an insert leaves it out (an identity or a
+    /// default the model does not spell out).
+    pub auto: bool,
 }
 
 /// A foreign key of a [`TableDef`].
@@ -308,6 +311,7 @@ fn column_def(col: &ColumnMeta) -> ColumnDef {
         nullable: col.nullable,
         default: col.default_sql.map(str::to_owned),
         unique: col.unique,
+        auto: col.auto,
     }
 }
 
@@ -373,6 +377,7 @@ fn junction(
                 default: None,
                 identity: false,
                 unique: false,
+                auto: false,
             })
             .collect()
     };
