@@ -7,10 +7,11 @@
 //! - [`migrate`]: new migration folders, and the SQL taking a database to the models
 //!   ([`migrate::diff`]).
 //!
-//! The binary (`src/main.rs`) only parses arguments and calls these.
+//! The binary (`src/main.rs`) is [`cli::main`]: it only parses arguments and calls these.
 
 pub mod catalog;
 pub mod check;
+pub mod cli;
 pub mod error;
 pub mod generate;
 pub mod migrate;

@@ -205,8 +205,11 @@ fn implied_foreign_keys(models: &[&'static ModelMeta]) -> Result<Vec<(String, Fk
         for rel in meta.relations {
             if matches!(rel.kind, RelationKind::HasMany | RelationKind::HasOne) {
                 let target = (rel.target)();
-                let columns: Vec<String> =
-                    rel.target_columns()?.iter().map(|c| (*c).to_owned()).collect();
+                let columns: Vec<String> = rel
+                    .target_columns()?
+                    .iter()
+                    .map(|c| (*c).to_owned())
+                    .collect();
                 let target_columns: Vec<String> =
                     rel.source_columns.iter().map(|c| (*c).to_owned()).collect();
                 out.push((
@@ -258,9 +261,16 @@ fn create_table(def: &TableDef, steps: &mut Vec<Step>) {
 fn add_foreign_key(table: &str, fk: &ForeignKeyDef, steps: &mut Vec<Step>) {
     steps.push(step(
         ADD_FOREIGN_KEY,
-        format!("add foreign key {table} ({}) -> {}", list(&fk.columns), q(&fk.target_table)),
+        format!(
+            "add foreign key {table} ({}) -> {}",
+            list(&fk.columns),
+            q(&fk.target_table)
+        ),
         vec![fk.add_sql(table)],
-        vec![format!("ALTER TABLE {table} DROP CONSTRAINT {}", q(&fk.name))],
+        vec![format!(
+            "ALTER TABLE {table} DROP CONSTRAINT {}",
+            q(&fk.name)
+        )],
     ));
 }
 
@@ -273,12 +283,7 @@ fn add_index(table: &str, ix: &IndexDef, steps: &mut Vec<Step>) {
     ));
 }
 
-fn alter_table(
-    def: &TableDef,
-    live: &Table,
-    implied: &[(String, FkShape)],
-    steps: &mut Vec<Step>,
-) {
+fn alter_table(def: &TableDef, live: &Table, implied: &[(String, FkShape)], steps: &mut Vec<Step>) {
     let table = def.qualified_name();
     for col in &def.columns {
         match live.column(&col.name) {
@@ -291,8 +296,14 @@ fn alter_table(
             let mut s = step(
                 DROP_COLUMN,
                 format!("drop column {table}.{}", q(&existing.name)),
-                vec![format!("ALTER TABLE {table} DROP COLUMN {}", q(&existing.name))],
-                vec![format!("ALTER TABLE {table} ADD COLUMN {}", live_column_sql(existing))],
+                vec![format!(
+                    "ALTER TABLE {table} DROP COLUMN {}",
+                    q(&existing.name)
+                )],
+                vec![format!(
+                    "ALTER TABLE {table} ADD COLUMN {}",
+                    live_column_sql(existing)
+                )],
             );
             s.destructive = true;
             steps.push(s);
@@ -333,7 +344,10 @@ fn alter_column(table: &str, col: &ColumnDef, live: &Column, steps: &mut Vec<Ste
         let to = |ty: &str| format!("{alter} TYPE {ty} USING {}::{ty}", q(&col.name));
         let mut s = step(
             COLUMN,
-            format!("change type of {name}: {} -> {}", live.ty.display, col.sql_type),
+            format!(
+                "change type of {name}: {} -> {}",
+                live.ty.display, col.sql_type
+            ),
             vec![to(&col.sql_type)],
             vec![to(&live.ty.display)],
         );
@@ -348,7 +362,10 @@ fn alter_column(table: &str, col: &ColumnDef, live: &Column, steps: &mut Vec<Ste
         };
         steps.push(step(
             COLUMN,
-            format!("make {name} {}", if col.nullable { "nullable" } else { "NOT NULL" }),
+            format!(
+                "make {name} {}",
+                if col.nullable { "nullable" } else { "NOT NULL" }
+            ),
             vec![format!("{alter} {up}")],
             vec![format!("{alter} {down}")],
         ));
@@ -375,7 +392,9 @@ fn alter_column(table: &str, col: &ColumnDef, live: &Column, steps: &mut Vec<Ste
         None => format!("{alter} DROP DEFAULT"),
     };
     match (col.default.as_deref(), live_default) {
-        (Some(wanted), found) if found.map(normalize_default) != Some(normalize_default(wanted)) => {
+        (Some(wanted), found)
+            if found.map(normalize_default) != Some(normalize_default(wanted)) =>
+        {
             steps.push(step(
                 COLUMN,
                 format!("set default of {name}"),
@@ -403,7 +422,10 @@ fn primary_key(table: &str, def: &TableDef, live: &Table, steps: &mut Vec<Step>)
         steps.push(step(
             DROP_KEY,
             format!("drop primary key {} of {table}", q(&pk.name)),
-            vec![format!("ALTER TABLE {table} DROP CONSTRAINT {}", q(&pk.name))],
+            vec![format!(
+                "ALTER TABLE {table} DROP CONSTRAINT {}",
+                q(&pk.name)
+            )],
             vec![format!(
                 "ALTER TABLE {table} ADD CONSTRAINT {} PRIMARY KEY ({})",
                 q(&pk.name),
@@ -441,7 +463,10 @@ fn uniques(table: &str, def: &TableDef, live: &Table, steps: &mut Vec<Step>) {
             steps.push(step(
                 ADD_KEY,
                 format!("add unique ({}) to {table}", list(cols)),
-                vec![format!("ALTER TABLE {table} ADD CONSTRAINT {name} UNIQUE ({})", list(cols))],
+                vec![format!(
+                    "ALTER TABLE {table} ADD CONSTRAINT {name} UNIQUE ({})",
+                    list(cols)
+                )],
                 vec![format!("ALTER TABLE {table} DROP CONSTRAINT {name}")],
             ));
         }
@@ -451,9 +476,16 @@ fn uniques(table: &str, def: &TableDef, live: &Table, steps: &mut Vec<Step>) {
             // A unique constraint, or a unique index without one: drop whichever it is.
             steps.push(step(
                 DROP_KEY,
-                format!("drop unique {} ({}) of {table}", q(&u.name), list(&u.columns)),
+                format!(
+                    "drop unique {} ({}) of {table}",
+                    q(&u.name),
+                    list(&u.columns)
+                ),
                 vec![
-                    format!("ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {}", q(&u.name)),
+                    format!(
+                        "ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {}",
+                        q(&u.name)
+                    ),
                     format!("DROP INDEX IF EXISTS {}", q(&u.name)),
                 ],
                 vec![format!(
@@ -496,15 +528,14 @@ fn foreign_keys(
     }
 }
 
-fn drop_live_foreign_key(
-    table: &str,
-    fk: &crate::catalog::ForeignKey,
-    _live_table: &str,
-) -> Step {
+fn drop_live_foreign_key(table: &str, fk: &crate::catalog::ForeignKey, _live_table: &str) -> Step {
     step(
         DROP_FOREIGN_KEY,
         format!("drop foreign key {} of {table}", q(&fk.name)),
-        vec![format!("ALTER TABLE {table} DROP CONSTRAINT {}", q(&fk.name))],
+        vec![format!(
+            "ALTER TABLE {table} DROP CONSTRAINT {}",
+            q(&fk.name)
+        )],
         vec![format!(
             "ALTER TABLE {table} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({})",
             q(&fk.name),
@@ -543,7 +574,11 @@ fn indexes(table: &str, def: &TableDef, live: &Table, steps: &mut Vec<Step>) {
                 DROP_KEY,
                 format!("drop index {} of {table}", q(&l.name)),
                 vec![format!("DROP INDEX {}", q(&l.name))],
-                vec![format!("CREATE INDEX {} ON {table} ({})", q(&l.name), list(&cols))],
+                vec![format!(
+                    "CREATE INDEX {} ON {table} ({})",
+                    q(&l.name),
+                    list(&cols)
+                )],
             ));
         }
     }
@@ -572,20 +607,38 @@ fn drop_table(catalog: &Catalog, live: &Table, steps: &mut Vec<Step>) {
     }
     let mut parts: Vec<String> = live.columns.iter().map(live_column_sql).collect();
     if let Some(pk) = &live.primary_key {
-        parts.push(format!("CONSTRAINT {} PRIMARY KEY ({})", q(&pk.name), list(&pk.columns)));
+        parts.push(format!(
+            "CONSTRAINT {} PRIMARY KEY ({})",
+            q(&pk.name),
+            list(&pk.columns)
+        ));
     }
     for u in &live.uniques {
-        parts.push(format!("CONSTRAINT {} UNIQUE ({})", q(&u.name), list(&u.columns)));
+        parts.push(format!(
+            "CONSTRAINT {} UNIQUE ({})",
+            q(&u.name),
+            list(&u.columns)
+        ));
     }
-    let mut down = vec![format!("CREATE TABLE {table} (\n    {}\n)", parts.join(",\n    "))];
+    let mut down = vec![format!(
+        "CREATE TABLE {table} (\n    {}\n)",
+        parts.join(",\n    ")
+    )];
     for ix in &live.indexes {
         if let Some(cols) = comparable(ix) {
-            down.push(format!("CREATE INDEX {} ON {table} ({})", q(&ix.name), list(&cols)));
+            down.push(format!(
+                "CREATE INDEX {} ON {table} ({})",
+                q(&ix.name),
+                list(&cols)
+            ));
         }
     }
     let mut s = step(
         DROP_TABLE,
-        format!("drop table {table} (not in the models of schema {:?})", catalog.schema),
+        format!(
+            "drop table {table} (not in the models of schema {:?})",
+            catalog.schema
+        ),
         vec![format!("DROP TABLE {table}")],
         down,
     );
@@ -615,7 +668,8 @@ fn widens(from: &str, to: &str) -> bool {
         ("real", "double precision") => true,
         ("character varying" | "character" | "text", "text") => true,
         ("character varying", "character varying") => {
-            t_mods.is_none() || matches!((length(&f_mods), length(&t_mods)), (Some(a), Some(b)) if a <= b)
+            t_mods.is_none()
+                || matches!((length(&f_mods), length(&t_mods)), (Some(a), Some(b)) if a <= b)
         }
         ("numeric", "numeric") => t_mods.is_none(),
         _ => false,
@@ -648,7 +702,10 @@ fn normalize_default(expr: &str) -> String {
                 } else if n == '(' {
                     // A modifier list `(10,2)`, not a call.
                     let rest: String = chars.clone().take_while(|&x| x != ')').collect();
-                    if rest[1..].chars().all(|x| x.is_ascii_digit() || x == ',' || x == ' ') {
+                    if rest[1..]
+                        .chars()
+                        .all(|x| x.is_ascii_digit() || x == ',' || x == ' ')
+                    {
                         for _ in 0..=rest.len() {
                             chars.next();
                         }
