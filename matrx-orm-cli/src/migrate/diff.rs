@@ -74,19 +74,23 @@ impl Diff {
 
     /// The text of `up.sql`.
     pub fn up_sql(&self) -> String {
-        self.render(self.steps.iter().map(|s| (s, &s.up)))
+        self.render("", self.steps.iter().map(|s| (s, &s.up)))
     }
 
     /// The text of `down.sql`: each step's revert, last step first.
     pub fn down_sql(&self) -> String {
-        self.render(self.steps.iter().rev().map(|s| (s, &s.down)))
+        self.render("revert: ", self.steps.iter().rev().map(|s| (s, &s.down)))
     }
 
-    fn render<'a>(&self, steps: impl Iterator<Item = (&'a Step, &'a Vec<String>)>) -> String {
+    fn render<'a>(
+        &self,
+        prefix: &str,
+        steps: impl Iterator<Item = (&'a Step, &'a Vec<String>)>,
+    ) -> String {
         let mut out = String::new();
         for (step, statements) in steps {
             let commented = step.destructive && !self.options.allow_destructive;
-            let _ = writeln!(out, "-- {}", step.summary);
+            let _ = writeln!(out, "-- {prefix}{}", step.summary);
             if commented {
                 out.push_str(
                     "-- WARNING: destructive (data is lost). Written commented out; \
@@ -523,12 +527,12 @@ fn foreign_keys(
     for (fk, shape) in live.foreign_keys.iter().zip(&live_shapes) {
         let implied_here = implied.iter().any(|(t, s)| *t == def.name && s == shape);
         if !wanted.contains(shape) && !implied_here {
-            steps.push(drop_live_foreign_key(table, fk, &live.name));
+            steps.push(drop_live_foreign_key(table, fk));
         }
     }
 }
 
-fn drop_live_foreign_key(table: &str, fk: &crate::catalog::ForeignKey, _live_table: &str) -> Step {
+fn drop_live_foreign_key(table: &str, fk: &crate::catalog::ForeignKey) -> Step {
     step(
         DROP_FOREIGN_KEY,
         format!("drop foreign key {} of {table}", q(&fk.name)),
@@ -601,7 +605,8 @@ fn live_column_sql(c: &Column) -> String {
 fn drop_table(catalog: &Catalog, live: &Table, steps: &mut Vec<Step>) {
     let table = qualified(None, &live.name);
     for fk in &live.foreign_keys {
-        let mut s = drop_live_foreign_key(&table, fk, &live.name);
+        let mut s = drop_live_foreign_key(&table, fk);
+        s.summary.push_str(" (its table is dropped)");
         s.destructive = true;
         steps.push(s);
     }
