@@ -1,7 +1,8 @@
 //! DDL from model metadata: tables with primary keys, unique columns, foreign keys
 //! (composite too), junction tables of many-to-many relations, and indexes on
-//! foreign-key columns. Meant for tests, prototypes and examples; production schemas
-//! belong to a migration tool.
+//! foreign-key columns. [`table_defs`] is the description as data; [`create_tables`]
+//! renders it for tests, prototypes and examples, and the CLI's `migrate diff` compares
+//! it with a live schema to write versioned migrations (`crate::migrate`) for production.
 //!
 //! ```no_run
 //! # use matrx_orm::{Model, One};
