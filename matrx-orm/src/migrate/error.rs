@@ -22,7 +22,7 @@ pub enum MigrateError {
         /// The failing statement (1-based) of a migration run outside a transaction.
         statement: Option<usize>,
         /// What the server said.
-        source: crate::base::error::Error,
+        source: Box<crate::base::error::Error>,
     },
     /// An applied migration's `up.sql` differs from the one that was applied.
     #[error(

@@ -446,7 +446,7 @@ impl<'d> Run<'d> {
                 version: m.version,
                 name: m.name.to_string(),
                 statement,
-                source,
+                source: Box::new(source),
             }
         };
         let started = Instant::now();
