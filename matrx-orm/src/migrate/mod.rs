@@ -10,7 +10,10 @@
 //! ```no_run
 //! use matrx_orm::migrate::Migrations;
 //!
+//! # /* (the doctest embeds the test suite's folder instead)
 //! static MIGRATIONS: Migrations = matrx_orm::embed_migrations!("migrations");
+//! # */
+//! # static MIGRATIONS: Migrations = matrx_orm::embed_migrations!("../tests/migrations");
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let db = matrx_orm::Db::connect("postgres://root@localhost:5432/app").await?;

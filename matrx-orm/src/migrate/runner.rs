@@ -90,7 +90,10 @@ pub struct MigrationStatus {
 /// # async fn demo(db: &matrx_orm::Db) -> Result<(), matrx_orm::migrate::MigrateError> {
 /// use matrx_orm::migrate::{Migrations, Migrator};
 ///
+/// # /* (the doctest embeds the test suite's folder instead)
 /// static MIGRATIONS: Migrations = matrx_orm::embed_migrations!("migrations");
+/// # */
+/// # static MIGRATIONS: Migrations = matrx_orm::embed_migrations!("../tests/migrations");
 ///
 /// let migrator = Migrator::new(&MIGRATIONS);
 /// for line in migrator.status(db).await? {
@@ -219,7 +222,10 @@ impl Db {
     /// ```no_run
     /// use matrx_orm::migrate::Migrations;
     ///
+    /// # /* (the doctest embeds the test suite's folder instead)
     /// static MIGRATIONS: Migrations = matrx_orm::embed_migrations!("migrations");
+    /// # */
+    /// # static MIGRATIONS: Migrations = matrx_orm::embed_migrations!("../tests/migrations");
     ///
     /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
     /// let db = matrx_orm::Db::connect("postgres://root@localhost:5432/app").await?;
