@@ -599,6 +599,19 @@ async fn two_processes_apply_each_migration_once() {
         .expect("redo");
     assert!(redo.status.success(), "{}", text(&redo));
 
+    // new: a folder after the newest, with both files.
+    let new = cli(&["migrate", "new", "Add Notes"], &url, &dir)
+        .output()
+        .expect("new");
+    assert!(new.status.success(), "{}", text(&new));
+    let migrations = Migrations::from_dir(&dir).expect("read");
+    let last = migrations.iter().last().expect("one");
+    assert_eq!(
+        (last.name.as_ref(), last.up.as_ref(), last.down.as_deref()),
+        ("add_notes", "", Some(""))
+    );
+    assert_eq!(migrations.len(), 4);
+
     // diff from the stock binary explains that it needs the models compiled in.
     let diff = cli(&["migrate", "diff", "--schema", &schema], &url, &dir)
         .output()

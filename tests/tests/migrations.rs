@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{test_db, TestDb};
+use common::{count_queries, test_db, TestDb};
 use matrx_orm::migrate::{
     lock_key, Direction, MigrateError, Migration, Migrations, Migrator, State, DEFAULT_TABLE,
 };
@@ -88,7 +88,12 @@ async fn embedded_folder_applies_reverts_and_redoes() {
     assert_eq!(versions, [1, 2, 3]);
     assert!(!EMBEDDED.get(3).expect("v3").up_in_transaction());
 
-    let ran = t.migrate(&EMBEDDED).await.expect("migrate");
+    // Statements: current_schema, lock, CREATE TABLE IF NOT EXISTS, read the table,
+    // unlock (5); per transactional migration BEGIN, its script, INSERT, COMMIT (4 x 2);
+    // the no-transaction one sends its 2 statements one by one, then INSERT (3).
+    let (ran, statements) = count_queries(&t, t.migrate(&EMBEDDED)).await;
+    let ran = ran.expect("migrate");
+    assert_eq!(statements, 5 + 4 * 2 + 3);
     assert_eq!(ran.iter().map(|r| r.version).collect::<Vec<_>>(), [1, 2, 3]);
     assert!(ran.iter().all(|r| r.direction == Direction::Up));
     assert_eq!(tables(&t).await, ["accounts", "entries", DEFAULT_TABLE]);
@@ -121,8 +126,10 @@ async fn embedded_folder_applies_reverts_and_redoes() {
         .iter()
         .all(|r| r.get::<_, bool>(2) && r.get::<_, bool>(3)));
 
-    // Nothing left to do.
-    assert!(t.migrate(&EMBEDDED).await.expect("again").is_empty());
+    // Nothing left to do: the five statements of an empty run.
+    let (again, statements) = count_queries(&t, t.migrate(&EMBEDDED)).await;
+    assert!(again.expect("again").is_empty());
+    assert_eq!(statements, 5);
     let status = Migrator::new(&EMBEDDED).status(&t).await.expect("status");
     assert!(status
         .iter()
