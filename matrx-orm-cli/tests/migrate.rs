@@ -496,6 +496,39 @@ async fn tables_created_by_ddl_diff_to_empty() {
             ("drop column \"tags\".\"color\"", true),
         ]
     );
+    // More drift: a lost unique constraint, a lost composite primary key, a default
+    // and an identity gone, a type narrowed by hand. The allowed diff repairs all of
+    // it, and its down.sql puts the drift back.
+    run_sql(
+        &t,
+        "ALTER TABLE tags DROP CONSTRAINT tags_label_key;
+         ALTER TABLE order_tags DROP CONSTRAINT order_tags_pkey;
+         ALTER TABLE customers ALTER COLUMN status DROP DEFAULT;
+         ALTER TABLE orders ALTER COLUMN id DROP IDENTITY;
+         ALTER TABLE orders ALTER COLUMN quantity TYPE integer;",
+    )
+    .await;
+    let repair = diff_of(&t, &v5::models(), true).await;
+    let summaries = summaries(&repair);
+    for expected in [
+        "add unique (\"label\") to \"tags\"",
+        "add primary key (\"order_id\", \"tag_id\") to \"order_tags\"",
+        "set default of \"customers\".\"status\"",
+        "make \"orders\".\"id\" an identity column",
+        "change type of \"orders\".\"quantity\": integer -> bigint",
+    ] {
+        assert!(
+            summaries.iter().any(|s| s == expected),
+            "{expected} not in {summaries:?}"
+        );
+    }
+    t.db.batch_execute(&repair.up_sql()).await.expect("repair");
+    assert_in_sync(&t, &v5::models(), "repaired").await;
+    t.db.batch_execute(&repair.down_sql())
+        .await
+        .expect("revert the repair");
+    let back = diff_of(&t, &v5::models(), true).await;
+    assert_eq!(back.steps.len(), repair.steps.len(), "{}", back.up_sql());
 }
 
 fn cli(args: &[&str], url: &str, dir: &Path) -> Command {

@@ -309,10 +309,13 @@ pub fn derive_model(input: TokenStream) -> TokenStream {
 /// A new folder is picked up on the next rebuild; add a `build.rs` containing
 /// `println!("cargo:rerun-if-changed=migrations");` to make that automatic.
 ///
-/// ```ignore
+/// ```no_run
 /// use matrx_orm::migrate::Migrations;
 ///
+/// # /* (the doctest embeds the test suite's folder instead)
 /// static MIGRATIONS: Migrations = matrx_orm::embed_migrations!("migrations");
+/// # */
+/// # static MIGRATIONS: Migrations = matrx_orm::embed_migrations!("../tests/migrations");
 ///
 /// # async fn demo(db: &matrx_orm::Db) -> Result<(), matrx_orm::migrate::MigrateError> {
 /// db.migrate(&MIGRATIONS).await?;
