@@ -89,11 +89,12 @@ async fn embedded_folder_applies_reverts_and_redoes() {
     assert!(!EMBEDDED.get(3).expect("v3").up_in_transaction());
 
     // Statements: current_schema, lock, CREATE TABLE IF NOT EXISTS, read the table,
-    // unlock (5); per transactional migration BEGIN, its script, INSERT, COMMIT (4 x 2);
-    // the no-transaction one sends its 2 statements one by one, then INSERT (3).
+    // unlock (5); per transactional migration BEGIN, its script, INSERT, COMMIT,
+    // RESET ALL (5 x 2); the no-transaction one sends its 2 statements one by one,
+    // then INSERT and RESET ALL (4).
     let (ran, statements) = count_queries(&t, t.migrate(&EMBEDDED)).await;
     let ran = ran.expect("migrate");
-    assert_eq!(statements, 5 + 4 * 2 + 3);
+    assert_eq!(statements, 5 + 5 * 2 + 4);
     assert_eq!(ran.iter().map(|r| r.version).collect::<Vec<_>>(), [1, 2, 3]);
     assert!(ran.iter().all(|r| r.direction == Direction::Up));
     assert_eq!(tables(&t).await, ["accounts", "entries", DEFAULT_TABLE]);
@@ -363,6 +364,32 @@ async fn the_no_transaction_marker_lets_concurrent_index_builds_run() {
         .get(0);
     assert_eq!(n, 2);
     assert_eq!(recorded(&t).await, [1, 2]);
+}
+
+#[tokio::test]
+async fn session_settings_of_a_migration_stay_out_of_the_pool() {
+    let t = test_db("mig_settings").await;
+    // One connection, so the run's connection is the one the next query gets. The
+    // settings of 1 reach neither 2 (which would create its table in pg_catalog) nor
+    // the application.
+    let db = Db::builder(t.schema.url())
+        .search_path(t.schema.name())
+        .pool_size(1)
+        .connect()
+        .await
+        .expect("db");
+    let list = migrations(&[
+        (1, "settings", "-- matrx-orm: no-transaction\nSET search_path TO pg_catalog;\nSET application_name = 'leaked'", None),
+        (2, "in_tx", "SET statement_timeout = '1ms'; CREATE TABLE IF NOT EXISTS after (id int)", None),
+    ]);
+    assert_eq!(db.migrate(&list).await.expect("migrate").len(), 2);
+    let row = &db
+        .query_sql("SELECT current_schema()::text, current_setting('application_name'), current_setting('statement_timeout')", &[])
+        .await
+        .expect("settings")[0];
+    assert_eq!(row.get::<_, String>(0), t.schema.name());
+    assert_ne!(row.get::<_, String>(1), "leaked");
+    assert_eq!(row.get::<_, String>(2), "0");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -10,7 +10,8 @@
 //! one by one and the row is written after the last. The lock is released at the end,
 //! whether the run succeeded or failed; a run dropped part-way (cancelled, or a failed
 //! `ROLLBACK`) closes its connection instead of pooling it, which releases the lock and
-//! rolls back whatever was open.
+//! rolls back whatever was open. Settings a migration changes for its session are
+//! reset (`RESET ALL`) after it, so they reach neither the next migration nor the pool.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -434,6 +435,25 @@ impl<'d> Run<'d> {
     /// its row (down): together in one transaction, or, for a file marked
     /// `-- matrx-orm: no-transaction`, statement by statement with the bookkeeping last.
     async fn apply(&self, m: &Migration, direction: Direction) -> Result<Duration, MigrateError> {
+        let result = self.apply_script(m, direction).await;
+        // Settings a migration changed for its session (`SET search_path`, `SET
+        // statement_timeout`, outside a transaction or committed with it) reach
+        // neither the next migration nor, through the pool, the application.
+        let reset = match self.client() {
+            Ok(client) => run_batch(client, self.counters, "RESET ALL").await,
+            Err(e) => Err(e),
+        };
+        if reset.is_err() {
+            self.broken.store(true, Ordering::Relaxed);
+        }
+        result
+    }
+
+    async fn apply_script(
+        &self,
+        m: &Migration,
+        direction: Direction,
+    ) -> Result<Duration, MigrateError> {
         let (sql, in_transaction) = match direction {
             Direction::Up => (&*m.up, m.up_in_transaction()),
             Direction::Down => (
