@@ -308,8 +308,8 @@ struct Run<'d> {
     counters: &'d Counters,
     key: i64,
     table: String,
-    /// Set when a `ROLLBACK` failed: the connection's state is unknown, so it is
-    /// closed rather than pooled.
+    /// Set when a `ROLLBACK` or `RESET ALL` failed: the connection's state is
+    /// unknown, so it is closed rather than pooled.
     broken: AtomicBool,
 }
 
