@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::try_join_all;
 use matrx_orm::cache::CachePolicy;
 use matrx_orm::prelude::*;
-use matrx_orm::Select;
+use matrx_orm::{count, Select};
 use matrx_orm_examples::dataset::{Progress, Shop, Size};
 use matrx_orm_examples::shop::{self, Customer, Order, OrderItem, Product, Stock, Tag};
 use matrx_orm_testkit::{Server, ServerSource, TestSchema};
@@ -1224,14 +1224,19 @@ let mut product = Product::get(&db, &1).await?;",
     }
 
     async fn questions_across_relations(&self) -> Result<(), BoxError> {
-        title("11", "questions across relations: filters and counts");
+        title("11", "questions: relation filters, counts, grouped values");
         code(
             "let unhappy = Customer::query()
     .filter(Customer::ORDERS.any(Order::STATUS.eq(\"cancelled\")))
     .all(&db).await?;
 let counted = Customer::query()
     .annotate(Customer::ORDERS.count())
-    .all(&db).await?;          // Vec<(Customer, i64)>",
+    .all(&db).await?;          // Vec<(Customer, i64)>
+let per_status = Order::query()
+    .values((Order::STATUS, count(), Order::TOTAL_CENTS.sum()))
+    .group_by(Order::STATUS)
+    .order_by(count().desc())
+    .all(&db).await?;          // Vec<(String, i64, Option<i64>)>",
         );
         let db = &self.db;
         let by_customer = self.shop.orders_by_customer();
@@ -1328,6 +1333,58 @@ let counted = Customer::query()
             sample(&[format!("most orders: {} with {n}", c.name)]);
         }
         self.record("11b count annotation", n, time);
+
+        // A grouped question: orders and revenue per status, the most frequent first.
+        let (per_status, n, time) = measured(
+            db,
+            Order::query()
+                .values((Order::STATUS, count(), Order::TOTAL_CENTS.sum()))
+                .group_by(Order::STATUS)
+                .order_by(count().desc())
+                .order_by(Order::STATUS.asc())
+                .all(db),
+        )
+        .await?;
+        self.queries(
+            n,
+            1,
+            "one statement: GROUP BY, typed tuples, no model built",
+        );
+        let by_hand = "SELECT status, count(*), sum(total_cents)::int8 FROM orders \
+                       GROUP BY status ORDER BY count(*) DESC, status";
+        let (hand, _, hand_time) = measured(db, db.query_sql(by_hand, &[])).await?;
+        println!(
+            "  {:<9}{} (hand-written SQL: {}, ratio {:.2})",
+            "time",
+            ms(time),
+            ms(hand_time),
+            time.as_secs_f64() / hand_time.as_secs_f64().max(1e-9)
+        );
+        let mut want: HashMap<&str, (i64, i64)> = HashMap::new();
+        for order in &self.shop.orders {
+            let entry = want.entry(order.status.as_str()).or_default();
+            entry.0 += 1;
+            entry.1 += order.total_cents;
+        }
+        let mut want: Vec<(String, i64, Option<i64>)> = want
+            .into_iter()
+            .map(|(status, (n, total))| (status.to_owned(), n, Some(total)))
+            .collect();
+        want.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let hand: Vec<(String, i64, Option<i64>)> = hand
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+        self.check(per_status == want && per_status == hand, || {
+            "the per-status counts differ from the data written".to_owned()
+        });
+        if let Some((status, n, total)) = per_status.first() {
+            sample(&[format!(
+                "most frequent status: {status}, {n} orders, {} cents",
+                total.unwrap_or(0)
+            )]);
+        }
+        self.record("11c grouped values", n, time);
         Ok(())
     }
 

@@ -325,6 +325,19 @@ fn required(keys: &[(&'static str, bool)]) -> Option<&'static str> {
         .map(|(key, _)| *key)
 }
 
+/// Parses a `#[derive(FromRow)]` field's `#[orm(...)]` attributes: only
+/// `column = "sql_name"`.
+pub fn parse_from_row_field(attrs: &[Attribute]) -> Result<Option<LitStr>> {
+    let mut column = None;
+    for attr in orm_attrs(attrs) {
+        attr.parse_nested_meta(|meta| match key_name(&meta).as_str() {
+            "column" => set_str(&mut column, &meta),
+            _ => Err(unknown(&meta, "FromRow field", &["column"])),
+        })?;
+    }
+    Ok(column)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

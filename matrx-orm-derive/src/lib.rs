@@ -9,6 +9,7 @@ extern crate proc_macro;
 
 mod attrs;
 mod expand;
+mod from_row;
 mod migrations;
 mod model;
 mod names;
@@ -296,6 +297,39 @@ use syn::{parse_macro_input, DeriveInput};
 pub fn derive_model(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
     expand::derive(&input)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}
+
+/// Derives `matrx_orm::FromRow` for a plain struct with named fields: each field is
+/// read from the column of its name (`#[orm(column = "sql_name")]` to name another),
+/// as its type (`Option<T>` for a column that may be NULL).
+///
+/// ```
+/// use matrx_orm::FromRow;
+///
+/// #[derive(FromRow)]
+/// struct Line {
+///     id: i64,
+///     #[orm(column = "total_cents")]
+///     total: i64,
+/// }
+/// assert_eq!(Line::COLUMNS, ["id", "total_cents"]);
+/// ```
+///
+/// Only `column` is accepted:
+///
+/// ```compile_fail
+/// #[derive(matrx_orm::FromRow)]
+/// struct Line {
+///     #[orm(primary_key)] // error: unknown FromRow field attribute `primary_key`
+///     id: i64,
+/// }
+/// ```
+#[proc_macro_derive(FromRow, attributes(orm))]
+pub fn derive_from_row(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    from_row::derive(&input)
         .unwrap_or_else(syn::Error::into_compile_error)
         .into()
 }

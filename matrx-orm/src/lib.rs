@@ -24,19 +24,23 @@ pub use base::{error, key, sql, value};
 pub use query::ddl;
 pub use schema::{column, filter};
 
+pub use base::decode::FromRow;
 pub use base::error::{Error, Result};
 pub use base::key::{Key, KeyField, KeyPart};
 pub use base::meta::{ColumnMeta, ModelMeta, RelationKind, RelationMeta, Through};
 pub use base::value::{Param, SqlType};
 pub use db::pool::{Db, DbBuilder, PoolStatus};
+pub use db::replica::ReplicaStatus;
 pub use db::session::Session;
 pub use db::transaction::Transaction;
+pub use db::url::SslMode;
 pub use executor::{Executor, QueryCounter, StreamExecutor};
-pub use query::annotate::{Annotated, Annotation};
+pub use query::annotate::Annotated;
 pub use query::m2m::{SetOutcome, TargetKey};
 pub use query::model_ext::ModelExt;
 pub use query::page::{Cursor, KeysetPage, Page};
 pub use query::select::{Select, Update};
+pub use query::values::{GroupKey, Values};
 pub use query::write::{Create, InsertRows};
 #[doc(hidden)]
 pub use relation::AggregateEncoding;
@@ -45,14 +49,18 @@ pub use relation::{
     fetch, fetch_all_related, load_edge, prefetch_related, Groups, IntoPrefetch, Loaded, Path,
     PerParent, Prefetch, RelationExt,
 };
-pub use schema::aggregate::{Aggregate, Numeric, RelationAggregates};
+pub use schema::aggregate::{
+    count, Aggregate, ColumnAggregate, Compared, GroupOrder, Having, Numeric, RelationAggregates,
+};
 pub use schema::column::{Column, ColumnRef, OrderBy};
 pub use schema::filter::Filter;
 pub use schema::model::{Model, Relation, RelationVisitor};
 pub use schema::related::Related;
+pub use schema::selection::{Nullable, Selection, Struct};
 pub use schema::slot::{Many, One, Slot};
+pub use statement::mode::StatementMode;
 
-pub use matrx_orm_derive::{embed_migrations, Model};
+pub use matrx_orm_derive::{embed_migrations, FromRow, Model};
 
 /// The traits and types most code needs: `use matrx_orm::prelude::*;`.
 pub mod prelude {

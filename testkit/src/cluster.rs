@@ -62,6 +62,7 @@ pub(crate) fn start(binaries: Binaries) -> Result<Started, TestkitError> {
         bin_dir: binaries.bin_dir,
         user,
         dir,
+        extras: Extras::default(),
     };
     let watchdog = setup.spawn_watchdog().map_err(|err| {
         let _ = fs::remove_dir_all(&setup.dir);
@@ -73,6 +74,102 @@ pub(crate) fn start(binaries: Binaries) -> Result<Started, TestkitError> {
         stop();
     }
     started
+}
+
+/// What a cluster of its own adds to the default setup (the TLS tests' servers).
+#[derive(Debug, Default)]
+pub(crate) struct Extras {
+    /// Lines appended to `postgresql.conf`.
+    pub(crate) settings: Vec<String>,
+    /// The whole `pg_hba.conf`, replacing initdb's.
+    pub(crate) hba: Option<String>,
+    /// Files copied into the data directory under these names, readable by the
+    /// server only (a TLS key must be).
+    pub(crate) files: Vec<(&'static str, PathBuf)>,
+}
+
+/// A throwaway cluster owned by its handle: stopped and removed when it is dropped
+/// (or when the process ends, by its watchdog).
+#[derive(Debug)]
+pub(crate) struct OwnedCluster {
+    watchdog: Option<Child>,
+    pub(crate) port: u16,
+}
+
+impl Drop for OwnedCluster {
+    fn drop(&mut self) {
+        if let Some(watchdog) = self.watchdog.take() {
+            finish(watchdog);
+        }
+    }
+}
+
+/// Starts a cluster of its own with `extras`, besides the process's shared server.
+pub(crate) fn start_owned(extras: Extras) -> Result<OwnedCluster, TestkitError> {
+    let binaries = find_binaries().ok_or_else(|| {
+        TestkitError::unavailable(
+            "a PostgreSQL cluster",
+            "no initdb, pg_ctl and postgres on PATH or under /usr/lib/postgresql",
+        )
+    })?;
+    let user = RunAs::detect()?;
+    let dir = create_temp_dir(user)?;
+    let setup = Setup {
+        bin_dir: binaries.bin_dir,
+        user,
+        dir,
+        extras,
+    };
+    let watchdog = setup.spawn_watchdog().map_err(|err| {
+        let _ = fs::remove_dir_all(&setup.dir);
+        TestkitError::throwaway("starting the clean-up watchdog", err)
+    })?;
+    let mut owned = OwnedCluster {
+        watchdog: Some(watchdog),
+        port: 0,
+    };
+    owned.port = setup.init_and_start()?.port;
+    Ok(owned)
+}
+
+/// Starts a streaming standby of the cluster listening on `primary_port` (one started
+/// here, whose `pg_hba.conf` trusts replication connections from 127.0.0.1): a base
+/// backup with `pg_basebackup -R`, then the standby on a free port of its own.
+pub(crate) fn start_standby(primary_port: u16) -> Result<OwnedCluster, TestkitError> {
+    let binaries = find_binaries().ok_or_else(|| {
+        TestkitError::unavailable(
+            "a PostgreSQL standby",
+            "no initdb, pg_ctl and postgres on PATH or under /usr/lib/postgresql",
+        )
+    })?;
+    if !is_executable(&binaries.bin_dir.join("pg_basebackup")) {
+        return Err(TestkitError::unavailable(
+            "a PostgreSQL standby",
+            format!("no pg_basebackup in {}", binaries.bin_dir.display()),
+        ));
+    }
+    let user = RunAs::detect()?;
+    let dir = create_temp_dir(user)?;
+    let setup = Setup {
+        bin_dir: binaries.bin_dir,
+        user,
+        dir,
+        extras: Extras::default(),
+    };
+    let watchdog = setup.spawn_watchdog().map_err(|err| {
+        let _ = fs::remove_dir_all(&setup.dir);
+        TestkitError::throwaway("starting the clean-up watchdog", err)
+    })?;
+    let mut owned = OwnedCluster {
+        watchdog: Some(watchdog),
+        port: 0,
+    };
+    setup.base_backup(primary_port)?;
+    // The backup carries the primary's settings; the testkit's own lines, appended
+    // again, point the standby at its own socket directory.
+    setup.write_config()?;
+    owned.port = setup.start_on_free_port()?;
+    Ok(owned)
 }
 
 /// Stops the registered cluster and waits until its directory is gone. Idempotent.
@@ -143,7 +240,7 @@ fn is_executable(path: &Path) -> bool {
 
 /// The user the cluster's processes run as.
 #[derive(Debug, Clone, Copy)]
-enum RunAs {
+pub(crate) enum RunAs {
     /// This process's own user, which is not root.
     Myself,
     /// The unprivileged `postgres` system user, because this process runs as root.
@@ -151,7 +248,25 @@ enum RunAs {
 }
 
 impl RunAs {
-    fn detect() -> Result<Self, TestkitError> {
+    /// A command for `program`, run as this user.
+    pub(crate) fn command(self, program: impl AsRef<Path>) -> Command {
+        let mut command = Command::new(program.as_ref());
+        command.stdin(Stdio::null());
+        if let RunAs::Postgres { uid, gid } = self {
+            command.uid(uid).gid(gid);
+        }
+        command
+    }
+
+    /// Gives `path` to this user (a file a service reads or writes).
+    pub(crate) fn own(self, path: &Path) -> io::Result<()> {
+        match self {
+            RunAs::Postgres { uid, gid } => std::os::unix::fs::chown(path, Some(uid), Some(gid)),
+            RunAs::Myself => Ok(()),
+        }
+    }
+
+    pub(crate) fn detect() -> Result<Self, TestkitError> {
         if effective_uid() != Some(0) {
             return Ok(Self::Myself);
         }
@@ -192,7 +307,7 @@ fn postgres_user() -> Option<(u32, u32)> {
 }
 
 /// A fresh directory under the system temp dir, owned by the cluster's user.
-fn create_temp_dir(user: RunAs) -> Result<PathBuf, TestkitError> {
+pub(crate) fn create_temp_dir(user: RunAs) -> Result<PathBuf, TestkitError> {
     let name = format!(
         "matrx-orm-testkit-{}-{}",
         process::id(),
@@ -206,11 +321,7 @@ fn create_temp_dir(user: RunAs) -> Result<PathBuf, TestkitError> {
         )
     };
     fs::create_dir(&dir).map_err(failed)?;
-    let owned = match user {
-        RunAs::Postgres { uid, gid } => std::os::unix::fs::chown(&dir, Some(uid), Some(gid)),
-        RunAs::Myself => Ok(()),
-    };
-    match owned.and_then(|()| fs::canonicalize(&dir)) {
+    match user.own(&dir).and_then(|()| fs::canonicalize(&dir)) {
         Ok(canonical) => Ok(canonical),
         Err(err) => {
             let _ = fs::remove_dir(&dir);
@@ -224,6 +335,7 @@ struct Setup {
     bin_dir: PathBuf,
     user: RunAs,
     dir: PathBuf,
+    extras: Extras,
 }
 
 impl Setup {
@@ -237,11 +349,8 @@ impl Setup {
 
     /// A command for `program`, run as the cluster's user inside the temp dir.
     fn command(&self, program: impl AsRef<Path>) -> Command {
-        let mut command = Command::new(program.as_ref());
-        command.current_dir(&self.dir).stdin(Stdio::null());
-        if let RunAs::Postgres { uid, gid } = self.user {
-            command.uid(uid).gid(gid);
-        }
+        let mut command = self.user.command(program);
+        command.current_dir(&self.dir);
         command
     }
 
@@ -266,6 +375,7 @@ impl Setup {
     fn init_and_start(&self) -> Result<Started, TestkitError> {
         self.initdb()?;
         self.write_config()?;
+        self.write_extras()?;
         let port = self.start_on_free_port()?;
         Ok(Started {
             url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
@@ -287,6 +397,18 @@ impl Setup {
         run(&mut initdb).map_err(|detail| TestkitError::throwaway("initdb", detail))
     }
 
+    /// Copies the cluster on `primary_port` into the data directory as a standby
+    /// (`-R` writes `standby.signal` and the connection to the primary).
+    fn base_backup(&self, primary_port: u16) -> Result<(), TestkitError> {
+        let mut backup = self.tool("pg_basebackup");
+        backup
+            .arg("-D")
+            .arg(self.data_dir())
+            .args(["-h", "127.0.0.1", "-p", &primary_port.to_string()])
+            .args(["-U", "postgres", "-R", "-X", "stream", "--no-sync"]);
+        run(&mut backup).map_err(|detail| TestkitError::throwaway("pg_basebackup", detail))
+    }
+
     /// Appends the test settings to `postgresql.conf` (later lines win).
     fn write_config(&self) -> Result<(), TestkitError> {
         let mut settings = vec![
@@ -297,6 +419,7 @@ impl Setup {
             String::from("full_page_writes = off"),
             String::from("max_connections = 200"),
         ];
+        settings.extend(self.extras.settings.iter().cloned());
         if self.pg_stat_statements_available() {
             settings.push(String::from(
                 "shared_preload_libraries = 'pg_stat_statements'",
@@ -311,6 +434,25 @@ impl Setup {
             .map_err(|err| {
                 TestkitError::throwaway("configuring", format!("{}: {err}", path.display()))
             })
+    }
+
+    /// Copies the extra files into the data directory and replaces `pg_hba.conf`.
+    fn write_extras(&self) -> Result<(), TestkitError> {
+        let failed = |path: &Path, err: io::Error| {
+            TestkitError::throwaway("configuring", format!("{}: {err}", path.display()))
+        };
+        for (name, source) in &self.extras.files {
+            let target = self.data_dir().join(name);
+            fs::copy(source, &target)
+                .and_then(|_| fs::set_permissions(&target, fs::Permissions::from_mode(0o600)))
+                .and_then(|()| self.user.own(&target))
+                .map_err(|err| failed(&target, err))?;
+        }
+        if let Some(hba) = &self.extras.hba {
+            let path = self.data_dir().join("pg_hba.conf");
+            fs::write(&path, hba).map_err(|err| failed(&path, err))?;
+        }
+        Ok(())
     }
 
     /// Whether the extension's control file and library are installed for these binaries.
@@ -378,7 +520,7 @@ fn has_pg_stat_statements_library(lib_dir: &Path) -> bool {
 }
 
 /// Runs `command` to completion; on failure, describes what went wrong.
-fn run(command: &mut Command) -> Result<(), String> {
+pub(crate) fn run(command: &mut Command) -> Result<(), String> {
     let output = command.output().map_err(|err| err.to_string())?;
     if output.status.success() {
         return Ok(());
@@ -390,7 +532,7 @@ fn run(command: &mut Command) -> Result<(), String> {
 }
 
 /// A port that was free a moment ago; the listener is released on return.
-fn free_port() -> Result<u16, TestkitError> {
+pub(crate) fn free_port() -> Result<u16, TestkitError> {
     TcpListener::bind(("127.0.0.1", 0))
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())
@@ -402,7 +544,7 @@ fn port_was_taken(err: &TestkitError) -> bool {
 }
 
 /// The text of `path` from byte `offset` on, or a note why it could not be read.
-fn read_from(path: &Path, offset: u64) -> String {
+pub(crate) fn read_from(path: &Path, offset: u64) -> String {
     match fs::read(path) {
         Ok(bytes) => {
             let start = usize::try_from(offset).unwrap_or(0).min(bytes.len());

@@ -39,6 +39,14 @@ pub enum TestkitError {
         /// Why connecting failed.
         reason: String,
     },
+    /// A helper service (PgBouncer, a TLS-enabled cluster) could not be started here,
+    /// e.g. because its program is not installed. Tests that need it skip, saying so.
+    ServiceUnavailable {
+        /// The service, e.g. `pgbouncer`.
+        service: String,
+        /// Why it could not be started.
+        reason: String,
+    },
     /// A SQL statement failed.
     Query {
         /// The statement that failed.
@@ -53,6 +61,13 @@ impl TestkitError {
         Self::Throwaway {
             step: step.into(),
             detail: detail.to_string(),
+        }
+    }
+
+    pub(crate) fn unavailable(service: &str, reason: impl fmt::Display) -> Self {
+        Self::ServiceUnavailable {
+            service: service.to_owned(),
+            reason: reason.to_string(),
         }
     }
 
@@ -91,6 +106,9 @@ impl fmt::Display for TestkitError {
                 "cannot start a throwaway PostgreSQL cluster: {step} failed: {detail}"
             ),
             Self::Connect { url, reason } => write!(f, "cannot connect to {url}: {reason}"),
+            Self::ServiceUnavailable { service, reason } => {
+                write!(f, "cannot start {service}: {reason}")
+            }
             Self::Query { sql, reason } => write!(f, "query `{sql}` failed: {reason}"),
         }
     }

@@ -36,13 +36,19 @@
 mod cluster;
 mod db;
 mod error;
+mod pgbouncer;
+mod replica;
 mod schema;
 mod server;
+mod tls;
 
 pub use db::connect;
 pub use error::TestkitError;
+pub use pgbouncer::{PgBouncer, PgBouncerBuilder};
+pub use replica::StreamingPair;
 pub use schema::{quote_ident, TestSchema};
 pub use server::{server, shutdown, Server, ServerSource};
+pub use tls::{TlsCluster, TlsClusterBuilder};
 
 /// The sub-second part of the current time, used to make names unique across processes.
 pub(crate) fn clock_nanos() -> u32 {

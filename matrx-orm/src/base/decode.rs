@@ -122,3 +122,41 @@ fn decode_error<T>(
         message,
     }
 }
+
+/// A plain struct read from a row column by column, without a model:
+/// `#[derive(FromRow)]` implements it, naming each field's column.
+///
+/// A query on a model reads one with [`Select::select_as`](crate::Select::select_as)
+/// (only the struct's columns are selected); rows of a hand-written statement are read
+/// by column name with [`from_row_named`](Self::from_row_named) or
+/// [`from_rows`](Self::from_rows).
+///
+/// ```
+/// use matrx_orm::FromRow;
+///
+/// #[derive(FromRow, Debug)]
+/// struct OrderLine {
+///     id: i64,
+///     #[orm(column = "state")]
+///     status: String,
+///     note: Option<String>,
+/// }
+///
+/// assert_eq!(OrderLine::COLUMNS, ["id", "state", "note"]);
+/// ```
+pub trait FromRow: Sized {
+    /// The columns read, in field order.
+    const COLUMNS: &'static [&'static str];
+
+    /// Reads the struct from `row`, its first column at field `at` and the others
+    /// following in [`COLUMNS`](Self::COLUMNS) order.
+    fn from_row(row: &Row, at: usize) -> Result<Self>;
+
+    /// Reads the struct from `row` by column name, wherever the columns are.
+    fn from_row_named(row: &Row) -> Result<Self>;
+
+    /// Reads every row by column name.
+    fn from_rows(rows: &[Row]) -> Result<Vec<Self>> {
+        rows.iter().map(Self::from_row_named).collect()
+    }
+}

@@ -150,6 +150,19 @@ pub enum Error {
         count: usize,
     },
 
+    /// Something this configuration cannot do, refused before it is sent: session
+    /// state (`search_path`, `statement_timeout`) or a user-defined type with
+    /// [`StatementMode::Unnamed`](crate::StatementMode::Unnamed), which serves
+    /// transaction poolers such as PgBouncer.
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+
+    /// TLS could not be set up (an unknown `sslmode`, an unreadable `sslrootcert`), or
+    /// the handshake failed: the server's certificate was not trusted or names another
+    /// host, or the server does not offer TLS where it is required.
+    #[error("TLS: {0}")]
+    Tls(String),
+
     /// Any other error the server reported.
     #[error("database error {code}: {message}")]
     Database {
@@ -182,6 +195,9 @@ impl Error {
 impl From<tokio_postgres::Error> for Error {
     fn from(err: tokio_postgres::Error) -> Self {
         let Some(db) = err.as_db_error() else {
+            if let Some(tls) = tls_cause(&err) {
+                return Error::Tls(tls);
+            }
             if err.is_closed() || std::error::Error::source(&err).is_some_and(is_io) {
                 return Error::Connection(with_causes(&err));
             }
@@ -253,6 +269,22 @@ fn with_causes(err: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     out
+}
+
+/// The message of a TLS failure in the error's chain of causes: a certificate the
+/// verifier refused (a `rustls::Error` inside the handshake's I/O error), or a server
+/// that refused TLS where it was required.
+fn tls_cause(err: &tokio_postgres::Error) -> Option<String> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(cause) = source {
+        if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
+            return Some(format!("the TLS handshake failed: {tls}"));
+        }
+        source = cause.source();
+    }
+    let text = err.to_string();
+    text.contains("server does not support TLS")
+        .then(|| format!("{text} (sslmode requires TLS)"))
 }
 
 fn is_io(source: &(dyn std::error::Error + 'static)) -> bool {

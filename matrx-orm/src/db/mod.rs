@@ -4,5 +4,8 @@
 //! [`Scope`](crate::executor::Scope) every statement reports to.
 
 pub(crate) mod pool;
+pub(crate) mod replica;
 pub(crate) mod session;
+pub(crate) mod tls;
 pub(crate) mod transaction;
+pub(crate) mod url;

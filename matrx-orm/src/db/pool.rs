@@ -6,19 +6,29 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use postgres_types::ToSql;
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::Row;
 
 use crate::base::error::{Error, Result};
+
 use crate::cache::shared::SharedCache;
 use crate::cache::{CachePolicy, CacheStats, Clock, SystemClock};
+use crate::db::replica::{ReplicaStatus, Replicas};
+use crate::db::tls::RustlsConnect;
 use crate::db::transaction::{transaction_scope, Transaction};
+use crate::db::url::ConnectUrl;
 use crate::executor::{Executor, RowStream, Scope, StreamExecutor};
 use crate::schema::model::Model;
 use crate::statement::counter::Counters;
+use crate::statement::mode::{StatementMode, Statements};
 use crate::statement::run::{discard_if_broken, run_batch, run_execute, run_query};
 use crate::statement::stream::stream_pooled;
 
 /// How to build a [`Db`]. Start with [`Db::builder`].
+///
+/// The URL is libpq's (`postgres://user@host:port/db?...`), plus `sslmode`
+/// (`disable`, `prefer`, `require`, `verify-ca`, `verify-full`; see [`SslMode`](crate::SslMode)),
+/// `sslrootcert` (a PEM file of trusted CAs) and `statement_mode` (`prepared` or
+/// `unnamed`; see [`StatementMode`]).
 ///
 /// ```no_run
 /// # async fn demo() -> matrx_orm::Result<()> {
@@ -43,6 +53,10 @@ pub struct DbBuilder {
     cache_policies: Vec<(TypeId, CachePolicy)>,
     cache_capacity: usize,
     cache_clock: Option<Arc<dyn Clock>>,
+    statement_mode: Option<StatementMode>,
+    replicas: Vec<String>,
+    replica_max_lag: Duration,
+    replica_recheck: Duration,
 }
 
 impl DbBuilder {
@@ -121,10 +135,145 @@ impl DbBuilder {
         self
     }
 
+    /// How statements are sent (default: the URL's `statement_mode`, else
+    /// [`StatementMode::Prepared`]). Behind a transaction pooler (PgBouncer
+    /// `pool_mode = transaction`) choose [`StatementMode::Unnamed`]; it refuses the
+    /// session state [`search_path`](Self::search_path) and
+    /// [`statement_timeout`](Self::statement_timeout) with [`Error::Unsupported`].
+    ///
+    /// ```no_run
+    /// # async fn demo() -> matrx_orm::Result<()> {
+    /// use matrx_orm::StatementMode;
+    /// // PgBouncer in transaction mode on port 6432:
+    /// let db = matrx_orm::Db::builder("postgres://app@127.0.0.1:6432/shop")
+    ///     .statement_mode(StatementMode::Unnamed)
+    ///     .connect()
+    ///     .await?;
+    /// // or: Db::connect("postgres://app@127.0.0.1:6432/shop?statement_mode=unnamed")
+    /// # Ok(()) }
+    /// ```
+    pub fn statement_mode(mut self, mode: StatementMode) -> Self {
+        self.statement_mode = Some(mode);
+        self
+    }
+
+    /// Adds a read replica (a streaming standby of the primary): reads outside
+    /// transactions go to the first usable replica in the order they were added,
+    /// writes and transactions to the primary; a [`Session`](crate::Session) that
+    /// wrote reads from the primary from then on. A replica that cannot be reached,
+    /// does not stream from its primary, or lags past
+    /// [`replica_max_lag`](Self::replica_max_lag) is skipped. It gets its own pool
+    /// with the same settings (its URL may set its own `sslmode`).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> matrx_orm::Result<()> {
+    /// use std::time::Duration;
+    /// let db = matrx_orm::Db::builder("postgres://app@primary:5432/shop")
+    ///     .replica("postgres://app@replica-a:5432/shop")
+    ///     .replica("postgres://app@replica-b:5432/shop")
+    ///     .replica_max_lag(Duration::from_secs(2))
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn replica(mut self, url: impl Into<String>) -> Self {
+        self.replicas.push(url.into());
+        self
+    }
+
+    /// The largest replay lag a replica may have and still serve reads (default:
+    /// 5 s). Zero reads only from replicas that replayed everything they received.
+    pub fn replica_max_lag(mut self, lag: Duration) -> Self {
+        self.replica_max_lag = lag;
+        self
+    }
+
+    /// How often a replica's health and lag are checked, at most (default: 1 s);
+    /// between checks the last verdict holds, except that a broken connection
+    /// takes a replica out at once.
+    pub fn replica_recheck(mut self, every: Duration) -> Self {
+        self.replica_recheck = every;
+        self
+    }
+
+    /// The statement mode, refusing the session state it cannot keep.
+    fn checked_statement_mode(&self, url: &ConnectUrl) -> Result<StatementMode> {
+        let mode = self
+            .statement_mode
+            .or(url.statement_mode)
+            .unwrap_or_default();
+        if mode == StatementMode::Unnamed {
+            let refused = [
+                self.search_path.as_ref().map(|_| "search_path"),
+                self.statement_timeout.map(|_| "statement_timeout"),
+            ];
+            if let Some(setting) = refused.into_iter().flatten().next() {
+                return Err(Error::Unsupported(format!(
+                    "{setting} is session state, which a transaction pooler does not keep \
+                     (StatementMode::Unnamed): set it on the role or database \
+                     (ALTER ROLE .. SET {setting} = ..) or in the pooler"
+                )));
+            }
+        }
+        Ok(mode)
+    }
+
     /// Builds the pool and opens one connection to check the server answers.
     pub async fn connect(self) -> Result<Db> {
-        let mut pg: tokio_postgres::Config = self
-            .url
+        let mode = self.checked_statement_mode(&ConnectUrl::parse(&self.url)?)?;
+        let pool = self.build_pool(&self.url)?;
+        let replicas = if self.replicas.is_empty() {
+            None
+        } else {
+            let mut members = Vec::with_capacity(self.replicas.len());
+            for url in &self.replicas {
+                members.push((replica_name(url), self.build_pool(url)?));
+            }
+            Some(Replicas::new(
+                members,
+                self.replica_max_lag,
+                self.replica_recheck,
+            ))
+        };
+        let shared = (!self.cache_policies.is_empty()).then(|| {
+            let clock = self
+                .cache_clock
+                .clone()
+                .unwrap_or_else(|| Arc::new(SystemClock::default()));
+            Arc::new(SharedCache::new(
+                clock,
+                self.cache_capacity,
+                &self.cache_policies,
+            ))
+        });
+        let db = Db {
+            inner: Arc::new(DbInner {
+                pool,
+                replicas,
+                scope: Scope {
+                    counters: Counters::default(),
+                    statements: Arc::new(Statements::new(mode)),
+                    strict: self.strict,
+                    loaders: None,
+                    cache: None,
+                    outer_cache: None,
+                    shared,
+                    in_transaction: false,
+                    after_commit: None,
+                },
+                pool_wait: self.pool_wait,
+                connect_timeout: self.connect_timeout,
+            }),
+        };
+        drop(db.conn().await?);
+        Ok(db)
+    }
+
+    /// A pool of connections to `url` with this builder's settings.
+    fn build_pool(&self, url: &str) -> Result<Pool> {
+        let url = ConnectUrl::parse(url)?;
+        let mut pg: tokio_postgres::Config = url
+            .driver
             .parse()
             .map_err(|e| Error::InvalidInput(format!("invalid database URL: {e}")))?;
         if pg.get_hosts().is_empty() {
@@ -141,15 +290,21 @@ impl DbBuilder {
             options.push_str(" -c search_path=");
             options.push_str(&escape_option(&crate::base::sql::quote_ident(path)));
         }
-        pg.options(options.trim());
+        // Only when there are some: an empty `options` is still sent, and poolers
+        // refuse the parameter.
+        if !options.trim().is_empty() {
+            pg.options(options.trim());
+        }
+        let (tls, ssl_mode) = RustlsConnect::for_url(&url)?;
+        pg.ssl_mode(ssl_mode);
         let manager = Manager::from_config(
             pg,
-            NoTls,
+            tls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
-        let pool = Pool::builder(manager)
+        Pool::builder(manager)
             .max_size(self.pool_size)
             // Reuse the most recently used connection: its prepared statements are
             // cached and warm, and idle connections stay idle.
@@ -159,37 +314,26 @@ impl DbBuilder {
             .create_timeout(Some(self.connect_timeout))
             .recycle_timeout(Some(self.connect_timeout))
             .build()
-            .map_err(|e| Error::InvalidInput(format!("invalid pool configuration: {e}")))?;
-        let shared = (!self.cache_policies.is_empty()).then(|| {
-            let clock = self
-                .cache_clock
-                .clone()
-                .unwrap_or_else(|| Arc::new(SystemClock::default()));
-            Arc::new(SharedCache::new(
-                clock,
-                self.cache_capacity,
-                &self.cache_policies,
-            ))
-        });
-        let db = Db {
-            inner: Arc::new(DbInner {
-                pool,
-                scope: Scope {
-                    counters: Counters::default(),
-                    strict: self.strict,
-                    loaders: None,
-                    cache: None,
-                    outer_cache: None,
-                    shared,
-                    in_transaction: false,
-                    after_commit: None,
-                },
-                pool_wait: self.pool_wait,
-                connect_timeout: self.connect_timeout,
-            }),
-        };
-        drop(db.conn().await?);
-        Ok(db)
+            .map_err(|e| Error::InvalidInput(format!("invalid pool configuration: {e}")))
+    }
+}
+
+/// `host:port` of a URL, for logs and [`ReplicaStatus`] (the URL itself may hold a
+/// password).
+fn replica_name(url: &str) -> String {
+    let driver = ConnectUrl::parse(url).map(|u| u.driver);
+    match driver.as_deref().map(str::parse::<tokio_postgres::Config>) {
+        Ok(Ok(config)) => {
+            let host = match config.get_hosts().first() {
+                Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+                #[cfg(unix)]
+                Some(tokio_postgres::config::Host::Unix(path)) => path.display().to_string(),
+                None => String::new(),
+            };
+            let port = config.get_ports().first().copied().unwrap_or(5432);
+            format!("{host}:{port}")
+        }
+        _ => "<invalid url>".to_owned(),
     }
 }
 
@@ -208,6 +352,7 @@ fn escape_option(value: &str) -> String {
 #[derive(Debug)]
 struct DbInner {
     pool: Pool,
+    replicas: Option<Replicas>,
     scope: Scope,
     pool_wait: Duration,
     connect_timeout: Duration,
@@ -245,6 +390,10 @@ impl Db {
             cache_policies: Vec::new(),
             cache_capacity: 10_000,
             cache_clock: None,
+            statement_mode: None,
+            replicas: Vec::new(),
+            replica_max_lag: Duration::from_secs(5),
+            replica_recheck: Duration::from_secs(1),
         }
     }
 
@@ -256,6 +405,20 @@ impl Db {
     /// Statements run through this pool so far (all sessions and transactions).
     pub fn query_count(&self) -> u64 {
         self.inner.scope.counters.db.get()
+    }
+
+    /// Reads the replicas answered so far (0 without replicas).
+    pub fn replica_reads(&self) -> u64 {
+        self.inner.replicas.as_ref().map_or(0, Replicas::reads)
+    }
+
+    /// Each replica as last checked, in the order they were added.
+    pub fn replica_status(&self) -> Vec<ReplicaStatus> {
+        self.inner
+            .replicas
+            .as_ref()
+            .map(Replicas::status)
+            .unwrap_or_default()
     }
 
     /// The shared-cache counters of model `M` (zeros when it is not cached).
@@ -359,7 +522,7 @@ impl Db {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>> {
         let conn = self.conn().await?;
-        let result = run_query(&conn, &scope.counters, sql, params).await;
+        let result = run_query(&conn, scope.via(), sql, params).await;
         discard_if_broken(conn, &result);
         result
     }
@@ -372,9 +535,51 @@ impl Db {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64> {
         let conn = self.conn().await?;
-        let result = run_execute(&conn, &scope.counters, sql, params).await;
+        let result = run_execute(&conn, scope.via(), sql, params).await;
         discard_if_broken(conn, &result);
         result
+    }
+
+    /// Runs a read on the first usable replica, else (or when its connection breaks)
+    /// on the primary, reporting to `scope`.
+    pub(crate) async fn pooled_read(
+        &self,
+        scope: &Scope,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>> {
+        if let Some(replicas) = &self.inner.replicas {
+            if let Some((i, conn)) = replicas.pick().await {
+                let result = run_query(&conn, scope.via(), sql, params).await;
+                if matches!(result, Err(Error::Connection(_))) {
+                    replicas.mark_down(i);
+                    discard_if_broken(conn, &result);
+                } else {
+                    replicas.answered();
+                    return result;
+                }
+            }
+        }
+        self.pooled_query(scope, sql, params).await
+    }
+
+    /// [`pooled_stream`](Self::pooled_stream) on the first usable replica, else on
+    /// the primary.
+    pub(crate) async fn pooled_read_stream(
+        &self,
+        scope: &Scope,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<RowStream<'static>> {
+        if let Some(replicas) = &self.inner.replicas {
+            if let Some((_, conn)) = replicas.pick().await {
+                replicas.answered();
+                return Ok(Box::pin(
+                    stream_pooled(conn, scope.via(), sql, params).await?,
+                ));
+            }
+        }
+        self.pooled_stream(scope, sql, params).await
     }
 
     /// Sends a statement on a pooled connection held by the returned stream until it
@@ -387,7 +592,7 @@ impl Db {
     ) -> Result<RowStream<'static>> {
         let conn = self.conn().await?;
         Ok(Box::pin(
-            stream_pooled(conn, &scope.counters, sql, params).await?,
+            stream_pooled(conn, scope.via(), sql, params).await?,
         ))
     }
 
@@ -408,6 +613,10 @@ impl Executor for Db {
         self.pooled_execute(&self.inner.scope, sql, params).await
     }
 
+    async fn query_read(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        self.pooled_read(&self.inner.scope, sql, params).await
+    }
+
     async fn atomic(&self) -> Result<Transaction<'static>> {
         self.begin_in(&self.inner.scope).await
     }
@@ -424,6 +633,7 @@ impl StreamExecutor for Db {
         params: &[&(dyn ToSql + Sync)],
         _batch: usize,
     ) -> Result<RowStream<'a>> {
-        self.pooled_stream(&self.inner.scope, sql, params).await
+        self.pooled_read_stream(&self.inner.scope, sql, params)
+            .await
     }
 }

@@ -1,5 +1,6 @@
 //! [`Session`]: one request's scope over a [`Db`].
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use postgres_types::ToSql;
@@ -41,6 +42,10 @@ use crate::statement::counter::QueryCounter;
 /// # Ok(()) }
 /// ```
 ///
+/// With [read replicas](crate::DbBuilder::replica), a session reads from a replica
+/// until it first writes (any statement that is not an ORM read, or a transaction),
+/// and from the primary after that, so it always reads its own writes.
+///
 /// ```no_run
 /// # async fn demo(db: &matrx_orm::Db) -> matrx_orm::Result<()> {
 /// let session = db.session();
@@ -52,6 +57,9 @@ use crate::statement::counter::QueryCounter;
 pub struct Session {
     db: Db,
     scope: Scope,
+    /// Whether this session (or a clone of it) has written: its reads then go to
+    /// the primary.
+    wrote: Arc<AtomicBool>,
 }
 
 impl Db {
@@ -67,7 +75,11 @@ impl Session {
         scope.counters.session = Some(Arc::new(QueryCounter::default()));
         scope.loaders = Some(Arc::new(Loaders::new(DEFAULT_MAX_BATCH)));
         scope.cache = Some(Arc::default());
-        Session { db, scope }
+        Session {
+            db,
+            scope,
+            wrote: Arc::default(),
+        }
     }
 
     /// The pool this session runs on.
@@ -102,7 +114,19 @@ impl Session {
 
     /// Begins a transaction that reports to this session.
     pub async fn begin(&self) -> Result<Transaction<'static>> {
+        self.wrote();
         self.db.begin_in(&self.scope).await
+    }
+
+    /// Notes that this session wrote (or may have): from now on it reads from the
+    /// primary.
+    fn wrote(&self) {
+        self.wrote.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether reads may go to a replica.
+    fn reads_anywhere(&self) -> bool {
+        !self.wrote.load(Ordering::Relaxed)
     }
 
     /// Runs `f` in a transaction; see [`Db::transaction`].
@@ -130,14 +154,25 @@ impl Executor for Session {
     type Atomic<'a> = Transaction<'static>;
 
     async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        self.wrote();
         self.db.pooled_query(&self.scope, sql, params).await
     }
 
     async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
+        self.wrote();
         self.db.pooled_execute(&self.scope, sql, params).await
     }
 
+    async fn query_read(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        if self.reads_anywhere() {
+            self.db.pooled_read(&self.scope, sql, params).await
+        } else {
+            self.db.pooled_query(&self.scope, sql, params).await
+        }
+    }
+
     async fn atomic(&self) -> Result<Transaction<'static>> {
+        self.wrote();
         self.db.begin_in(&self.scope).await
     }
 
@@ -153,6 +188,10 @@ impl StreamExecutor for Session {
         params: &[&(dyn ToSql + Sync)],
         _batch: usize,
     ) -> Result<RowStream<'a>> {
-        self.db.pooled_stream(&self.scope, sql, params).await
+        if self.reads_anywhere() {
+            self.db.pooled_read_stream(&self.scope, sql, params).await
+        } else {
+            self.db.pooled_stream(&self.scope, sql, params).await
+        }
     }
 }

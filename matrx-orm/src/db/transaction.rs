@@ -485,7 +485,7 @@ impl<'t> Executor for Transaction<'t> {
     async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
         let _gate = self.gate().await;
         self.settle().await.inspect_err(|e| self.note_failure(e))?;
-        run_query(self.client()?, &self.scope.counters, sql, params)
+        run_query(self.client()?, self.scope.via(), sql, params)
             .await
             .inspect_err(|e| self.note_failure(e))
     }
@@ -493,7 +493,7 @@ impl<'t> Executor for Transaction<'t> {
     async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
         let _gate = self.gate().await;
         self.settle().await.inspect_err(|e| self.note_failure(e))?;
-        run_execute(self.client()?, &self.scope.counters, sql, params)
+        run_execute(self.client()?, self.scope.via(), sql, params)
             .await
             .inspect_err(|e| self.note_failure(e))
     }
@@ -526,7 +526,7 @@ impl<'t> StreamExecutor for Transaction<'t> {
         {
             let _gate = self.gate().await;
             self.settle().await.inspect_err(|e| self.note_failure(e))?;
-            declare_cursor(self.client()?, &self.scope.counters, &name, sql, params)
+            declare_cursor(self.client()?, self.scope.via(), &name, sql, params)
                 .await
                 .inspect_err(|e| self.note_failure(e))?;
         }
@@ -538,7 +538,7 @@ impl<'t> StreamExecutor for Transaction<'t> {
             let _gate = self.gate().await;
             self.settle().await.inspect_err(|e| self.note_failure(e))?;
             let client = self.client()?;
-            let rows = fetch_cursor(client, &name, batch)
+            let rows = fetch_cursor(client, self.scope.via(), &name, batch)
                 .await
                 .inspect_err(|e| self.note_failure(e))?;
             if rows.len() < batch {

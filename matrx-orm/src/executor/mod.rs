@@ -57,6 +57,18 @@ pub trait Executor: Send + Sync {
         params: &[&(dyn ToSql + Sync)],
     ) -> impl Future<Output = Result<u64>> + Send;
 
+    /// Runs a statement that only reads and returns its rows: the loads, queries,
+    /// counts and pages of the ORM. An executor with read replicas may send it to one
+    /// (a `Db` outside a transaction, or a session that has not written); the others
+    /// run it as [`query`](Self::query).
+    fn query_read(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> impl Future<Output = Result<Vec<Row>>> + Send {
+        self.query(sql, params)
+    }
+
     /// The counters and flags this executor reports to.
     #[doc(hidden)]
     fn scope(&self) -> &Scope;
@@ -120,8 +132,8 @@ pub trait StreamExecutor: Executor {
 /// An object-safe view of an [`Executor`], used by type-erased relation trees.
 #[doc(hidden)]
 pub trait DynExecutor: Send + Sync {
-    /// [`Executor::query`], boxed.
-    fn query_dyn<'a>(
+    /// [`Executor::query_read`], boxed.
+    fn query_read_dyn<'a>(
         &'a self,
         sql: &'a str,
         params: &'a [&'a (dyn ToSql + Sync)],
@@ -132,12 +144,12 @@ pub trait DynExecutor: Send + Sync {
 }
 
 impl<E: Executor> DynExecutor for E {
-    fn query_dyn<'a>(
+    fn query_read_dyn<'a>(
         &'a self,
         sql: &'a str,
         params: &'a [&'a (dyn ToSql + Sync)],
     ) -> futures_util::future::BoxFuture<'a, Result<Vec<Row>>> {
-        Box::pin(self.query(sql, params))
+        Box::pin(self.query_read(sql, params))
     }
 
     fn scope_dyn(&self) -> &Scope {

@@ -12,6 +12,8 @@ use crate::cache::shared::SharedCache;
 use crate::executor::batching::Loaders;
 use crate::schema::model::{Model, Relation};
 use crate::statement::counter::Counters;
+use crate::statement::mode::Statements;
+use crate::statement::run::Via;
 
 /// Where an executor reports: the `Db`'s counter, a session's counter, strict mode.
 #[doc(hidden)]
@@ -19,6 +21,8 @@ use crate::statement::counter::Counters;
 pub struct Scope {
     /// The counters every statement bumps.
     pub(crate) counters: Counters,
+    /// The `Db`'s statement mode (and described statements in the unnamed mode).
+    pub(crate) statements: Arc<Statements>,
     pub(crate) strict: bool,
     /// The request-scoped batches of a session (none outside sessions).
     pub(crate) loaders: Option<Arc<Loaders>>,
@@ -46,6 +50,15 @@ impl std::fmt::Debug for Eviction {
 }
 
 impl Scope {
+    /// How this scope's statements are sent and counted.
+    pub(crate) fn via(&self) -> Via<'_> {
+        Via {
+            counters: &self.counters,
+            statements: &self.statements,
+            in_transaction: self.in_transaction,
+        }
+    }
+
     /// Whether lazy loads are refused.
     pub fn strict(&self) -> bool {
         self.strict

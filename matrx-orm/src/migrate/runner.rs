@@ -28,8 +28,7 @@ use crate::executor::Executor;
 use crate::migrate::error::MigrateError;
 use crate::migrate::source::{Migration, Migrations};
 use crate::migrate::split::statements;
-use crate::statement::counter::Counters;
-use crate::statement::run::{run_batch, run_execute, run_query};
+use crate::statement::run::{run_batch, run_execute, run_query, Via};
 
 /// The migrations table's name unless [`Migrator::table`] says otherwise.
 pub const DEFAULT_TABLE: &str = "matrx_orm_migrations";
@@ -305,7 +304,8 @@ fn read_recorded(rows: &[Row]) -> Result<Vec<Recorded>, MigrateError> {
 /// the connection (the server then releases the lock and rolls back).
 struct Run<'d> {
     conn: Option<Object>,
-    counters: &'d Counters,
+    /// The `Db`'s counters and statement mode (outside a transaction).
+    via: Via<'d>,
     key: i64,
     table: String,
     /// Set when a `ROLLBACK` or `RESET ALL` failed: the connection's state is
@@ -316,21 +316,21 @@ struct Run<'d> {
 impl<'d> Run<'d> {
     async fn start(db: &'d Db, migrator: &Migrator<'_>) -> Result<Run<'d>, MigrateError> {
         let conn = db.conn().await?;
-        let counters = &db.scope().counters;
+        let via = db.scope().via();
         let schema = match &migrator.schema {
             Some(s) => s.clone(),
-            None => current_schema(&run_query(&conn, counters, CURRENT_SCHEMA, &[]).await?)?,
+            None => current_schema(&run_query(&conn, via, CURRENT_SCHEMA, &[]).await?)?,
         };
         let run = Run {
             conn: Some(conn),
-            counters,
+            via,
             key: lock_key(&schema, &migrator.table),
             table: qualified(Some(&schema), &migrator.table),
             broken: AtomicBool::new(false),
         };
         // Waiting here while another runner works; cancelled, the drop closes the
         // connection, so a lock granted meanwhile is not left on a pooled one.
-        run_execute(run.client()?, counters, LOCK, &[&run.key]).await?;
+        run_execute(run.client()?, via, LOCK, &[&run.key]).await?;
         tracing::debug!(table = %run.table, key = run.key, "migration lock taken");
         let create = format!(
             "CREATE TABLE IF NOT EXISTS {} (\n    \
@@ -341,7 +341,7 @@ impl<'d> Run<'d> {
              execution_ms bigint NOT NULL\n)",
             run.table
         );
-        run_batch(run.client()?, counters, &create).await?;
+        run_batch(run.client()?, via.counters, &create).await?;
         Ok(run)
     }
 
@@ -359,7 +359,7 @@ impl<'d> Run<'d> {
             return result;
         }
         let released = match self.client() {
-            Ok(client) => run_execute(client, self.counters, UNLOCK, &[&self.key]).await,
+            Ok(client) => run_execute(client, self.via, UNLOCK, &[&self.key]).await,
             Err(e) => Err(e),
         };
         match released {
@@ -374,7 +374,7 @@ impl<'d> Run<'d> {
     }
 
     async fn recorded(&self, migrations: &Migrations) -> Result<Vec<Recorded>, MigrateError> {
-        let rows = run_query(self.client()?, self.counters, &select_sql(&self.table), &[]).await?;
+        let rows = run_query(self.client()?, self.via, &select_sql(&self.table), &[]).await?;
         let recorded = read_recorded(&rows)?;
         for r in &recorded {
             if let Some(m) = migrations.get(r.version) {
@@ -440,7 +440,7 @@ impl<'d> Run<'d> {
         // statement_timeout`, outside a transaction or committed with it) reach
         // neither the next migration nor, through the pool, the application.
         let reset = match self.client() {
-            Ok(client) => run_batch(client, self.counters, "RESET ALL").await,
+            Ok(client) => run_batch(client, self.via.counters, "RESET ALL").await,
             Err(e) => Err(e),
         };
         if reset.is_err() {
@@ -477,45 +477,54 @@ impl<'d> Run<'d> {
         };
         let started = Instant::now();
         if in_transaction {
-            run_batch(client, self.counters, "BEGIN").await?;
+            run_batch(client, self.via.counters, "BEGIN").await?;
             let applied = async {
-                run_batch(client, self.counters, sql)
+                run_batch(client, self.via.counters, sql)
                     .await
                     .map_err(failed(None))?;
                 let elapsed = started.elapsed();
-                self.bookkeeping(m, direction, elapsed).await?;
+                let in_transaction = Via {
+                    in_transaction: true,
+                    ..self.via
+                };
+                self.bookkeeping(in_transaction, m, direction, elapsed)
+                    .await?;
                 Ok::<_, MigrateError>(elapsed)
             }
             .await;
             let elapsed = match applied {
                 Ok(elapsed) => elapsed,
                 Err(e) => {
-                    if run_batch(client, self.counters, "ROLLBACK").await.is_err() {
+                    if run_batch(client, self.via.counters, "ROLLBACK")
+                        .await
+                        .is_err()
+                    {
                         self.broken.store(true, Ordering::Relaxed);
                     }
                     return Err(e);
                 }
             };
             // A failed COMMIT ends the transaction (rolled back) on the server.
-            run_batch(client, self.counters, "COMMIT")
+            run_batch(client, self.via.counters, "COMMIT")
                 .await
                 .map_err(failed(None))?;
             self.log(m, direction, elapsed);
             return Ok(elapsed);
         }
         for (i, statement) in statements(sql).into_iter().enumerate() {
-            run_batch(client, self.counters, statement)
+            run_batch(client, self.via.counters, statement)
                 .await
                 .map_err(failed(Some(i + 1)))?;
         }
         let elapsed = started.elapsed();
-        self.bookkeeping(m, direction, elapsed).await?;
+        self.bookkeeping(self.via, m, direction, elapsed).await?;
         self.log(m, direction, elapsed);
         Ok(elapsed)
     }
 
     async fn bookkeeping(
         &self,
+        via: Via<'_>,
         m: &Migration,
         direction: Direction,
         elapsed: Duration,
@@ -530,7 +539,7 @@ impl<'d> Run<'d> {
                 let name: &str = &m.name;
                 run_execute(
                     client,
-                    self.counters,
+                    via,
                     &sql,
                     &[&m.version, &name, &m.checksum(), &millis(elapsed)],
                 )
@@ -538,7 +547,7 @@ impl<'d> Run<'d> {
             }
             Direction::Down => {
                 let sql = format!("DELETE FROM {} WHERE version = $1", self.table);
-                run_execute(client, self.counters, &sql, &[&m.version]).await?;
+                run_execute(client, via, &sql, &[&m.version]).await?;
             }
         }
         Ok(())

@@ -2,88 +2,19 @@
 //! relations — `Customer::query().annotate(Customer::ORDERS.count())` — in the same
 //! statement, one scalar subquery per aggregate.
 
-use postgres_types::FromSql;
-use tokio_postgres::Row;
-
-use crate::base::decode::decode_column;
 use crate::base::error::{Error, Result};
 use crate::base::sql::{SqlBuf, ROOT};
 use crate::executor::Executor;
 use crate::query::select::Select;
-use crate::schema::aggregate::Aggregate;
-use crate::schema::model::{Model, Relation};
-
-/// Something computed per row of `M` inside its statement: an [`Aggregate`] over one
-/// of `M`'s relations, or a tuple of them.
-pub trait Annotation<M>: Send + Sync {
-    /// What each row's annotation is read as.
-    type Output;
-
-    /// Appends the select-list entries (each preceded by `, `); `next` numbers them.
-    #[doc(hidden)]
-    fn push_selects(&self, sql: &mut SqlBuf, next: &mut usize) -> Result<()>;
-
-    /// Reads the annotation from `row` starting at field `at`; returns it and the
-    /// next field.
-    #[doc(hidden)]
-    fn decode(&self, row: &Row, at: usize) -> Result<(Self::Output, usize)>;
-}
-
-impl<R, T> Annotation<R::Source> for Aggregate<R, T>
-where
-    R: Relation,
-    T: for<'a> FromSql<'a> + Send + Sync,
-{
-    type Output = T;
-
-    fn push_selects(&self, sql: &mut SqlBuf, next: &mut usize) -> Result<()> {
-        sql.push(", ");
-        self.push_subquery(sql, ROOT, &format!("a{next}"))?;
-        *next += 1;
-        Ok(())
-    }
-
-    fn decode(&self, row: &Row, at: usize) -> Result<(T, usize)> {
-        Ok((
-            decode_column(row, at, <R::Source as Model>::META.name)?,
-            at + 1,
-        ))
-    }
-}
-
-macro_rules! tuple_annotation {
-    ($($name:ident),+) => {
-        impl<M, $($name: Annotation<M>),+> Annotation<M> for ($($name,)+) {
-            type Output = ($($name::Output,)+);
-
-            #[allow(non_snake_case)]
-            fn push_selects(&self, sql: &mut SqlBuf, next: &mut usize) -> Result<()> {
-                let ($($name,)+) = self;
-                $($name.push_selects(sql, next)?;)+
-                Ok(())
-            }
-
-            #[allow(non_snake_case)]
-            fn decode(&self, row: &Row, at: usize) -> Result<(Self::Output, usize)> {
-                let ($($name,)+) = self;
-                $(let ($name, at) = $name.decode(row, at)?;)+
-                Ok((($($name,)+), at))
-            }
-        }
-    };
-}
-
-tuple_annotation!(A);
-tuple_annotation!(A, B);
-tuple_annotation!(A, B, C);
-tuple_annotation!(A, B, C, D);
-tuple_annotation!(A, B, C, D, E);
-tuple_annotation!(A, B, C, D, E, F);
+use crate::schema::model::Model;
+use crate::schema::selection::{SelectList, Selection};
 
 impl<M: Model> Select<M> {
     /// Each row comes back with `annotation` — an aggregate over one of `M`'s
-    /// relations, or a tuple of them — computed in the same statement (one scalar
-    /// subquery per aggregate, never a join that repeats rows).
+    /// relations, or a tuple of them (any [`Selection`] but aggregates over the rows
+    /// themselves, which need [`values`](Select::values) and `group_by`) — computed in
+    /// the same statement (one scalar subquery per aggregate, never a join that
+    /// repeats rows).
     ///
     /// ```no_run
     /// # use matrx_orm::prelude::*;
@@ -102,7 +33,7 @@ impl<M: Model> Select<M> {
     /// }
     /// # Ok(()) }
     /// ```
-    pub fn annotate<A: Annotation<M>>(self, annotation: A) -> Annotated<M, A> {
+    pub fn annotate<A: Selection<M>>(self, annotation: A) -> Annotated<M, A> {
         Annotated {
             select: self,
             annotation,
@@ -116,12 +47,20 @@ pub struct Annotated<M, A> {
     pub(crate) annotation: A,
 }
 
-impl<M: Model, A: Annotation<M>> Annotated<M, A> {
+impl<M: Model, A: Selection<M>> Annotated<M, A> {
     /// The statement: the model's columns, then one scalar subquery per aggregate.
     pub fn to_sql(&self) -> Result<SqlBuf> {
         let mut sql = SqlBuf::new();
         sql.push("SELECT ").columns(ROOT, M::META);
-        self.annotation.push_selects(&mut sql, &mut 0)?;
+        let mut list = SelectList::new(&mut sql, M::META.columns.len());
+        self.annotation.push_selects(&mut list)?;
+        if list.row_aggregates() > 0 {
+            return Err(Error::InvalidInput(format!(
+                "annotate on {} takes aggregates over relations; an aggregate over the \
+                 rows themselves needs values(..).group_by(..)",
+                M::META.name
+            )));
+        }
         sql.push(" FROM ").table_as(M::META, ROOT);
         self.select.push_criteria(&mut sql)?;
         Ok(sql)
@@ -140,7 +79,7 @@ impl<M: Model, A: Annotation<M>> Annotated<M, A> {
         self.select.validate_prefetch()?;
         let sql = self.to_sql()?;
         let rows = ex
-            .query(&sql.text, &crate::base::value::as_sql_refs(&sql.params))
+            .query_read(&sql.text, &crate::base::value::as_sql_refs(&sql.params))
             .await?;
         let width = M::META.columns.len();
         let mut out = Vec::with_capacity(rows.len());

@@ -11,4 +11,5 @@ pub(crate) mod page;
 mod rows;
 pub(crate) mod select;
 pub(crate) mod stream;
+pub(crate) mod values;
 pub(crate) mod write;

@@ -524,7 +524,7 @@ impl<M: Model> Select<M> {
         }
         let limit = i64::try_from(size.saturating_add(1)).unwrap_or(i64::MAX);
         sql.push(" LIMIT ").param(Param::new(limit));
-        let rows = ex.query(&sql.text, &as_sql_refs(&sql.params)).await?;
+        let rows = ex.query_read(&sql.text, &as_sql_refs(&sql.params)).await?;
         let more = rows.len() as u64 > size;
         let kept = &rows[..rows.len().min(usize::try_from(size).unwrap_or(usize::MAX))];
         let next = match (more, kept.last()) {

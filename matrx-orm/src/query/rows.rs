@@ -12,6 +12,12 @@ pub(crate) async fn fetch_models<M: Model, E: Executor>(ex: &E, sql: &SqlBuf) ->
     rows.iter().map(|row| M::decode(row, 0)).collect()
 }
 
+/// [`fetch_models`] for a statement that only reads (a replica may answer it).
+pub(crate) async fn read_models<M: Model, E: Executor>(ex: &E, sql: &SqlBuf) -> Result<Vec<M>> {
+    let rows = ex.query_read(&sql.text, &as_sql_refs(&sql.params)).await?;
+    rows.iter().map(|row| M::decode(row, 0)).collect()
+}
+
 /// The one row a write by key returned: [`Error::NotFound`] if none,
 /// [`Error::MultipleRows`] if more.
 pub(crate) fn single<M: Model>(mut rows: Vec<M>) -> Result<M> {

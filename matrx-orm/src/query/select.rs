@@ -8,7 +8,7 @@ use crate::base::sql::{SqlBuf, ROOT};
 use crate::base::value::{as_sql_refs, Param};
 use crate::executor::Executor;
 use crate::query::evict::evicting;
-use crate::query::rows::fetch_models;
+use crate::query::rows::{fetch_models, read_models};
 use crate::relation::joined;
 use crate::relation::joined::policy::{AggregateEncoding, Policy};
 use crate::relation::prefetch::{IntoPrefetch, Prefetch};
@@ -311,7 +311,7 @@ impl<M: Model> Select<M> {
         }
         self.prefetch.validate()?;
         let sql = self.render_select()?;
-        let rows: Vec<M> = fetch_models(ex, &sql).await?;
+        let rows: Vec<M> = read_models(ex, &sql).await?;
         if !self.prefetch.is_empty() {
             let parents: Vec<&M> = rows.iter().collect();
             self.load_prefetch(ex, &parents).await?;
@@ -365,7 +365,7 @@ impl<M: Model> Select<M> {
         self.criteria.render_where(ROOT, &mut sql);
         self.criteria.render_paging(&mut sql)?;
         sql.push(") AS \"c\"");
-        let rows = ex.query(&sql.text, &as_sql_refs(&sql.params)).await?;
+        let rows = ex.query_read(&sql.text, &as_sql_refs(&sql.params)).await?;
         let count: i64 = match rows.first() {
             Some(row) => decode_column(row, 0, M::META.name)?,
             None => 0,
@@ -382,7 +382,7 @@ impl<M: Model> Select<M> {
         self.criteria.check()?;
         self.criteria.render_where(ROOT, &mut sql);
         sql.push(")");
-        let rows = ex.query(&sql.text, &as_sql_refs(&sql.params)).await?;
+        let rows = ex.query_read(&sql.text, &as_sql_refs(&sql.params)).await?;
         match rows.first() {
             Some(row) => decode_column(row, 0, M::META.name),
             None => Ok(false),

@@ -77,7 +77,7 @@ where
             key.validate()?;
         }
         let sql = aggregate_statement(self, R::Key::array_params(&keys), &R::Key::column_types())?;
-        let rows = ex.query(&sql.text, &as_sql_refs(&sql.params)).await?;
+        let rows = ex.query_read(&sql.text, &as_sql_refs(&sql.params)).await?;
         let name = <R::Source as Model>::META.name;
         for row in &rows {
             let key = R::Key::decode(row, 0, name)?;

@@ -129,7 +129,9 @@ pub async fn load_edge<R: Relation>(
             &R::Key::column_types(),
             related,
         )?;
-        let rows = ex.query_dyn(&sql.text, &as_sql_refs(&sql.params)).await?;
+        let rows = ex
+            .query_read_dyn(&sql.text, &as_sql_refs(&sql.params))
+            .await?;
         match shared {
             Some((shared, generation)) => {
                 let stored = decode_rows::<R>(rows, &mut fresh, true)?;
@@ -375,7 +377,9 @@ pub async fn load_by_keys<M: Model>(
         M::Key::array_params(&keys),
         &M::Key::column_types(),
     )?;
-    let rows = ex.query_dyn(&sql.text, &as_sql_refs(&sql.params)).await?;
+    let rows = ex
+        .query_read_dyn(&sql.text, &as_sql_refs(&sql.params))
+        .await?;
     let mut index = HashMap::with_capacity(rows.len());
     for (i, row) in rows.iter().enumerate() {
         index.insert(M::Key::decode(row, 0, M::META.name)?, i);

@@ -26,7 +26,7 @@ pub(crate) enum CmpOp {
 }
 
 impl CmpOp {
-    fn sql(self) -> &'static str {
+    pub(crate) fn sql(self) -> &'static str {
         match self {
             CmpOp::Eq => " = ",
             CmpOp::Ne => " <> ",

@@ -10,4 +10,5 @@ pub(crate) mod criteria;
 pub mod filter;
 pub mod model;
 pub mod related;
+pub mod selection;
 pub mod slot;

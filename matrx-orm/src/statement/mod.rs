@@ -3,5 +3,6 @@
 //! around a statement is decided by the layers above.
 
 pub mod counter;
+pub mod mode;
 pub mod run;
 pub mod stream;

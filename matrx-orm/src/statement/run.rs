@@ -1,5 +1,6 @@
-//! The one place a statement is sent: prepare (cached per connection), run, count,
-//! trace (`tracing` spans `matrx_orm.query`, `matrx_orm.execute`, `matrx_orm.batch`).
+//! The one place a statement is sent: prepare (cached per connection) or describe
+//! (the unnamed mode, `statement/mode.rs`), run, count, trace (`tracing` spans
+//! `matrx_orm.query`, `matrx_orm.execute`, `matrx_orm.batch`).
 
 use std::time::Instant;
 
@@ -10,6 +11,22 @@ use tracing::Instrument;
 
 use crate::base::error::{Error, Result};
 use crate::statement::counter::Counters;
+use crate::statement::mode::{typed, StatementMode, Statements};
+
+/// Where one statement reports and how it is sent: the counters it bumps, the
+/// statement mode of its `Db`, and whether its connection is inside a transaction.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Via<'a> {
+    pub(crate) counters: &'a Counters,
+    pub(crate) statements: &'a Statements,
+    pub(crate) in_transaction: bool,
+}
+
+impl Via<'_> {
+    fn unnamed(&self) -> bool {
+        self.statements.mode == StatementMode::Unnamed
+    }
+}
 
 /// PostgreSQL's limit on the parameters of one statement.
 pub(crate) const MAX_PARAMS: usize = 65_535;
@@ -28,9 +45,10 @@ pub(crate) fn check_params(params: &[&(dyn ToSql + Sync)]) -> Result<()> {
 }
 
 /// Closes a pooled connection whose statement failed with a connection error,
-/// instead of returning it to the pool (it may look open and fail the next caller).
+/// instead of returning it to the pool (it may look open and fail the next caller),
+/// or whose driver holds lookup statements a pooler cannot keep (`statement/mode.rs`).
 pub(crate) fn discard_if_broken<T>(conn: deadpool_postgres::Object, result: &Result<T>) {
-    if matches!(result, Err(Error::Connection(_))) {
+    if matches!(result, Err(Error::Connection(_) | Error::Unsupported(_))) {
         drop(deadpool_postgres::Object::take(conn));
     }
 }
@@ -38,7 +56,7 @@ pub(crate) fn discard_if_broken<T>(conn: deadpool_postgres::Object, result: &Res
 /// Runs one statement on one connection: prepare (cached), execute, count, trace.
 pub(crate) async fn run_query(
     client: &ClientWrapper,
-    counters: &Counters,
+    via: Via<'_>,
     sql: &str,
     params: &[&(dyn ToSql + Sync)],
 ) -> Result<Vec<Row>> {
@@ -46,9 +64,18 @@ pub(crate) async fn run_query(
     let span = tracing::debug_span!("matrx_orm.query", sql, rows = tracing::field::Empty);
     async {
         let started = Instant::now();
-        counters.count();
-        let stmt = client.prepare_cached(sql).await?;
-        let rows = client.query(&stmt, params).await?;
+        via.counters.count();
+        let rows = if via.unnamed() {
+            let types = via
+                .statements
+                .param_types(client, sql, via.in_transaction)
+                .await?;
+            let sent = client.query_typed(sql, &typed(params, &types)?).await;
+            forget_on_error(via, sql, sent)?
+        } else {
+            let stmt = client.prepare_cached(sql).await?;
+            client.query(&stmt, params).await?
+        };
         tracing::Span::current().record("rows", rows.len());
         tracing::debug!(
             elapsed_us = started.elapsed().as_micros() as u64,
@@ -64,7 +91,7 @@ pub(crate) async fn run_query(
 /// Like [`run_query`], for statements whose rows are not needed.
 pub(crate) async fn run_execute(
     client: &ClientWrapper,
-    counters: &Counters,
+    via: Via<'_>,
     sql: &str,
     params: &[&(dyn ToSql + Sync)],
 ) -> Result<u64> {
@@ -72,9 +99,18 @@ pub(crate) async fn run_execute(
     let span = tracing::debug_span!("matrx_orm.execute", sql, rows = tracing::field::Empty);
     async {
         let started = Instant::now();
-        counters.count();
-        let stmt = client.prepare_cached(sql).await?;
-        let n = client.execute(&stmt, params).await?;
+        via.counters.count();
+        let n = if via.unnamed() {
+            let types = via
+                .statements
+                .param_types(client, sql, via.in_transaction)
+                .await?;
+            let sent = client.execute_typed(sql, &typed(params, &types)?).await;
+            forget_on_error(via, sql, sent)?
+        } else {
+            let stmt = client.prepare_cached(sql).await?;
+            client.execute(&stmt, params).await?
+        };
         tracing::Span::current().record("rows", n);
         tracing::debug!(
             elapsed_us = started.elapsed().as_micros() as u64,
@@ -85,6 +121,21 @@ pub(crate) async fn run_execute(
     }
     .instrument(span)
     .await
+}
+
+/// In the unnamed mode, a statement the server refused forgets its described types:
+/// the schema may have changed under them, and the next run describes it again.
+pub(crate) fn forget_on_error<T>(
+    via: Via<'_>,
+    sql: &str,
+    sent: std::result::Result<T, tokio_postgres::Error>,
+) -> Result<T> {
+    sent.map_err(|err| {
+        if err.as_db_error().is_some() {
+            via.statements.forget(sql);
+        }
+        Error::from(err)
+    })
 }
 
 /// Runs unprepared, parameterless statements (transaction control, DDL).

@@ -14,7 +14,9 @@
 //!   two batches (a `query_raw` stream left unread would block them).
 //!
 //! Either way the stream counts as one statement and is traced by one span
-//! (`matrx_orm.stream`).
+//! (`matrx_orm.stream`). Both work in the unnamed statement mode (`statement/mode.rs`):
+//! the pooled stream is one unnamed exchange, which a transaction pooler keeps on one
+//! server connection until its last row; the cursor lives inside the transaction.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -26,8 +28,8 @@ use postgres_types::ToSql;
 use tokio_postgres::Row;
 
 use crate::base::error::{Error, Result};
-use crate::statement::counter::Counters;
-use crate::statement::run::check_params;
+use crate::statement::mode::typed;
+use crate::statement::run::{check_params, forget_on_error, Via};
 
 /// The rows of one statement on a pooled connection the stream owns; see the module.
 pub(crate) struct PooledRows {
@@ -39,19 +41,24 @@ pub(crate) struct PooledRows {
     done: bool,
 }
 
-/// Sends `sql` on `conn` (prepared, cached per connection) and returns its rows as they
-/// arrive. Counted once and traced by a `matrx_orm.stream` span.
+/// Sends `sql` on `conn` (prepared and cached per connection, or unnamed) and returns
+/// its rows as they arrive. Counted once and traced by a `matrx_orm.stream` span.
 pub(crate) async fn stream_pooled(
     conn: Object,
-    counters: &Counters,
+    via: Via<'_>,
     sql: &str,
     params: &[&(dyn ToSql + Sync)],
 ) -> Result<PooledRows> {
     check_params(params)?;
     let span = tracing::debug_span!("matrx_orm.stream", sql, rows = tracing::field::Empty);
     let started = Instant::now();
-    counters.count();
+    via.counters.count();
     let sent = async {
+        if via.statements.mode == crate::statement::mode::StatementMode::Unnamed {
+            let types = via.statements.param_types(&conn, sql, false).await?;
+            let sent = conn.query_typed_raw(sql, typed(params, &types)?).await;
+            return forget_on_error(via, sql, sent);
+        }
         let stmt = conn.prepare_cached(sql).await?;
         Ok::<_, Error>(conn.query_raw(&stmt, params.iter().copied()).await?)
     };
@@ -152,7 +159,7 @@ impl Drop for PooledRows {
 /// stream's one counted statement; the fetches that follow are not counted.
 pub(crate) async fn declare_cursor(
     client: &ClientWrapper,
-    counters: &Counters,
+    via: Via<'_>,
     name: &str,
     sql: &str,
     params: &[&(dyn ToSql + Sync)],
@@ -165,7 +172,15 @@ pub(crate) async fn declare_cursor(
     let span = tracing::debug_span!("matrx_orm.stream", sql, cursor = name);
     tracing::Instrument::instrument(
         async {
-            counters.count();
+            via.counters.count();
+            if via.statements.mode == crate::statement::mode::StatementMode::Unnamed {
+                // The cursor's query takes the same parameters (and is what a cache of
+                // described texts can share with other statements).
+                let types = via.statements.param_types(client, sql, true).await?;
+                let sent = client.execute_typed(&text, &typed(params, &types)?).await;
+                forget_on_error(via, sql, sent)?;
+                return Ok(());
+            }
             // Unprepared: the text names a cursor, so caching it would only fill the
             // connection's statement cache.
             client.execute(text.as_str(), params).await?;
@@ -179,13 +194,18 @@ pub(crate) async fn declare_cursor(
 /// Fetches the next `batch` rows of cursor `name` (fewer at the end).
 pub(crate) async fn fetch_cursor(
     client: &ClientWrapper,
+    via: Via<'_>,
     name: &str,
     batch: usize,
 ) -> Result<Vec<Row>> {
     let mut text = format!("FETCH FORWARD {} FROM ", batch.max(1));
     crate::base::sql::push_ident(&mut text, name);
-    let stmt = client.prepare_cached(&text).await?;
-    let rows = client.query(&stmt, &[]).await?;
+    let rows = if via.statements.mode == crate::statement::mode::StatementMode::Unnamed {
+        client.query_typed(&text, &[]).await?
+    } else {
+        let stmt = client.prepare_cached(&text).await?;
+        client.query(&stmt, &[]).await?
+    };
     tracing::debug!(cursor = name, rows = rows.len(), "cursor fetch");
     Ok(rows)
 }

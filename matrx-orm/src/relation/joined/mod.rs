@@ -141,7 +141,9 @@ pub(crate) async fn load_root<M: Model>(
     plan.settle(rows.bound());
     plan.prepare(Held::now(ex.scope_dyn().cache.as_ref()).as_ref());
     let sql = root_statement(rows, &plan, AggregateEncoding::Records)?;
-    let found = ex.query_dyn(&sql.text, &as_sql_refs(&sql.params)).await?;
+    let found = ex
+        .query_read_dyn(&sql.text, &as_sql_refs(&sql.params))
+        .await?;
     let width = M::META.columns.len();
     let mut out = Vec::with_capacity(found.len());
     for row in &found {

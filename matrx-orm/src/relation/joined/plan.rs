@@ -568,7 +568,9 @@ impl<R: Relation> BatchedEdge<R> {
         let all = Held::now(ex.scope_dyn().cache.as_ref());
         let held = all.clone().filter(|_| self.related.is_default());
         self.plan.prepare(all.as_ref());
-        let rows = ex.query_dyn(&sql.text, &as_sql_refs(&sql.params)).await?;
+        let rows = ex
+            .query_read_dyn(&sql.text, &as_sql_refs(&sql.params))
+            .await?;
         let target = <R::Target as Model>::META;
         let m2m = R::META.kind == RelationKind::ManyToMany;
         let at = if m2m { R::Key::ARITY } else { 0 };
