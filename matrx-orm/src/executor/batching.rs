@@ -8,7 +8,11 @@
 //! on the runtime, taking their turn), it yields once more. When a round adds nothing
 //! (three rounds in a row on a multi-thread runtime, where tasks woken on other workers
 //! need a moment), or the batch holds the maximum of distinct keys, the batch closes:
-//! later callers start a new one. The leader
+//! later callers start a new one. Rounds only count as quiet once every waiter of the
+//! session's earlier batches has resumed: a wave of waiters woken by one batch's result
+//! (the items of every order, say) is still being polled — a `join_all` polls a few
+//! futures per turn when some yield — and each of them may be about to ask for the
+//! next edge (their products). The leader
 //! then runs the batch through the batch primitive and publishes the shared result to
 //! every waiter. No fixed sleep is added to latency.
 //!
@@ -19,6 +23,7 @@
 use std::any::{Any, TypeId};
 use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::watch;
@@ -36,6 +41,8 @@ pub const DEFAULT_MAX_BATCH: usize = 10_000;
 pub(crate) struct Loaders {
     open: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
     max_batch: usize,
+    /// Waiters of published batches that have not resumed yet (nor been dropped).
+    resuming: AtomicUsize,
 }
 
 impl Loaders {
@@ -43,6 +50,7 @@ impl Loaders {
         Loaders {
             open: Mutex::new(HashMap::new()),
             max_batch: max_batch.max(1),
+            resuming: AtomicUsize::new(0),
         }
     }
 
@@ -70,6 +78,67 @@ struct Batch<K, O> {
     /// The distinct keys of the batch, in arrival order.
     keys: Mutex<Distinct<K>>,
     outcome: watch::Sender<Option<Outcome<O>>>,
+    /// Its waiters, for the session's count of waiters still to resume.
+    wave: Mutex<Wave>,
+}
+
+/// The waiters of one batch (callers that joined it; the leader is not one).
+#[derive(Default)]
+struct Wave {
+    joined: usize,
+    /// Waiters dropped before the batch published.
+    left: usize,
+    published: bool,
+}
+
+impl<K, O> Batch<K, O> {
+    /// Publishes `outcome`; the waiters still there now have to resume.
+    fn publish(&self, loaders: &Loaders, outcome: Outcome<O>) {
+        {
+            let mut wave = self.wave.lock().unwrap_or_else(PoisonError::into_inner);
+            wave.published = true;
+            loaders
+                .resuming
+                .fetch_add(wave.joined - wave.left, Ordering::AcqRel);
+        }
+        self.outcome.send_replace(Some(outcome));
+    }
+}
+
+/// A caller waiting for a batch it joined: resumed when it has seen the outcome, or
+/// when it is dropped, whichever comes first.
+struct Waiter<'a, K, O> {
+    loaders: &'a Loaders,
+    batch: Arc<Batch<K, O>>,
+    resumed: bool,
+}
+
+impl<K, O> Waiter<'_, K, O> {
+    /// Counts this waiter as resumed (it saw the published outcome).
+    fn resume(&mut self) {
+        if !self.resumed {
+            self.resumed = true;
+            self.loaders.resuming.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+impl<K, O> Drop for Waiter<'_, K, O> {
+    fn drop(&mut self) {
+        if self.resumed {
+            return;
+        }
+        let mut wave = self
+            .batch
+            .wave
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if wave.published {
+            self.loaders.resuming.fetch_sub(1, Ordering::AcqRel);
+        } else {
+            wave.left += 1;
+        }
+    }
 }
 
 /// Keys in arrival order, each once (the batch size counts distinct keys).
@@ -115,7 +184,7 @@ impl<K: Send + 'static, O: Send + Sync + 'static> Drop for LeaderGuard<'_, K, O>
     fn drop(&mut self) {
         if !self.published {
             close(self.loaders, self.kind, &self.batch);
-            self.batch.outcome.send_replace(Some(Outcome::Abandoned));
+            self.batch.publish(self.loaders, Outcome::Abandoned);
         }
     }
 }
@@ -150,10 +219,16 @@ where
         let (batch, leader) = join_or_open::<K, O>(loaders, kind, key.clone());
         if !leader {
             let mut rx = batch.outcome.subscribe();
+            let mut waiter = Waiter {
+                loaders,
+                batch,
+                resumed: false,
+            };
             let outcome = match rx.wait_for(Option::is_some).await {
                 Ok(seen) => (*seen).clone(),
                 Err(_) => Some(Outcome::Abandoned),
             };
+            waiter.resume();
             match outcome {
                 Some(Outcome::Done(result)) => return result,
                 _ => continue,
@@ -174,7 +249,11 @@ where
             }
             tokio::task::yield_now().await;
             let now = guard.batch.len();
-            if now == seen {
+            if loaders.resuming.load(Ordering::Acquire) > 0 {
+                // Earlier waiters are still resuming: this round proves nothing.
+                quiet = 0;
+                seen = now;
+            } else if now == seen {
                 quiet += 1;
                 if quiet >= quiet_needed {
                     break;
@@ -195,10 +274,7 @@ where
         );
         let result = run(keys).await;
         guard.published = true;
-        guard
-            .batch
-            .outcome
-            .send_replace(Some(Outcome::Done(result.clone())));
+        guard.batch.publish(loaders, Outcome::Done(result.clone()));
         return result;
     }
 }
@@ -229,6 +305,11 @@ where
             keys.add(key);
             keys.order.len() >= loaders.max_batch
         };
+        batch
+            .wave
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .joined += 1;
         if full {
             open.remove(&kind);
         }
@@ -238,6 +319,7 @@ where
     let batch = Arc::new(Batch {
         keys: Mutex::new(Distinct::new(key)),
         outcome,
+        wave: Mutex::new(Wave::default()),
     });
     if loaders.max_batch > 1 {
         open.insert(kind, batch.clone());
