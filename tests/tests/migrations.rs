@@ -380,7 +380,7 @@ async fn session_settings_of_a_migration_stay_out_of_the_pool() {
         .expect("db");
     let list = migrations(&[
         (1, "settings", "-- matrx-orm: no-transaction\nSET search_path TO pg_catalog;\nSET application_name = 'leaked'", None),
-        (2, "in_tx", "SET statement_timeout = '1ms'; CREATE TABLE IF NOT EXISTS after (id int)", None),
+        (2, "in_tx", "SET statement_timeout = '5min'; CREATE TABLE IF NOT EXISTS after (id int)", None),
     ]);
     assert_eq!(db.migrate(&list).await.expect("migrate").len(), 2);
     let row = &db
