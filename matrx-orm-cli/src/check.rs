@@ -333,7 +333,7 @@ pub fn same_type(model: &str, database: &str) -> bool {
 }
 
 /// (base name with aliases resolved, modifiers, array dimensions).
-fn canonical(ty: &str) -> (String, Option<String>, usize) {
+pub(crate) fn canonical(ty: &str) -> (String, Option<String>, usize) {
     let mut t = ty.trim().to_owned();
     let mut dims = 0;
     while let Some(stripped) = t.strip_suffix("[]") {

@@ -27,6 +27,16 @@ pub enum Error {
     /// Neither `--database-url` nor `DATABASE_URL` was given.
     #[error("no database: pass --database-url postgres://... or set DATABASE_URL")]
     NoDatabaseUrl,
+    /// Running or reading migrations failed.
+    #[error("{0}")]
+    Migrate(#[from] matrx_orm::migrate::MigrateError),
+    /// `migrate diff` was run from a binary that has no models compiled in.
+    #[error(
+        "migrate diff needs the models' metadata, which only compiled code has: add a binary \
+         to your project calling matrx_orm_cli::cli::main(&[Model::META, ...]) and run \
+         `migrate diff` through it (or call matrx_orm_cli::migrate::diff from a test)"
+    )]
+    NoModels,
     /// A command-line argument was wrong.
     #[error("{0}\nRun `matrx-orm --help` for usage.")]
     Usage(String),

@@ -10,6 +10,7 @@ extern crate proc_macro;
 mod attrs;
 mod expand;
 mod from_row;
+mod migrations;
 mod model;
 mod names;
 mod types;
@@ -329,6 +330,39 @@ pub fn derive_model(input: TokenStream) -> TokenStream {
 pub fn derive_from_row(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
     from_row::derive(&input)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}
+
+/// Embeds a migrations directory in the binary: every `<version>_<name>` folder of
+/// `dir` (default `"migrations"`, relative to the crate's `Cargo.toml`) with its
+/// `up.sql` and, if present, `down.sql`, sorted by version. Expands to a
+/// `matrx_orm::migrate::Migrations` constant expression.
+///
+/// Each file is included with `include_str!`, so a changed file rebuilds the crate.
+/// A new folder is picked up on the next rebuild; add a `build.rs` containing
+/// `println!("cargo:rerun-if-changed=migrations");` to make that automatic.
+///
+/// ```no_run
+/// use matrx_orm::migrate::Migrations;
+///
+/// # /* (the doctest embeds the test suite's folder instead)
+/// static MIGRATIONS: Migrations = matrx_orm::embed_migrations!("migrations");
+/// # */
+/// # static MIGRATIONS: Migrations = matrx_orm::embed_migrations!("../tests/migrations");
+///
+/// # async fn demo(db: &matrx_orm::Db) -> Result<(), matrx_orm::migrate::MigrateError> {
+/// db.migrate(&MIGRATIONS).await?;
+/// # Ok(()) }
+/// ```
+#[proc_macro]
+pub fn embed_migrations(input: TokenStream) -> TokenStream {
+    let dir = if input.is_empty() {
+        None
+    } else {
+        Some(parse_macro_input!(input as syn::LitStr))
+    };
+    migrations::expand(dir)
         .unwrap_or_else(syn::Error::into_compile_error)
         .into()
 }

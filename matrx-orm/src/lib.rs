@@ -6,7 +6,7 @@
 //! `docs/ARCHITECTURE.md`): `base` (values, keys, metadata, SQL text) → `schema`
 //! (the `Model` and `Relation` traits, columns, filters) → `statement` (sending one
 //! statement) → `cache` → `executor` (what loads run on) → `relation` (the relation
-//! engine) → `query` (queries and writes) → `db` (`Db`, `Session`, `Transaction`).
+//! engine) → `query` (queries and writes) → `db` (`Db`, `Session`, `Transaction`) → `migrate` (versioned migrations).
 
 #![warn(missing_docs)]
 
@@ -14,6 +14,7 @@ mod base;
 pub mod cache;
 mod db;
 pub mod executor;
+pub mod migrate;
 mod query;
 pub mod relation;
 mod schema;
@@ -60,7 +61,7 @@ pub use schema::selection::{Nullable, Selection, Struct};
 pub use schema::slot::{Many, One, Slot};
 pub use statement::mode::StatementMode;
 
-pub use matrx_orm_derive::{FromRow, Model};
+pub use matrx_orm_derive::{embed_migrations, FromRow, Model};
 
 /// The traits and types most code needs: `use matrx_orm::prelude::*;`.
 pub mod prelude {

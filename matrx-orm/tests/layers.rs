@@ -19,6 +19,7 @@ const LAYERS: &[&str] = &[
     "relation",
     "query",
     "db",
+    "migrate",
 ];
 
 /// Import circles that are allowed, each justified in docs/ARCHITECTURE.md.

@@ -1,0 +1,2 @@
+-- matrx-orm: no-transaction
+DROP INDEX CONCURRENTLY authors_name_idx;

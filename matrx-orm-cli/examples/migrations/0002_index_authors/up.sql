@@ -1,0 +1,2 @@
+-- matrx-orm: no-transaction
+CREATE INDEX CONCURRENTLY authors_name_idx ON authors (name);

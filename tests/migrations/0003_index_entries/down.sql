@@ -1,0 +1,3 @@
+-- matrx-orm: no-transaction
+DROP INDEX CONCURRENTLY entries_amount_idx;
+DROP INDEX CONCURRENTLY entries_account_idx;
