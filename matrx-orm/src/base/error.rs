@@ -282,7 +282,7 @@ fn tls_cause(err: &tokio_postgres::Error) -> Option<String> {
         }
         source = cause.source();
     }
-    let text = err.to_string();
+    let text = with_causes(err);
     text.contains("server does not support TLS")
         .then(|| format!("{text} (sslmode requires TLS)"))
 }
