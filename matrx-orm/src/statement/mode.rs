@@ -21,7 +21,7 @@
 //!
 //! Refused in this mode with [`Error::Unsupported`]: user-defined types (enums,
 //! composites; the driver would look their definitions up through named statements
-//! of its own, which a transaction pooler scatters), and statement texts holding `;`
+//! of its own, which a transaction pooler scatters), and texts of several statements
 //! (the describe splices the text into `PREPARE`, so it must be one statement).
 //! Result column types are checked from PostgreSQL 16 on
 //! (`pg_prepared_statements.result_types`); on older servers a user-defined result
@@ -186,11 +186,11 @@ fn describable(sql: &str) -> bool {
 /// type lookups (named statements) are never needed: a user-defined type is refused.
 ///
 /// The text is spliced into `PREPARE`, so it must be one statement: a text holding `;`
-/// is refused in this mode (values travel as parameters, never in the text). Texts
+/// outside quotes and comments is refused in this mode (values travel as parameters, never in the text). Texts
 /// that `PREPARE` does not take (DDL, `SET`) are sent without a describe and may take
 /// no parameters.
 async fn describe(client: &ClientWrapper, sql: &str) -> Result<Arc<[Type]>> {
-    if sql.contains(';') {
+    if !single_statement(sql) {
         return Err(Error::Unsupported(
             "a statement text containing ';' with StatementMode::Unnamed (it is described \
              as SQL text; send one statement, values as parameters, or use batch_execute)"
@@ -209,7 +209,8 @@ async fn describe(client: &ClientWrapper, sql: &str) -> Result<Arc<[Type]>> {
          FROM pg_prepared_statements AS p WHERE name = '{name}';\n\
          DEALLOCATE {name}"
     );
-    let span = tracing::debug_span!("matrx_orm.describe", sql);
+    // Not a counted statement: its span names the text `statement`, not `sql`.
+    let span = tracing::debug_span!("matrx_orm.describe", statement = sql);
     let messages = tracing::Instrument::instrument(client.simple_query(&text), span).await?;
     let row = messages
         .iter()
@@ -236,6 +237,73 @@ async fn describe(client: &ClientWrapper, sql: &str) -> Result<Arc<[Type]>> {
         .filter_map(Type::from_oid)
         .collect::<Vec<_>>()
         .into())
+}
+
+/// Whether `sql` is one statement: no `;` outside quoted identifiers, string literals
+/// and comments. Conservative: a text with a `;` and a backslash (escape strings) or a
+/// `$` that is not a parameter (dollar quoting) counts as several.
+fn single_statement(sql: &str) -> bool {
+    if !sql.contains(';') {
+        return true;
+    }
+    let bytes = sql.as_bytes();
+    let ambiguous = bytes.iter().enumerate().any(|(i, &b)| {
+        b == b'\\' || (b == b'$' && !bytes.get(i + 1).is_some_and(u8::is_ascii_digit))
+    });
+    if ambiguous {
+        return false;
+    }
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b';' => return false,
+            quote @ (b'\'' | b'"') => {
+                // Until the closing quote; a doubled quote is part of the text.
+                i += 1;
+                loop {
+                    match bytes.get(i) {
+                        None => return false,
+                        Some(&b) if b == quote => {
+                            if bytes.get(i + 1) == Some(&quote) {
+                                i += 2;
+                                continue;
+                            }
+                            break;
+                        }
+                        Some(_) => i += 1,
+                    }
+                }
+            }
+            b'-' if bytes.get(i + 1) == Some(&b'-') => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                let mut depth = 1;
+                i += 2;
+                while depth > 0 {
+                    match (bytes.get(i), bytes.get(i + 1)) {
+                        (None, _) => return false,
+                        (Some(b'/'), Some(b'*')) => {
+                            depth += 1;
+                            i += 1;
+                        }
+                        (Some(b'*'), Some(b'/')) => {
+                            depth -= 1;
+                            i += 1;
+                        }
+                        _ => {}
+                    }
+                    i += 1;
+                }
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    true
 }
 
 /// `{20,1016}` → `[20, 1016]`; NULL (a statement without results) → `[]`.
@@ -267,5 +335,13 @@ mod tests {
         assert!(describable("INSERT INTO t VALUES ($1)"));
         assert!(!describable("CREATE TABLE t (id int)"));
         assert!(!describable("SET search_path = x"));
+        assert!(single_statement(
+            r#"SELECT "a;b--" FROM "t" WHERE x = ';' -- ;"#
+        ));
+        assert!(single_statement("SELECT 1 /* ; /* ; */ ; */ + $1"));
+        assert!(!single_statement("SELECT 1; SELECT 2"));
+        assert!(!single_statement("SELECT 'it''s'; DROP TABLE t"));
+        assert!(!single_statement(r"SELECT E'\'' ; DROP TABLE t"));
+        assert!(!single_statement("SELECT $x$;$x$"));
     }
 }
