@@ -20,8 +20,17 @@ use matrx_orm::Db;
 use crate::error::Result;
 use crate::strategy::BenchContext;
 
-/// A pool on the bench schema.
+/// A pool on the bench schema (through the PgBouncer of `--pgbouncer`, in the
+/// unnamed statement mode, when there is one: its server connections are on the
+/// schema already).
 pub async fn connect(ctx: &BenchContext, pool_size: usize) -> Result<Db> {
+    if let Some(pooler) = &ctx.pooler_url {
+        return Ok(Db::builder(pooler.as_str())
+            .statement_mode(matrx_orm::StatementMode::Unnamed)
+            .pool_size(pool_size)
+            .connect()
+            .await?);
+    }
     Ok(Db::builder(ctx.database_url.as_str())
         .search_path(ctx.schema.as_str())
         .pool_size(pool_size)
