@@ -328,50 +328,61 @@ impl Db {
         let customer_cols = "id, name, email, created_at, referred_by";
         let product_cols = "id, sku, name, price_cents";
         let st = Statements {
-            orders_first: prep.make(format!(
+            orders_first: prep
+                .make(format!(
                     "SELECT {order_cols} FROM {s}.orders ORDER BY id LIMIT $1"
                 ))
                 .await?,
-            orders_all: prep.make(format!("SELECT {order_cols} FROM {s}.orders ORDER BY id"))
+            orders_all: prep
+                .make(format!("SELECT {order_cols} FROM {s}.orders ORDER BY id"))
                 .await?,
-            orders_by_ids: prep.make(format!(
+            orders_by_ids: prep
+                .make(format!(
                     "SELECT {order_cols} FROM {s}.orders WHERE id = ANY($1) ORDER BY id"
                 ))
                 .await?,
-            customers_by_ids: prep.make(format!(
+            customers_by_ids: prep
+                .make(format!(
                     "SELECT {customer_cols} FROM {s}.customers WHERE id = ANY($1)"
                 ))
                 .await?,
-            items_by_orders: prep.make(format!(
+            items_by_orders: prep
+                .make(format!(
                     "SELECT id, order_id, product_id, quantity, unit_price_cents \
                      FROM {s}.order_items WHERE order_id = ANY($1)"
                 ))
                 .await?,
-            products_by_ids: prep.make(format!(
+            products_by_ids: prep
+                .make(format!(
                     "SELECT {product_cols} FROM {s}.products WHERE id = ANY($1)"
                 ))
                 .await?,
-            tags_by_orders: prep.make(format!(
+            tags_by_orders: prep
+                .make(format!(
                     "SELECT ot.order_id, t.id, t.name FROM {s}.order_tags ot \
                      JOIN {s}.tags t ON t.id = ot.tag_id WHERE ot.order_id = ANY($1)"
                 ))
                 .await?,
-            products_all: prep.make(format!(
+            products_all: prep
+                .make(format!(
                     "SELECT {product_cols} FROM {s}.products ORDER BY id"
                 ))
                 .await?,
-            stock_by_products: prep.make(format!(
+            stock_by_products: prep
+                .make(format!(
                     "SELECT product_id, region, code, qty FROM {s}.stock \
                      WHERE product_id = ANY($1)"
                 ))
                 .await?,
-            warehouses_by_keys: prep.make(format!(
+            warehouses_by_keys: prep
+                .make(format!(
                     "SELECT w.region, w.code, w.name FROM {s}.warehouses w \
                      JOIN unnest($1::text[], $2::int4[]) AS k(region, code) \
                      ON w.region = k.region AND w.code = k.code"
                 ))
                 .await?,
-            warehouses_by_products: prep.make(format!(
+            warehouses_by_products: prep
+                .make(format!(
                     "SELECT pw.product_id, w.region, w.code, w.name \
                      FROM {s}.product_warehouses pw \
                      JOIN {s}.warehouses w ON w.region = pw.region AND w.code = pw.code \
