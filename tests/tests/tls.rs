@@ -168,7 +168,7 @@ async fn prefer_falls_back_to_plaintext_and_require_fails_without_tls() {
 async fn bad_tls_options_are_typed_errors() {
     assert!(matches!(
         Db::connect("postgres://nobody@127.0.0.1:1/none?sslmode=sometimes").await,
-        Err(Error::Tls(_))
+        Err(Error::InvalidInput(_))
     ));
     match Db::connect(
         "postgres://nobody@127.0.0.1:1/none?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem",

@@ -36,7 +36,11 @@ pub async fn connect(ctx: &BenchContext, pool_size: usize) -> Result<Db> {
     let url = if ctx.database_url.contains("sslmode=") {
         ctx.database_url.clone()
     } else {
-        let sep = if ctx.database_url.contains('?') { '&' } else { '?' };
+        let sep = if ctx.database_url.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
         format!("{}{sep}sslmode=disable", ctx.database_url)
     };
     Ok(Db::builder(url.as_str())
