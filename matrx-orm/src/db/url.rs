@@ -13,7 +13,7 @@ use crate::statement::mode::StatementMode;
 ///
 /// ```
 /// use matrx_orm::SslMode;
-/// assert_eq!("verify-full".parse::<SslMode>(), Ok(SslMode::VerifyFull));
+/// assert_eq!("verify-full".parse::<SslMode>().ok(), Some(SslMode::VerifyFull));
 /// assert_eq!(SslMode::default(), SslMode::Prefer);
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]

@@ -43,7 +43,7 @@ use crate::base::error::{Error, Result};
 ///
 /// ```
 /// use matrx_orm::StatementMode;
-/// assert_eq!("unnamed".parse::<StatementMode>(), Ok(StatementMode::Unnamed));
+/// assert_eq!("unnamed".parse::<StatementMode>().ok(), Some(StatementMode::Unnamed));
 /// assert_eq!(StatementMode::default(), StatementMode::Prepared);
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
