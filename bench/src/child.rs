@@ -65,6 +65,7 @@ pub async fn run_child(
         database_url: db::database_url().await?,
         schema: scale.schema().to_string(),
         params: scale.workload_params(),
+        pooler_url: std::env::var(crate::strategy::POOLER_URL_VAR).ok(),
     };
 
     let admin = db::connect(&ctx.database_url).await?;

@@ -7,6 +7,7 @@ use crate::workload::{Scale, Workload};
 pub const USAGE: &str = "\
 usage: matrx-orm-bench [--workload <W1|W2|W3|W4|W5|all>] [--strategy <name|all>]
                        [--runs <N>] [--json] [--scale <full|tiny|x10>]
+                       [--pgbouncer <N>]
 
   --workload  workload(s) to run, comma-separated or `all` (default: all)
   --strategy  strategy name(s), comma-separated or `all` (default: all);
@@ -14,6 +15,10 @@ usage: matrx-orm-bench [--workload <W1|W2|W3|W4|W5|all>] [--strategy <name|all>]
   --runs      timed runs per (workload, strategy), after one warm-up run and
               one query-counting run (default: 5)
   --json      one JSON object per line instead of a table
+  --pgbouncer run every strategy through a PgBouncer the runner starts in
+              transaction pooling mode with N server connections; the ORM
+              uses StatementMode::Unnamed, the handwritten baseline unnamed
+              statements with the parameter types it knows
   --scale     `full` (WORKLOADS.md dataset, schema matrx_bench) or `tiny`
               (1/20 of the rows, schema matrx_bench_tiny) or `x10` (10x the
               rows, schema matrx_bench_x10) (default: full)
@@ -47,6 +52,8 @@ pub struct RunArgs {
     pub runs: usize,
     /// JSON lines instead of a table.
     pub json: bool,
+    /// Through a PgBouncer in transaction mode with this many server connections.
+    pub pgbouncer: Option<u32>,
     /// Dataset scale.
     pub scale: Scale,
 }
@@ -80,6 +87,7 @@ pub fn parse(args: &[String], known_strategies: &[&str], planned: &[&str]) -> Re
     let mut strategy_arg = "all".to_string();
     let mut runs = DEFAULT_RUNS;
     let mut json = false;
+    let mut pgbouncer = None;
     let mut scale = Scale::Full;
     let mut child: Option<(String, String)> = None;
 
@@ -120,6 +128,17 @@ pub fn parse(args: &[String], known_strategies: &[&str], planned: &[&str]) -> Re
                 })?;
             }
             "--json" if inline.is_none() => json = true,
+            "--pgbouncer" => {
+                let v = value("--pgbouncer")?;
+                pgbouncer = match v.parse::<u32>() {
+                    Ok(n) if n >= 1 => Some(n),
+                    _ => {
+                        return Err(usage(format!(
+                            "--pgbouncer must be a positive integer, got {v:?}"
+                        )))
+                    }
+                };
+            }
             "--child" if inline.is_none() => {
                 let w = it.next().cloned();
                 let s = it.next().cloned();
@@ -154,6 +173,7 @@ pub fn parse(args: &[String], known_strategies: &[&str], planned: &[&str]) -> Re
         runs,
         json,
         scale,
+        pgbouncer,
     }))
 }
 

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use futures_util::future::{try_join, try_join3, try_join_all};
 use tokio_postgres::types::ToSql;
+use tokio_postgres::types::Type;
 use tokio_postgres::{Client, Row, Statement};
 
 use crate::checksum::Checksums;
@@ -254,19 +255,46 @@ fn distinct(ids: impl IntoIterator<Item = i64>) -> Vec<i64> {
 
 // ---------------------------------------------------------- connection --
 
-/// The prepared statements of the baseline, per connection.
+/// One statement of the baseline: prepared on its connection, or, through a
+/// transaction pooler (`--pgbouncer`), its text and parameter types sent as the
+/// unnamed statement (`query_typed`) — the pooler-safe way to write it by hand.
+enum Stmt {
+    Prepared(Statement),
+    Unnamed(String, Vec<Type>),
+}
+
+/// Makes the baseline's statements: prepared on `client`, or unnamed with the types
+/// a direct connection reports (what a hand-written client would write down).
+struct Prep<'a> {
+    client: &'a Client,
+    types_from: Option<&'a Client>,
+}
+
+impl Prep<'_> {
+    async fn make(&self, sql: String) -> Result<Stmt> {
+        Ok(match self.types_from {
+            None => Stmt::Prepared(self.client.prepare(&sql).await?),
+            Some(direct) => {
+                let types = direct.prepare(&sql).await?.params().to_vec();
+                Stmt::Unnamed(sql, types)
+            }
+        })
+    }
+}
+
+/// The statements of the baseline, per connection.
 struct Statements {
-    orders_first: Statement,
-    orders_all: Statement,
-    orders_by_ids: Statement,
-    customers_by_ids: Statement,
-    items_by_orders: Statement,
-    products_by_ids: Statement,
-    tags_by_orders: Statement,
-    products_all: Statement,
-    stock_by_products: Statement,
-    warehouses_by_keys: Statement,
-    warehouses_by_products: Statement,
+    orders_first: Stmt,
+    orders_all: Stmt,
+    orders_by_ids: Stmt,
+    customers_by_ids: Stmt,
+    items_by_orders: Stmt,
+    products_by_ids: Stmt,
+    tags_by_orders: Stmt,
+    products_all: Stmt,
+    stock_by_products: Stmt,
+    warehouses_by_keys: Stmt,
+    warehouses_by_products: Stmt,
 }
 
 /// One connection with its statements and the shared query counter.
@@ -284,67 +312,77 @@ impl Db {
                 ctx.schema
             )));
         }
-        let client = db::connect(&ctx.database_url).await?;
+        let (client, direct) = match &ctx.pooler_url {
+            Some(pooler) => (
+                db::connect(pooler).await?,
+                Some(db::connect(&ctx.database_url).await?),
+            ),
+            None => (db::connect(&ctx.database_url).await?, None),
+        };
+        let prep = Prep {
+            client: &client,
+            types_from: direct.as_ref(),
+        };
         let s = &ctx.schema;
         let order_cols = "id, customer_id, status, placed_at, total_cents";
         let customer_cols = "id, name, email, created_at, referred_by";
         let product_cols = "id, sku, name, price_cents";
         let st = Statements {
-            orders_first: client
-                .prepare(&format!(
+            orders_first: prep
+                .make(format!(
                     "SELECT {order_cols} FROM {s}.orders ORDER BY id LIMIT $1"
                 ))
                 .await?,
-            orders_all: client
-                .prepare(&format!("SELECT {order_cols} FROM {s}.orders ORDER BY id"))
+            orders_all: prep
+                .make(format!("SELECT {order_cols} FROM {s}.orders ORDER BY id"))
                 .await?,
-            orders_by_ids: client
-                .prepare(&format!(
+            orders_by_ids: prep
+                .make(format!(
                     "SELECT {order_cols} FROM {s}.orders WHERE id = ANY($1) ORDER BY id"
                 ))
                 .await?,
-            customers_by_ids: client
-                .prepare(&format!(
+            customers_by_ids: prep
+                .make(format!(
                     "SELECT {customer_cols} FROM {s}.customers WHERE id = ANY($1)"
                 ))
                 .await?,
-            items_by_orders: client
-                .prepare(&format!(
+            items_by_orders: prep
+                .make(format!(
                     "SELECT id, order_id, product_id, quantity, unit_price_cents \
                      FROM {s}.order_items WHERE order_id = ANY($1)"
                 ))
                 .await?,
-            products_by_ids: client
-                .prepare(&format!(
+            products_by_ids: prep
+                .make(format!(
                     "SELECT {product_cols} FROM {s}.products WHERE id = ANY($1)"
                 ))
                 .await?,
-            tags_by_orders: client
-                .prepare(&format!(
+            tags_by_orders: prep
+                .make(format!(
                     "SELECT ot.order_id, t.id, t.name FROM {s}.order_tags ot \
                      JOIN {s}.tags t ON t.id = ot.tag_id WHERE ot.order_id = ANY($1)"
                 ))
                 .await?,
-            products_all: client
-                .prepare(&format!(
+            products_all: prep
+                .make(format!(
                     "SELECT {product_cols} FROM {s}.products ORDER BY id"
                 ))
                 .await?,
-            stock_by_products: client
-                .prepare(&format!(
+            stock_by_products: prep
+                .make(format!(
                     "SELECT product_id, region, code, qty FROM {s}.stock \
                      WHERE product_id = ANY($1)"
                 ))
                 .await?,
-            warehouses_by_keys: client
-                .prepare(&format!(
+            warehouses_by_keys: prep
+                .make(format!(
                     "SELECT w.region, w.code, w.name FROM {s}.warehouses w \
                      JOIN unnest($1::text[], $2::int4[]) AS k(region, code) \
                      ON w.region = k.region AND w.code = k.code"
                 ))
                 .await?,
-            warehouses_by_products: client
-                .prepare(&format!(
+            warehouses_by_products: prep
+                .make(format!(
                     "SELECT pw.product_id, w.region, w.code, w.name \
                      FROM {s}.product_warehouses pw \
                      JOIN {s}.warehouses w ON w.region = pw.region AND w.code = pw.code \
@@ -359,15 +397,22 @@ impl Db {
         })
     }
 
-    /// Runs one prepared statement (the single place queries are counted).
-    async fn query(&self, st: &Statement, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+    /// Runs one statement (the single place queries are counted).
+    async fn query(&self, st: &Stmt, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
         self.counter.incr();
-        Ok(self.client.query(st, params).await?)
+        Ok(match st {
+            Stmt::Prepared(st) => self.client.query(st, params).await?,
+            Stmt::Unnamed(sql, types) => {
+                let typed: Vec<(&(dyn ToSql + Sync), Type)> =
+                    params.iter().copied().zip(types.iter().cloned()).collect();
+                self.client.query_typed(sql, &typed).await?
+            }
+        })
     }
 
     /// Runs `st` with the id array `ids`, or returns no rows without a query
     /// when `ids` is empty.
-    async fn query_ids(&self, st: &Statement, ids: &[i64]) -> Result<Vec<Row>> {
+    async fn query_ids(&self, st: &Stmt, ids: &[i64]) -> Result<Vec<Row>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }

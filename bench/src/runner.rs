@@ -91,7 +91,21 @@ pub fn run(args: &RunArgs) -> Result<i32> {
         .build()?;
     let url = runtime.block_on(db::database_url())?;
     let server = runtime.block_on(prepare(args.scale, &url))?;
-    drop(runtime);
+    // Kept running (with the runtime its readiness check used) until the children end.
+    let bouncer = match args.pgbouncer {
+        Some(size) => Some(
+            runtime
+                .block_on(
+                    matrx_orm_testkit::PgBouncer::builder(&url)
+                        .pool_size(size)
+                        .search_path(args.scale.schema())
+                        .start(),
+                )
+                .map_err(|e| BenchError::other(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let pooler_url = bouncer.as_ref().map(|b| b.url().to_owned());
 
     let mut out = std::io::stdout().lock();
     if !args.json {
@@ -105,6 +119,13 @@ pub fn run(args: &RunArgs) -> Result<i32> {
             args.scale.schema(),
             args.runs
         )?;
+        if let Some(size) = args.pgbouncer {
+            writeln!(
+                out,
+                "# through PgBouncer (transaction pooling, {size} server connections); \
+                 the ORM in StatementMode::Unnamed"
+            )?;
+        }
         writeln!(out, "{}", table_line(&TABLE_HEADER.map(String::from)))?;
         out.flush()?;
     }
@@ -113,7 +134,14 @@ pub fn run(args: &RunArgs) -> Result<i32> {
     for (workload, names) in plan(args) {
         let mut baseline_median = None;
         for name in names {
-            let report = match run_child_process(&url, workload, name, args.runs, args.scale) {
+            let report = match run_child_process(
+                &url,
+                pooler_url.as_deref(),
+                workload,
+                name,
+                args.runs,
+                args.scale,
+            ) {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("matrx-orm-bench: {workload} {name} failed: {e}");
@@ -173,13 +201,19 @@ async fn prepare(scale: Scale, url: &str) -> Result<ServerInfo> {
 /// The child gets the parent's resolved server as `DATABASE_URL`.
 fn run_child_process(
     url: &str,
+    pooler_url: Option<&str>,
     workload: Workload,
     strategy: &str,
     runs: usize,
     scale: Scale,
 ) -> Result<ChildReport> {
     let exe = std::env::current_exe()?;
-    let output = Process::new(exe)
+    let mut command = Process::new(exe);
+    match pooler_url {
+        Some(pooler) => command.env(crate::strategy::POOLER_URL_VAR, pooler),
+        None => command.env_remove(crate::strategy::POOLER_URL_VAR),
+    };
+    let output = command
         .args(["--child", workload.name(), strategy])
         .args(["--runs", &runs.to_string(), "--scale", scale.name()])
         .env("DATABASE_URL", url)
@@ -304,6 +338,7 @@ mod tests {
             runs: 1,
             json: false,
             scale: Scale::Tiny,
+            pgbouncer: None,
         };
         let p = plan(&args);
         assert_eq!(p.len(), 2);

@@ -14,6 +14,7 @@ pub async fn prepared(scale: Scale) -> Result<BenchContext> {
         database_url: url.clone(),
         schema: scale.schema().to_owned(),
         params: scale.workload_params(),
+        pooler_url: None,
     };
     let mut admin = crate::db::connect(&url).await?;
     ensure_dataset(

@@ -41,7 +41,13 @@ pub struct BenchContext {
     pub schema: String,
     /// Workload sizes at the current scale (W1 order count, W4/W5 tasks).
     pub params: WorkloadParams,
+    /// A PgBouncer in transaction pooling mode in front of the server, its server
+    /// connections on the schema (`--pgbouncer`): the strategies connect there.
+    pub pooler_url: Option<String>,
 }
+
+/// The environment variable the runner passes the PgBouncer's URL to children in.
+pub const POOLER_URL_VAR: &str = "MATRX_BENCH_POOLER_URL";
 
 /// An object graph loaded by one [`Loader::load`] call.
 pub trait LoadedGraph: Send {

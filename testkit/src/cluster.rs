@@ -26,9 +26,10 @@ const REQUIRED_TOOLS: [&str; 3] = ["initdb", "pg_ctl", "postgres"];
 /// How often starting is retried when another process grabs the chosen port first.
 const START_ATTEMPTS: u32 = 3;
 /// Waits for the pipe to close, then stops the server and removes the directory.
-/// Arguments: `$0` pg_ctl, `$1` data directory, `$2` temporary directory.
+/// Arguments: `$0` pg_ctl, `$1` data directory, `$2` temporary directory, `$3` another
+/// directory to remove with it (the same one when there is none).
 const WATCHDOG_SCRIPT: &str =
-    r#"read -r _line; "$0" -D "$1" stop -m immediate >/dev/null 2>&1; rm -rf "$2""#;
+    r#"read -r _line; "$0" -D "$1" stop -m immediate >/dev/null 2>&1; rm -rf "$2" "$3""#;
 
 /// The watchdog of the running cluster, if this process started one.
 static WATCHDOG: Mutex<Option<Child>> = Mutex::new(None);
@@ -86,6 +87,8 @@ pub(crate) struct Extras {
     /// Files copied into the data directory under these names, readable by the
     /// server only (a TLS key must be).
     pub(crate) files: Vec<(&'static str, PathBuf)>,
+    /// A directory removed with the cluster's (owned by the cluster's user).
+    pub(crate) also_remove: Option<PathBuf>,
 }
 
 /// A throwaway cluster owned by its handle: stopped and removed when it is dropped
@@ -351,6 +354,7 @@ impl Setup {
             .arg(self.bin_dir.join("pg_ctl"))
             .arg(self.data_dir())
             .arg(&self.dir)
+            .arg(self.extras.also_remove.as_ref().unwrap_or(&self.dir))
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -23,7 +23,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::cluster::{run, start_owned, Extras, OwnedCluster};
+use crate::cluster::{create_temp_dir, run, start_owned, Extras, OwnedCluster, RunAs};
 use crate::TestkitError;
 
 /// How a [`TlsCluster`] is set up: see [`TlsCluster::builder`].
@@ -112,14 +112,11 @@ impl TlsClusterBuilder {
     /// Makes the certificates and starts the cluster; fails with
     /// [`TestkitError::ServiceUnavailable`] when `openssl` is missing.
     pub fn start(self) -> Result<TlsCluster, TestkitError> {
-        let dir = std::env::temp_dir().join(format!(
-            "matrx-orm-tls-{}-{}",
-            std::process::id(),
-            crate::clock_nanos()
-        ));
-        fs::create_dir(&dir)
-            .map_err(|e| TestkitError::unavailable("openssl", format!("{}: {e}", dir.display())))?;
-        let certs = Certs { dir };
+        // Owned by the cluster's user, whose watchdog removes it with the cluster even
+        // when this process ends without dropping the handle.
+        let certs = Certs {
+            dir: create_temp_dir(RunAs::detect()?)?,
+        };
         make_certificates(&certs.dir)?;
         let host = if self.hostssl_only { "hostssl" } else { "host" };
         let hba = format!(
@@ -136,6 +133,7 @@ impl TlsClusterBuilder {
                 ("server.pem", certs.dir.join("server.pem")),
                 ("server.key", certs.dir.join("server.key")),
             ],
+            also_remove: Some(certs.dir.clone()),
         })?;
         Ok(TlsCluster {
             cluster,

@@ -563,7 +563,7 @@ async fn session_state_is_refused_in_unnamed_mode() {
 }
 
 /// A user-defined type cannot be looked up behind a transaction pooler: refused with
-/// a typed error, and the pool goes on working.
+/// a typed error, and the pool goes on working; so is a text of several statements.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn user_defined_types_are_refused_in_unnamed_mode() {
     let Some(p) = pooled("pooler_enum").await else {
@@ -574,18 +574,58 @@ async fn user_defined_types_are_refused_in_unnamed_mode() {
         .await
         .unwrap();
     let db = p.db(StatementMode::Unnamed, 2).await;
+    let major = matrx_orm_testkit::server().await.unwrap().major_version();
     for _ in 0..2 {
+        // A parameter of that type: refused on every server.
         let err = db
-            .query_sql("SELECT 'ok'::mood AS m", &[])
+            .query_sql(
+                "SELECT count(*) FROM orders WHERE $1::text = 'ok'::mood::text OR $2 = 'ok'::mood",
+                &[&"ok", &"ok"],
+            )
             .await
-            .expect_err("a user-defined column type");
+            .expect_err("a user-defined parameter type");
         assert!(
-            matches!(&err, Error::Unsupported(m) if m.contains("mood")),
+            matches!(&err, Error::Unsupported(m) if m.contains("user-defined type")),
             "{err}"
         );
+        // A result column of that type: refused where the server reports result
+        // types of prepared statements (PostgreSQL 16 and later).
+        if major >= 16 {
+            let err = db
+                .query_sql("SELECT 'ok'::mood AS m", &[])
+                .await
+                .expect_err("a user-defined column type");
+            assert!(
+                matches!(&err, Error::Unsupported(m) if m.contains("user-defined type")),
+                "{err}"
+            );
+        }
         let rows = db.query_sql(PROBE, &[&0i64]).await.unwrap();
         assert_eq!(rows[0].get::<_, i64>(0), ORDERS);
     }
+    // One statement per text: several are refused, as SQL text they could not be
+    // described without running the rest.
+    let err = db
+        .query_sql("SELECT 1; SELECT 2", &[])
+        .await
+        .expect_err("two statements");
+    assert!(
+        matches!(&err, Error::Unsupported(m) if m.contains("';'")),
+        "{err}"
+    );
+    // Statements PREPARE does not take run undescribed (no parameters).
+    db.execute_sql("CREATE TABLE pooled_notes (id int)", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        db.execute_sql(
+            "INSERT INTO pooled_notes VALUES ($1), ($2)",
+            &[&1i32, &2i32]
+        )
+        .await
+        .unwrap(),
+        2
+    );
     // Statements whose text differs only in values share one description.
     let counts: BTreeMap<i64, i64> = try_join_all((0..20i64).map(|i| {
         let db = db.clone();

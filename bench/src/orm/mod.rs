@@ -20,9 +20,30 @@ use matrx_orm::Db;
 use crate::error::Result;
 use crate::strategy::BenchContext;
 
-/// A pool on the bench schema.
+/// A pool on the bench schema (through the PgBouncer of `--pgbouncer`, in the
+/// unnamed statement mode, when there is one: its server connections are on the
+/// schema already). Plaintext unless the URL names an `sslmode`, as the hand-written
+/// baseline's connection (the library's default, `prefer`, would encrypt where the
+/// server offers TLS and measure that instead).
 pub async fn connect(ctx: &BenchContext, pool_size: usize) -> Result<Db> {
-    Ok(Db::builder(ctx.database_url.as_str())
+    if let Some(pooler) = &ctx.pooler_url {
+        return Ok(Db::builder(pooler.as_str())
+            .statement_mode(matrx_orm::StatementMode::Unnamed)
+            .pool_size(pool_size)
+            .connect()
+            .await?);
+    }
+    let url = if ctx.database_url.contains("sslmode=") {
+        ctx.database_url.clone()
+    } else {
+        let sep = if ctx.database_url.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
+        format!("{}{sep}sslmode=disable", ctx.database_url)
+    };
+    Ok(Db::builder(url.as_str())
         .search_path(ctx.schema.as_str())
         .pool_size(pool_size)
         .connect()

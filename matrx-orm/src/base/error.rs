@@ -157,7 +157,7 @@ pub enum Error {
     #[error("unsupported: {0}")]
     Unsupported(String),
 
-    /// TLS could not be set up (an unknown `sslmode`, an unreadable `sslrootcert`), or
+    /// TLS could not be set up (an unreadable `sslrootcert`, no trusted CA), or
     /// the handshake failed: the server's certificate was not trusted or names another
     /// host, or the server does not offer TLS where it is required.
     #[error("TLS: {0}")]
@@ -282,7 +282,7 @@ fn tls_cause(err: &tokio_postgres::Error) -> Option<String> {
         }
         source = cause.source();
     }
-    let text = err.to_string();
+    let text = with_causes(err);
     text.contains("server does not support TLS")
         .then(|| format!("{text} (sslmode requires TLS)"))
 }

@@ -13,7 +13,7 @@ use crate::statement::mode::StatementMode;
 ///
 /// ```
 /// use matrx_orm::SslMode;
-/// assert_eq!("verify-full".parse::<SslMode>(), Ok(SslMode::VerifyFull));
+/// assert_eq!("verify-full".parse::<SslMode>().ok(), Some(SslMode::VerifyFull));
 /// assert_eq!(SslMode::default(), SslMode::Prefer);
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -45,7 +45,7 @@ impl FromStr for SslMode {
             "verify-ca" => SslMode::VerifyCa,
             "verify-full" => SslMode::VerifyFull,
             other => {
-                return Err(Error::Tls(format!(
+                return Err(Error::InvalidInput(format!(
                     "sslmode={other:?}: expected disable, prefer, require, verify-ca or \
                      verify-full"
                 )))
@@ -117,8 +117,12 @@ impl ConnectUrl {
 
     /// Reads one option if it is matrx-orm's; says whether it was.
     fn take(&mut self, key: &str, value: &str) -> Result<bool> {
+        let in_url = |err: Error| match err {
+            Error::InvalidInput(m) => Error::InvalidInput(format!("invalid database URL: {m}")),
+            other => other,
+        };
         match key {
-            "sslmode" => self.ssl_mode = value.parse()?,
+            "sslmode" => self.ssl_mode = value.parse().map_err(in_url)?,
             "sslrootcert" => {
                 self.root_certs_given = true;
                 self.root_certs = match value {
@@ -126,7 +130,7 @@ impl ConnectUrl {
                     path => RootCerts::File(PathBuf::from(path)),
                 };
             }
-            "statement_mode" => self.statement_mode = Some(value.parse()?),
+            "statement_mode" => self.statement_mode = Some(value.parse().map_err(in_url)?),
             _ => return Ok(false),
         }
         Ok(true)
@@ -190,7 +194,7 @@ mod tests {
     fn bad_values_are_typed_errors() {
         assert!(matches!(
             ConnectUrl::parse("postgres://h/db?sslmode=sometimes"),
-            Err(Error::Tls(_))
+            Err(Error::InvalidInput(m)) if m.starts_with("invalid database URL")
         ));
         assert!(matches!(
             ConnectUrl::parse("postgres://h/db?statement_mode=named"),

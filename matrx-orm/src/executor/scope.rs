@@ -68,7 +68,6 @@ impl Scope {
         Via {
             counters: &self.counters,
             statements: &self.statements,
-            in_transaction: self.in_transaction,
         }
     }
 

@@ -13,17 +13,16 @@ use crate::base::error::{Error, Result};
 use crate::statement::counter::Counters;
 use crate::statement::mode::{typed, StatementMode, Statements};
 
-/// Where one statement reports and how it is sent: the counters it bumps, the
-/// statement mode of its `Db`, and whether its connection is inside a transaction.
+/// Where one statement reports and how it is sent: the counters it bumps and the
+/// statement mode of its `Db`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Via<'a> {
     pub(crate) counters: &'a Counters,
     pub(crate) statements: &'a Statements,
-    pub(crate) in_transaction: bool,
 }
 
 impl Via<'_> {
-    fn unnamed(&self) -> bool {
+    pub(crate) fn unnamed(&self) -> bool {
         self.statements.mode == StatementMode::Unnamed
     }
 }
@@ -45,10 +44,9 @@ pub(crate) fn check_params(params: &[&(dyn ToSql + Sync)]) -> Result<()> {
 }
 
 /// Closes a pooled connection whose statement failed with a connection error,
-/// instead of returning it to the pool (it may look open and fail the next caller),
-/// or whose driver holds lookup statements a pooler cannot keep (`statement/mode.rs`).
+/// instead of returning it to the pool (it may look open and fail the next caller).
 pub(crate) fn discard_if_broken<T>(conn: deadpool_postgres::Object, result: &Result<T>) {
-    if matches!(result, Err(Error::Connection(_) | Error::Unsupported(_))) {
+    if matches!(result, Err(Error::Connection(_))) {
         drop(deadpool_postgres::Object::take(conn));
     }
 }
@@ -68,7 +66,7 @@ pub(crate) async fn run_query(
         let rows = if via.unnamed() {
             let types = via
                 .statements
-                .param_types(client, sql, via.in_transaction)
+                .param_types(client, sql, params.len())
                 .await?;
             let sent = client.query_typed(sql, &typed(params, &types)?).await;
             forget_on_error(via, sql, sent)?
@@ -103,7 +101,7 @@ pub(crate) async fn run_execute(
         let n = if via.unnamed() {
             let types = via
                 .statements
-                .param_types(client, sql, via.in_transaction)
+                .param_types(client, sql, params.len())
                 .await?;
             let sent = client.execute_typed(sql, &typed(params, &types)?).await;
             forget_on_error(via, sql, sent)?

@@ -54,8 +54,8 @@ pub(crate) async fn stream_pooled(
     let started = Instant::now();
     via.counters.count();
     let sent = async {
-        if via.statements.mode == crate::statement::mode::StatementMode::Unnamed {
-            let types = via.statements.param_types(&conn, sql, false).await?;
+        if via.unnamed() {
+            let types = via.statements.param_types(&conn, sql, params.len()).await?;
             let sent = conn.query_typed_raw(sql, typed(params, &types)?).await;
             return forget_on_error(via, sql, sent);
         }
@@ -173,10 +173,13 @@ pub(crate) async fn declare_cursor(
     tracing::Instrument::instrument(
         async {
             via.counters.count();
-            if via.statements.mode == crate::statement::mode::StatementMode::Unnamed {
+            if via.unnamed() {
                 // The cursor's query takes the same parameters (and is what a cache of
                 // described texts can share with other statements).
-                let types = via.statements.param_types(client, sql, true).await?;
+                let types = via
+                    .statements
+                    .param_types(client, sql, params.len())
+                    .await?;
                 let sent = client.execute_typed(&text, &typed(params, &types)?).await;
                 forget_on_error(via, sql, sent)?;
                 return Ok(());
@@ -200,7 +203,7 @@ pub(crate) async fn fetch_cursor(
 ) -> Result<Vec<Row>> {
     let mut text = format!("FETCH FORWARD {} FROM ", batch.max(1));
     crate::base::sql::push_ident(&mut text, name);
-    let rows = if via.statements.mode == crate::statement::mode::StatementMode::Unnamed {
+    let rows = if via.unnamed() {
         client.query_typed(&text, &[]).await?
     } else {
         let stmt = client.prepare_cached(&text).await?;
