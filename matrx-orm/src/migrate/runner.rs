@@ -483,12 +483,7 @@ impl<'d> Run<'d> {
                     .await
                     .map_err(failed(None))?;
                 let elapsed = started.elapsed();
-                let in_transaction = Via {
-                    in_transaction: true,
-                    ..self.via
-                };
-                self.bookkeeping(in_transaction, m, direction, elapsed)
-                    .await?;
+                self.bookkeeping(self.via, m, direction, elapsed).await?;
                 Ok::<_, MigrateError>(elapsed)
             }
             .await;
