@@ -163,6 +163,13 @@ pub enum Error {
     #[error("TLS: {0}")]
     Tls(String),
 
+    /// The shared cache's external store (Redis) could not be reached or answered
+    /// something unexpected. Loads never fail with it (a cache that cannot answer is
+    /// a miss); [`DbBuilder::connect`](crate::DbBuilder::connect) does, when the
+    /// store does not answer at start.
+    #[error("cache store: {0}")]
+    Cache(String),
+
     /// Any other error the server reported.
     #[error("database error {code}: {message}")]
     Database {

@@ -31,6 +31,20 @@ pub trait KeyPart:
     fn from_wire(raw: &[u8]) -> Option<Self> {
         Self::from_sql(&Self::wire_type(), raw).ok()
     }
+    /// The binary form of the value, canonical: two values the server holds equal
+    /// have one form (a numeric loses its trailing zeros). `None` if it does not
+    /// encode.
+    fn to_wire(&self) -> Option<Vec<u8>> {
+        let mut out = bytes::BytesMut::new();
+        let canonical = (self as &dyn Any)
+            .downcast_ref::<rust_decimal::Decimal>()
+            .map(rust_decimal::Decimal::normalize);
+        let encoded = match &canonical {
+            Some(decimal) => decimal.to_sql_checked(&Self::wire_type(), &mut out),
+            None => self.to_sql_checked(&Self::wire_type(), &mut out),
+        };
+        matches!(encoded, Ok(postgres_types::IsNull::No)).then(|| out.to_vec())
+    }
 }
 
 macro_rules! key_parts {
@@ -56,6 +70,9 @@ macro_rules! key_parts {
                     [raw] => <$t as KeyPart>::from_wire(raw),
                     _ => None,
                 }
+            }
+            fn to_wire(&self) -> Option<Vec<Vec<u8>>> {
+                Some(vec![<$t as KeyPart>::to_wire(self)?])
             }
         }
         impl KeyField for $t {
@@ -104,6 +121,9 @@ pub trait Key: Clone + Eq + Ord + Hash + Debug + Send + Sync + 'static {
     /// The key from the binary form of each column; `None` if the count or a part
     /// does not decode.
     fn from_wire(parts: &[&[u8]]) -> Option<Self>;
+    /// The canonical binary form of each column ([`KeyPart::to_wire`]): keys the
+    /// server holds equal have equal forms. `None` if a part does not encode.
+    fn to_wire(&self) -> Option<Vec<Vec<u8>>>;
 }
 
 /// A key part the server would refuse.
@@ -148,6 +168,9 @@ macro_rules! tuple_keys {
                     return None;
                 }
                 Some(($($t::from_wire(parts[$i])?,)*))
+            }
+            fn to_wire(&self) -> Option<Vec<Vec<u8>>> {
+                Some(vec![$(KeyPart::to_wire(&self.$i)?),*])
             }
         }
     };

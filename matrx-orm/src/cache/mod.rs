@@ -55,8 +55,12 @@
 
 mod clock;
 pub(crate) mod coherence;
+#[cfg(feature = "redis")]
+pub(crate) mod redis;
 pub(crate) mod session;
 pub(crate) mod shared;
+#[cfg(feature = "redis")]
+pub(crate) mod stored;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use coherence::DEFAULT_CHANNEL;

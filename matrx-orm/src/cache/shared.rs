@@ -15,14 +15,23 @@
 
 use std::any::{Any, TypeId};
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio_postgres::Row;
 
+use crate::base::error::Result;
+#[cfg(feature = "redis")]
+use crate::base::key::Key;
 use crate::cache::clock::Clock;
 use crate::cache::coherence::Invalidation;
+#[cfg(feature = "redis")]
+use crate::cache::redis::RedisStore;
+#[cfg(feature = "redis")]
+use crate::cache::stored::{self, StoredRow};
 use crate::schema::model::Model;
 
 /// How long a model's rows stay in the shared cache.
@@ -84,7 +93,7 @@ pub(crate) struct CachedModel {
     pub(crate) id: TypeId,
     pub(crate) policy: CachePolicy,
     table: &'static str,
-    evict_named: fn(&SharedCache, &Invalidation),
+    evict_named: fn(&SharedCache, &Invalidation) -> RemoteEviction,
 }
 
 impl std::fmt::Debug for CachedModel {
@@ -110,10 +119,51 @@ impl CachedModel {
 
 /// Evicts the rows of `M` an invalidation names: its keys, or every row when it names
 /// the whole table or a key that does not decode as `M`'s.
-fn evict_named<M: Model>(cache: &SharedCache, invalidation: &Invalidation) {
+fn evict_named<M: Model>(cache: &SharedCache, invalidation: &Invalidation) -> RemoteEviction {
     match invalidation.keys_as::<M::Key>() {
         Some(keys) => cache.evict::<M>(Some(&keys)),
         None => cache.evict::<M>(None),
+    }
+}
+
+/// The part of an eviction that must reach a cache outside the process (Redis): to be
+/// awaited by a write before it returns ([`wait`](Self::wait)), or left to run on its
+/// own when nothing can wait ([`detach`](Self::detach): a dropped write). Empty for
+/// the in-process cache.
+#[must_use = "an eviction from an external cache must be awaited or detached"]
+#[derive(Default)]
+pub(crate) struct RemoteEviction(Vec<Pin<Box<dyn Future<Output = ()> + Send>>>);
+
+impl std::fmt::Debug for RemoteEviction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RemoteEviction({} pending)", self.0.len())
+    }
+}
+
+impl RemoteEviction {
+    /// Adds the evictions of `other`.
+    pub(crate) fn and(mut self, other: RemoteEviction) -> RemoteEviction {
+        self.0.extend(other.0);
+        self
+    }
+
+    /// Runs the evictions to their end.
+    pub(crate) async fn wait(self) {
+        for eviction in self.0 {
+            eviction.await;
+        }
+    }
+
+    /// Runs the evictions on the current Tokio runtime without waiting for them (or
+    /// drops them when there is none: the external store is then flushed before its
+    /// next use, see `RedisStore::evict`).
+    pub(crate) fn detach(self) {
+        if self.0.is_empty() {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(self.wait());
+        }
     }
 }
 
@@ -128,11 +178,49 @@ fn flush(models: &mut HashMap<TypeId, ModelState>) {
     }
 }
 
-/// A cached row and where the model's columns start in it.
+/// A cached row: one the server sent, the model's columns starting at `offset`; or,
+/// from an external store, the model's columns read back from their bytes.
 #[derive(Clone)]
-pub(crate) struct CachedRow {
-    pub(crate) row: Arc<Row>,
-    pub(crate) offset: usize,
+pub(crate) enum CachedRow {
+    Row {
+        row: Arc<Row>,
+        offset: usize,
+    },
+    #[cfg(feature = "redis")]
+    Stored(Arc<StoredRow>),
+}
+
+impl CachedRow {
+    /// A row the server sent, the model's columns starting at `offset`.
+    pub(crate) fn new(row: Arc<Row>, offset: usize) -> Self {
+        CachedRow::Row { row, offset }
+    }
+
+    /// Decodes a fresh instance of `M`.
+    pub(crate) fn decode<M: Model>(&self) -> Result<M> {
+        match self {
+            CachedRow::Row { row, offset } => M::decode(row, *offset),
+            #[cfg(feature = "redis")]
+            CachedRow::Stored(stored) => M::decode_fields(&**stored, 0),
+        }
+    }
+}
+
+/// What a lookup found, and the generation the rows a miss then reads are stored
+/// under ([`SharedCache::put`]).
+pub(crate) struct Lookup {
+    pub(crate) generation: Generation,
+    /// Per key asked for, its row if cached.
+    pub(crate) rows: Vec<Option<CachedRow>>,
+}
+
+/// The generations a read started under: the model's in this process, and (with an
+/// external store) the table's there; rows read are stored only if neither moved.
+#[derive(Debug, Clone)]
+pub(crate) struct Generation {
+    local: u64,
+    #[cfg(feature = "redis")]
+    remote: Option<String>,
 }
 
 struct Entry {
@@ -149,7 +237,7 @@ struct ModelCache<M: Model> {
 struct ModelState {
     policy: CachePolicy,
     table: &'static str,
-    evict_named: fn(&SharedCache, &Invalidation),
+    evict_named: fn(&SharedCache, &Invalidation) -> RemoteEviction,
     capacity: usize,
     generation: u64,
     tick: u64,
@@ -165,6 +253,12 @@ pub(crate) struct SharedCache {
     /// Whether lookups may be answered and rows stored; read and written under the
     /// `models` lock, so a refusal and the flush that comes with it are one step.
     serving: AtomicBool,
+    /// Where rows are kept when not in this process's memory (Redis).
+    #[cfg(feature = "redis")]
+    remote: Option<Arc<RedisStore>>,
+    /// The table of every cached model (what a flush of the external store evicts).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    tables: Vec<&'static str>,
 }
 
 impl std::fmt::Debug for SharedCache {
@@ -184,6 +278,9 @@ impl SharedCache {
         models: &[CachedModel],
         coherent: bool,
     ) -> Self {
+        let mut tables: Vec<&'static str> = models.iter().map(|m| m.table).collect();
+        tables.sort_unstable();
+        tables.dedup();
         let models = models
             .iter()
             .map(|model| {
@@ -205,7 +302,34 @@ impl SharedCache {
             capacity,
             models: Mutex::new(models),
             serving: AtomicBool::new(!coherent),
+            #[cfg(feature = "redis")]
+            remote: None,
+            tables,
         }
+    }
+
+    /// Keeps rows in `store` instead of this process's memory.
+    #[cfg(feature = "redis")]
+    pub(crate) fn with_remote(mut self, store: RedisStore) -> Self {
+        self.remote = Some(Arc::new(store));
+        self
+    }
+
+    /// Runs a pending flush of the external store now (see
+    /// [`resume_serving`](Self::resume_serving)); if it cannot, it stays pending.
+    #[cfg(feature = "redis")]
+    pub(crate) async fn settle_remote(&self) {
+        if let Some(remote) = &self.remote {
+            if let Err(err) = remote.settle(&self.tables).await {
+                tracing::warn!(error = %err, "matrx_orm: flushing the Redis cache failed");
+            }
+        }
+    }
+
+    /// The external store's namespace, when rows are kept outside the process.
+    #[cfg(feature = "redis")]
+    pub(crate) fn remote_namespace(&self) -> Option<&str> {
+        self.remote.as_deref().map(RedisStore::namespace)
     }
 
     /// The listener can no longer hear other processes' writes: drops every row, and
@@ -225,41 +349,143 @@ impl SharedCache {
         for state in models.values_mut() {
             state.generation += 1;
         }
+        // Writes nobody heard may have left rows in the external store: every cached
+        // table there is evicted before this process reads or stores again.
+        #[cfg(feature = "redis")]
+        if let Some(remote) = &self.remote {
+            remote.flush_before_use();
+        }
         self.serving.store(true, Ordering::SeqCst);
     }
 
     /// Evicts what an invalidation from another process names: the rows of every
     /// model whose table it names.
-    pub(crate) fn invalidate(&self, invalidation: &Invalidation) {
+    pub(crate) fn invalidate(&self, invalidation: &Invalidation) -> RemoteEviction {
         let evictions: Vec<_> = self
             .lock()
             .values()
             .filter(|state| state.table == invalidation.table)
             .map(|state| state.evict_named)
             .collect();
-        for evict in evictions {
-            evict(self, invalidation);
-        }
+        evictions
+            .into_iter()
+            .fold(RemoteEviction::default(), |all, evict| {
+                all.and(evict(self, invalidation))
+            })
     }
 
-    /// Drops every row of every model (an invalidation that could not be read).
+    /// Drops every row of every model (an invalidation that could not be read); an
+    /// external store is flushed before its next use.
     pub(crate) fn evict_everything(&self) {
         flush(&mut self.lock());
+        #[cfg(feature = "redis")]
+        if let Some(remote) = &self.remote {
+            remote.flush_before_use();
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TypeId, ModelState>> {
         self.models.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Whether rows of `M` are cached; and its generation (see [`put`](Self::put)).
-    pub(crate) fn generation<M: Model>(&self) -> Option<u64> {
+    /// Whether rows of `M` are cached.
+    pub(crate) fn caches<M: Model>(&self) -> bool {
+        self.local_generation::<M>().is_some()
+    }
+
+    /// `M`'s generation in this process, if it is cached.
+    fn local_generation<M: Model>(&self) -> Option<u64> {
         let models = self.lock();
         let state = models.get(&TypeId::of::<M>())?;
         state.policy.ttl().map(|_| state.generation)
     }
 
+    /// The cached rows of `keys` (each if present and fresh), and the generation to
+    /// [`put`](Self::put) the rows of the misses under, once read. Taken before the
+    /// statement that reads them is sent.
+    pub(crate) async fn lookup<M: Model>(&self, keys: &[M::Key]) -> Lookup {
+        let local = self.local_generation::<M>().unwrap_or_default();
+        #[cfg(feature = "redis")]
+        if let Some(remote) = &self.remote {
+            return self.lookup_remote::<M>(remote, local, keys).await;
+        }
+        Lookup {
+            generation: Generation {
+                local,
+                #[cfg(feature = "redis")]
+                remote: None,
+            },
+            rows: keys.iter().map(|key| self.get::<M>(key)).collect(),
+        }
+    }
+
+    /// [`lookup`](Self::lookup) in the external store. A store that cannot answer
+    /// answers nothing: every key is a miss, and nothing read now is stored.
+    #[cfg(feature = "redis")]
+    async fn lookup_remote<M: Model>(
+        &self,
+        remote: &RedisStore,
+        local: u64,
+        keys: &[M::Key],
+    ) -> Lookup {
+        let misses = |generation| Lookup {
+            generation,
+            rows: keys.iter().map(|_| None).collect(),
+        };
+        let unstored = Generation {
+            local,
+            remote: None,
+        };
+        if !self.serving.load(Ordering::SeqCst) {
+            self.count::<M>(0, keys.len(), true);
+            return misses(unstored);
+        }
+        let Some(wire) = keys.iter().map(Key::to_wire).collect::<Option<Vec<_>>>() else {
+            self.count::<M>(0, keys.len(), false);
+            return misses(unstored);
+        };
+        match remote.lookup(&self.tables, M::META.table, &wire).await {
+            Ok(found) => {
+                let rows: Vec<Option<CachedRow>> = found
+                    .rows
+                    .into_iter()
+                    .map(|bytes| {
+                        let stored = StoredRow::decode(bytes?, &remote.types)?;
+                        Some(CachedRow::Stored(Arc::new(stored)))
+                    })
+                    .collect();
+                let hits = rows.iter().filter(|row| row.is_some()).count();
+                self.count::<M>(hits, rows.len() - hits, false);
+                Lookup {
+                    generation: Generation {
+                        local,
+                        remote: Some(found.generation),
+                    },
+                    rows,
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "matrx_orm: the Redis cache did not answer");
+                self.count::<M>(0, keys.len(), false);
+                misses(unstored)
+            }
+        }
+    }
+
+    /// Counts lookups of `M` answered from an external store.
+    #[cfg(feature = "redis")]
+    fn count<M: Model>(&self, hits: usize, misses: usize, refused: bool) {
+        if let Some(state) = self.lock().get_mut(&TypeId::of::<M>()) {
+            state.stats.hits += hits as u64;
+            state.stats.misses += misses as u64;
+            if refused {
+                state.stats.refusals += misses as u64;
+            }
+        }
+    }
+
     /// The cached row of `key`, if present and fresh.
-    pub(crate) fn get<M: Model>(&self, key: &M::Key) -> Option<CachedRow> {
+    fn get<M: Model>(&self, key: &M::Key) -> Option<CachedRow> {
         let now = self.clock.now();
         let mut models = self.lock();
         let state = models.get_mut(&TypeId::of::<M>())?;
@@ -304,13 +530,67 @@ impl SharedCache {
         Some(entry.row.clone())
     }
 
-    /// Stores rows read while the model's generation was `generation`; skipped if a
-    /// write happened since (the rows may predate it).
-    pub(crate) fn put<M: Model>(
+    /// Stores rows read under `generation` (from [`lookup`](Self::lookup)); skipped
+    /// if a write happened since (the rows may predate it).
+    pub(crate) async fn put<M: Model>(
         &self,
-        generation: u64,
-        rows: impl IntoIterator<Item = (M::Key, CachedRow)>,
+        generation: &Generation,
+        rows: Vec<(M::Key, CachedRow)>,
     ) {
+        #[cfg(feature = "redis")]
+        if let Some(remote) = &self.remote {
+            return self.put_remote::<M>(remote, generation, rows).await;
+        }
+        self.put_local::<M>(generation.local, rows);
+    }
+
+    /// [`put`](Self::put) into the external store, under its generation.
+    #[cfg(feature = "redis")]
+    async fn put_remote<M: Model>(
+        &self,
+        remote: &RedisStore,
+        generation: &Generation,
+        rows: Vec<(M::Key, CachedRow)>,
+    ) {
+        let Some(remote_generation) = &generation.remote else {
+            return;
+        };
+        let ttl = {
+            let models = self.lock();
+            let Some(state) = models.get(&TypeId::of::<M>()) else {
+                return;
+            };
+            match state.policy.ttl() {
+                Some(ttl)
+                    if state.generation == generation.local
+                        && self.serving.load(Ordering::SeqCst) =>
+                {
+                    ttl
+                }
+                _ => return,
+            }
+        };
+        let columns = M::META.columns.len();
+        let encoded: Vec<_> = rows
+            .iter()
+            .filter_map(|(key, row)| match row {
+                CachedRow::Row { row, offset } => Some((
+                    key.to_wire()?,
+                    stored::encode(row, *offset, columns, &remote.types)?,
+                )),
+                CachedRow::Stored(_) => None,
+            })
+            .collect();
+        let stored = remote
+            .store(&self.tables, M::META.table, remote_generation, ttl, encoded)
+            .await;
+        if let Err(err) = stored {
+            tracing::warn!(error = %err, "matrx_orm: storing into the Redis cache failed");
+        }
+    }
+
+    /// [`put`](Self::put) into this process's memory.
+    fn put_local<M: Model>(&self, generation: u64, rows: Vec<(M::Key, CachedRow)>) {
         let now = self.clock.now();
         let mut models = self.lock();
         let Some(state) = models.get_mut(&TypeId::of::<M>()) else {
@@ -358,8 +638,38 @@ impl SharedCache {
     }
 
     /// Drops the rows of `M` with these keys (all rows for `None`) and bumps the
-    /// model's generation.
-    pub(crate) fn evict<M: Model>(&self, keys: Option<&[M::Key]>) {
+    /// model's generation; with an external store, returns its part of the eviction.
+    pub(crate) fn evict<M: Model>(&self, keys: Option<&[M::Key]>) -> RemoteEviction {
+        self.evict_local::<M>(keys);
+        #[cfg(feature = "redis")]
+        if let Some(remote) = &self.remote {
+            // Rows are kept per table there: a model sharing a cached model's table
+            // evicts its rows too.
+            if self.tables.contains(&M::META.table) {
+                if let Some(keys) = keys {
+                    self.count_invalidations::<M>(keys.len());
+                }
+                // A key that does not encode evicts the whole table.
+                let wire =
+                    keys.and_then(|keys| keys.iter().map(Key::to_wire).collect::<Option<Vec<_>>>());
+                let remote = remote.clone();
+                return RemoteEviction(vec![Box::pin(async move {
+                    remote.evict(M::META.table, wire.as_deref()).await;
+                })]);
+            }
+        }
+        RemoteEviction::default()
+    }
+
+    /// Counts rows of `M` invalidated in an external store.
+    #[cfg(feature = "redis")]
+    fn count_invalidations<M: Model>(&self, rows: usize) {
+        if let Some(state) = self.lock().get_mut(&TypeId::of::<M>()) {
+            state.stats.invalidations += rows as u64;
+        }
+    }
+
+    fn evict_local<M: Model>(&self, keys: Option<&[M::Key]>) {
         let mut models = self.lock();
         let Some(state) = models.get_mut(&TypeId::of::<M>()) else {
             return;

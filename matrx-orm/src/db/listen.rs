@@ -237,7 +237,7 @@ async fn listen_once(
                         }
                     }
                     Some(_) => {}
-                    None => receive(&evicting, n.payload()),
+                    None => receive(&evicting, n.payload()).await,
                 },
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return format!("connection: {e}"),
@@ -298,11 +298,14 @@ async fn listen_once(
 }
 
 /// Evicts what one notification names; a payload it cannot read drops every row.
-fn receive(cache: &SharedCache, payload: &str) {
+/// An eviction in an external store (Redis) ends before the next notification is
+/// read, so a [`Db::cache_sync`](crate::Db::cache_sync) answered after it has seen it
+/// through.
+async fn receive(cache: &SharedCache, payload: &str) {
     match Invalidation::parse(payload) {
         Some(invalidation) => {
             tracing::trace!(table = %invalidation.table, "cache invalidation");
-            cache.invalidate(&invalidation);
+            cache.invalidate(&invalidation).wait().await;
         }
         None => {
             tracing::warn!(

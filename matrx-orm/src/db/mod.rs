@@ -6,6 +6,8 @@
 pub(crate) mod coherent;
 pub(crate) mod listen;
 pub(crate) mod pool;
+#[cfg(feature = "redis")]
+pub(crate) mod redis;
 pub(crate) mod replica;
 pub(crate) mod session;
 pub(crate) mod tls;

@@ -60,6 +60,9 @@ pub struct DbBuilder {
     replica_recheck: Duration,
     /// Cache coherence across processes (options in `db/coherent.rs`).
     pub(crate) coherence: Coherence,
+    /// The shared cache in Redis (options in `db/redis.rs`).
+    #[cfg(feature = "redis")]
+    pub(crate) redis: Option<crate::db::redis::RedisOptions>,
 }
 
 impl DbBuilder {
@@ -245,17 +248,30 @@ impl DbBuilder {
                 .cache_clock
                 .clone()
                 .unwrap_or_else(|| Arc::new(SystemClock::default()));
-            Arc::new(SharedCache::new(
+            SharedCache::new(
                 clock,
                 self.cache_capacity,
                 &self.cache_policies,
                 self.coherence.listen,
-            ))
+            )
         });
+        #[cfg(feature = "redis")]
+        let shared = match (shared, &self.redis) {
+            (Some(cache), Some(redis)) => {
+                Some(redis.attach(cache, &pool, self.connect_timeout).await?)
+            }
+            (shared, _) => shared,
+        };
+        let shared = shared.map(Arc::new);
         // The invalidation listener connects as the pool does, unless told otherwise.
         let (notify, listener) = (self.coherence)
             .start(&primary, &tls, shared.as_ref(), self.connect_timeout)
             .await?;
+        // A listener that started flushes Redis: do it before the first read.
+        #[cfg(feature = "redis")]
+        if let Some(shared) = &shared {
+            shared.settle_remote().await;
+        }
         let db = Db {
             inner: Arc::new(DbInner {
                 pool,
@@ -415,6 +431,8 @@ impl Db {
             replica_max_lag: Duration::from_secs(5),
             replica_recheck: Duration::from_secs(1),
             coherence: Coherence::default(),
+            #[cfg(feature = "redis")]
+            redis: None,
         }
     }
 
@@ -450,6 +468,12 @@ impl Db {
             .as_ref()
             .map(|s| s.stats::<M>())
             .unwrap_or_default()
+    }
+
+    /// The shared cache, when some model is cached.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn shared_cache(&self) -> Option<&SharedCache> {
+        self.inner.scope.shared.as_deref()
     }
 
     /// The invalidation listener of a coherent shared cache.

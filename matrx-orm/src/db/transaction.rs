@@ -314,7 +314,7 @@ impl<'a> Transaction<'a> {
         };
         let result = self.finish(&sql, false).await;
         if result.is_ok() && self.savepoint == 0 {
-            self.scope.committed();
+            self.scope.committed().wait().await;
         }
         result
     }

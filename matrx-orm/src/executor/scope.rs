@@ -8,7 +8,7 @@
 use std::sync::{Arc, Mutex};
 
 use crate::cache::session::SessionCache;
-use crate::cache::shared::SharedCache;
+use crate::cache::shared::{RemoteEviction, SharedCache};
 use crate::executor::batching::Loaders;
 use crate::schema::model::{Model, Relation};
 use crate::statement::counter::Counters;
@@ -48,7 +48,7 @@ pub struct Scope {
 }
 
 /// An eviction deferred to a transaction's commit.
-pub(crate) struct Eviction(Box<dyn FnOnce() + Send>);
+pub(crate) struct Eviction(Box<dyn FnOnce() -> RemoteEviction + Send>);
 
 impl std::fmt::Debug for Eviction {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -76,18 +76,21 @@ impl Scope {
         self.strict
     }
 
-    /// Runs the evictions deferred to this transaction's commit.
-    pub(crate) fn committed(&self) {
+    /// Runs the evictions deferred to this transaction's commit; returns their part
+    /// in an external cache, for the commit to await.
+    pub(crate) fn committed(&self) -> RemoteEviction {
         let Some(list) = &self.after_commit else {
-            return;
+            return RemoteEviction::default();
         };
         let deferred = match list.lock() {
             Ok(mut list) => std::mem::take(&mut *list),
-            Err(_) => return,
+            Err(_) => return RemoteEviction::default(),
         };
-        for Eviction(eviction) in deferred {
-            eviction();
-        }
+        deferred
+            .into_iter()
+            .fold(RemoteEviction::default(), |all, Eviction(eviction)| {
+                all.and(eviction())
+            })
     }
 
     fn defer(&self, eviction: Eviction) {
@@ -97,14 +100,17 @@ impl Scope {
     }
 
     /// Evicts rows of `M` (these keys, or all) and the relation entries that lead from
-    /// or to `M`, from every cache this scope can see. Called by every write path.
-    pub(crate) fn evict<M: Model>(&self, keys: Option<&[M::Key]>) {
+    /// or to `M`, from every cache this scope can see. Called by every write path,
+    /// which awaits the returned part of the eviction in an external cache before it
+    /// returns (or detaches it, when dropped).
+    pub(crate) fn evict<M: Model>(&self, keys: Option<&[M::Key]>) -> RemoteEviction {
         for cache in [&self.cache, &self.outer_cache].into_iter().flatten() {
             cache.evict::<M>(keys);
         }
-        if let Some(shared) = &self.shared {
-            shared.evict::<M>(keys);
-        }
+        let remote = match &self.shared {
+            Some(shared) => shared.evict::<M>(keys),
+            None => RemoteEviction::default(),
+        };
         if self.after_commit.is_some() {
             let (outer, shared) = (self.outer_cache.clone(), self.shared.clone());
             let keys: Option<Vec<M::Key>> = keys.map(<[M::Key]>::to_vec);
@@ -112,11 +118,13 @@ impl Scope {
                 if let Some(cache) = outer {
                     cache.evict::<M>(keys.as_deref());
                 }
-                if let Some(shared) = shared {
-                    shared.evict::<M>(keys.as_deref());
+                match shared {
+                    Some(shared) => shared.evict::<M>(keys.as_deref()),
+                    None => RemoteEviction::default(),
                 }
             })));
         }
+        remote
     }
 
     /// A many-to-many link of `R` changed: evicts it from the session caches (now and
@@ -130,7 +138,10 @@ impl Scope {
             .clone()
             .filter(|_| self.after_commit.is_some())
         {
-            self.defer(Eviction(Box::new(move || outer.evict_links::<R>())));
+            self.defer(Eviction(Box::new(move || {
+                outer.evict_links::<R>();
+                RemoteEviction::default()
+            })));
         }
     }
 }

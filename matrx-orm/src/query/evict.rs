@@ -21,13 +21,14 @@ pub(crate) async fn evicting<M: Model>(
     let guard = EvictOnDrop::<M>::new(scope);
     let result = write.await;
     guard.disarm();
-    match &result {
+    let remote = match &result {
         Ok(rows) if !all_rows => {
             let keys: Vec<M::Key> = rows.iter().map(Model::key).collect();
-            scope.evict::<M>(Some(&keys));
+            scope.evict::<M>(Some(&keys))
         }
         _ => scope.evict::<M>(None),
-    }
+    };
+    remote.wait().await;
     result
 }
 
@@ -53,7 +54,7 @@ impl<'s, M: Model> EvictOnDrop<'s, M> {
 impl<M: Model> Drop for EvictOnDrop<'_, M> {
     fn drop(&mut self) {
         if let Some(scope) = self.scope {
-            scope.evict::<M>(None);
+            scope.evict::<M>(None).detach();
         }
     }
 }

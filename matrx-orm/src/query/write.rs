@@ -534,12 +534,13 @@ pub(crate) async fn update_instance<M: Model, E: Executor>(ex: &E, row: &M) -> R
     let guard = EvictOnDrop::<M>::new(ex.scope());
     let result = update_row(ex, row).await;
     guard.disarm();
-    match &result {
+    let remote = match &result {
         Ok(_) => ex
             .scope()
             .evict::<M>(Some(std::slice::from_ref(&row.key()))),
         Err(_) => ex.scope().evict::<M>(None),
-    }
+    };
+    remote.wait().await;
     result
 }
 
@@ -602,7 +603,10 @@ pub(crate) async fn delete_by_key<M: Model, E: Executor>(ex: &E, key: &M::Key) -
     let guard = EvictOnDrop::<M>::new(ex.scope());
     let result = execute_announced::<M, E>(ex, sql).await;
     guard.disarm();
-    ex.scope().evict::<M>(Some(std::slice::from_ref(key)));
+    ex.scope()
+        .evict::<M>(Some(std::slice::from_ref(key)))
+        .wait()
+        .await;
     match result? {
         0 => Err(Error::NotFound {
             model: M::META.name,

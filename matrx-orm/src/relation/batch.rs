@@ -11,7 +11,7 @@ use crate::base::error::{Error, Result};
 use crate::base::key::{dedup_keys, Key};
 use crate::base::meta::{RelationKind, RelationMeta};
 use crate::base::value::as_sql_refs;
-use crate::cache::shared::{CachedRow, SharedCache};
+use crate::cache::shared::{CachedRow, Generation, SharedCache};
 use crate::executor::{DynExecutor, Scope};
 use crate::relation::sql::{edge_statement, keys_statement};
 use crate::schema::model::{Model, Relation};
@@ -117,9 +117,12 @@ pub async fn load_edge<R: Relation>(
     };
     let mut fresh = Fresh::default();
     let shared = shared_target_cache::<R>(scope, related);
-    let keys = match shared {
-        Some((shared, _)) => from_shared_cache::<R>(shared, keys, &mut fresh)?,
-        None => keys,
+    let (keys, shared) = match shared {
+        Some(shared) => {
+            let (missing, generation) = from_shared_cache::<R>(shared, keys, &mut fresh).await?;
+            (missing, Some((shared, generation)))
+        }
+        None => (keys, None),
     };
     if !keys.is_empty() {
         let sql = edge_statement(
@@ -135,7 +138,7 @@ pub async fn load_edge<R: Relation>(
         match shared.filter(|_| scope.fills_shared_cache()) {
             Some((shared, generation)) => {
                 let stored = decode_rows::<R>(rows, &mut fresh, true)?;
-                shared.put::<R::Target>(generation, stored);
+                shared.put::<R::Target>(&generation, stored).await;
             }
             _ => {
                 decode_rows::<R>(rows, &mut fresh, false)?;
@@ -221,25 +224,19 @@ fn decode_rows<R: Relation>(
             fresh.links.push((key, fresh.targets.len()));
         }
         if keep {
-            kept.push((
-                target.key(),
-                CachedRow {
-                    row: Arc::new(row),
-                    offset: 0,
-                },
-            ));
+            kept.push((target.key(), CachedRow::new(Arc::new(row), 0)));
         }
         fresh.targets.push(target);
     }
     Ok(kept)
 }
 
-/// The shared row cache and its generation, when `R` is a plain belongs-to edge to the
-/// primary key of a model the `Db` caches.
+/// The shared row cache, when `R` is a plain belongs-to edge to the primary key of a
+/// model the `Db` caches.
 fn shared_target_cache<'s, R: Relation>(
     scope: &'s Scope,
     related: &Related<R::Target>,
-) -> Option<(&'s SharedCache, u64)> {
+) -> Option<&'s SharedCache> {
     let plain_fk = R::META.kind == RelationKind::BelongsTo
         && R::META.target_fields.is_empty()
         && related.is_default();
@@ -247,32 +244,41 @@ fn shared_target_cache<'s, R: Relation>(
         .shared
         .as_deref()
         .filter(|_| plain_fk && !scope.in_transaction)?;
-    shared.generation::<R::Target>().map(|g| (shared, g))
+    shared.caches::<R::Target>().then_some(shared)
 }
 
 /// Takes the targets of `keys` found in the shared cache into `fresh`; returns the
-/// keys still to load.
-fn from_shared_cache<R: Relation>(
+/// keys still to load, and the generation to store their rows under.
+async fn from_shared_cache<R: Relation>(
     shared: &SharedCache,
     keys: Vec<R::Key>,
     fresh: &mut Fresh<R::Key, R::Target>,
-) -> Result<Vec<R::Key>> {
+) -> Result<(Vec<R::Key>, Generation)> {
+    // The edge's key is the target's primary key (a plain belongs-to edge).
+    let target_keys: Vec<<R::Target as Model>::Key> = keys
+        .iter()
+        .filter_map(|key| {
+            (key as &dyn Any)
+                .downcast_ref::<<R::Target as Model>::Key>()
+                .cloned()
+        })
+        .collect();
+    let found = shared.lookup::<R::Target>(&target_keys).await;
+    if target_keys.len() != keys.len() {
+        return Ok((keys, found.generation));
+    }
     let mut missing = Vec::with_capacity(keys.len());
-    for key in keys {
-        // The edge's key is the target's primary key (a plain belongs-to edge).
-        let cached = (&key as &dyn Any)
-            .downcast_ref::<<R::Target as Model>::Key>()
-            .and_then(|target_key| shared.get::<R::Target>(target_key));
+    for (key, cached) in keys.into_iter().zip(found.rows) {
         match cached {
             Some(cached) => {
-                let target = Arc::new(R::Target::decode(&cached.row, cached.offset)?);
+                let target = Arc::new(cached.decode::<R::Target>()?);
                 fresh.links.push((key, fresh.targets.len()));
                 fresh.targets.push(target);
             }
             None => missing.push(key),
         }
     }
-    Ok(missing)
+    Ok((missing, found.generation))
 }
 
 /// Groups an edge's `(parent key, target)` pairs, each parent's targets in the edge's
@@ -352,10 +358,7 @@ impl<M: Model> Keyed<M> {
     /// The row of `key`, for the shared cache.
     pub(crate) fn cached_row(&self, key: &M::Key) -> Option<CachedRow> {
         let &i = self.index.get(key)?;
-        Some(CachedRow {
-            row: self.rows[i].clone(),
-            offset: <M::Key as Key>::ARITY,
-        })
+        Some(CachedRow::new(self.rows[i].clone(), <M::Key as Key>::ARITY))
     }
 }
 

@@ -106,13 +106,17 @@ pub(crate) async fn get<M: Model>(ex: &dyn DynExecutor, key: &M::Key) -> Result<
     let shared = scope
         .shared
         .as_deref()
-        .filter(|_| !scope.in_transaction)
-        .and_then(|s| s.generation::<M>().map(|g| (s, g)));
-    if let Some((cache, _)) = shared {
-        if let Some(cached) = cache.get::<M>(key) {
-            return M::decode(&cached.row, cached.offset).map(Some);
+        .filter(|shared| !scope.in_transaction && shared.caches::<M>());
+    let generation = match shared {
+        Some(cache) => {
+            let found = cache.lookup::<M>(std::slice::from_ref(key)).await;
+            if let Some(cached) = found.rows.into_iter().next().flatten() {
+                return cached.decode::<M>().map(Some);
+            }
+            Some(found.generation)
         }
-    }
+        None => None,
+    };
     let rows = match &scope.loaders {
         Some(loaders) => {
             let run =
@@ -121,9 +125,11 @@ pub(crate) async fn get<M: Model>(ex: &dyn DynExecutor, key: &M::Key) -> Result<
         }
         None => Arc::new(load_by_keys::<M>(ex, [key.clone()]).await?),
     };
-    if let Some((cache, generation)) = shared.filter(|_| scope.fills_shared_cache()) {
-        if let Some(row) = rows.cached_row(key) {
-            cache.put::<M>(generation, [(key.clone(), row)]);
+    if let (Some(cache), Some(generation)) = (shared, generation) {
+        if scope.fills_shared_cache() {
+            if let Some(row) = rows.cached_row(key) {
+                cache.put::<M>(&generation, vec![(key.clone(), row)]).await;
+            }
         }
     }
     rows.decode(key)
