@@ -45,7 +45,8 @@ pub fn counter(id: i64, version: i64) -> Counter {
 }
 
 /// Writes versions `from..=to` of counter `id` through a `Db` that announces its
-/// writes, printing `committed <v>` once each commit is acknowledged.
+/// writes (and, given `redis`, caches counters there), printing `committed <v>` once
+/// each commit is acknowledged.
 pub async fn write_versions(
     url: &str,
     schema: &str,
@@ -53,15 +54,20 @@ pub async fn write_versions(
     id: i64,
     from: i64,
     to: i64,
+    redis: Option<&str>,
 ) -> matrx_orm::Result<()> {
     use std::io::Write as _;
-    let db = Db::builder(url)
+    let mut builder = Db::builder(url)
         .search_path(schema)
         .pool_size(1)
         .notify_writes(true)
-        .coherence_channel(channel)
-        .connect()
-        .await?;
+        .coherence_channel(channel);
+    if let Some(redis) = redis {
+        builder = builder
+            .cache::<Counter>(matrx_orm::cache::CachePolicy::Permanent)
+            .redis_cache(redis);
+    }
+    let db = builder.connect().await?;
     let mut row = Counter::get(&db, &id).await?;
     for version in from..=to {
         row.version = version;

@@ -12,6 +12,7 @@ use matrx_orm::cache::CachePolicy;
 use matrx_orm::prelude::*;
 use matrx_orm::{CoherenceTriggers, Db, DbBuilder};
 use matrx_orm_testkit::{RedisServer, TestSchema, TestkitError};
+use matrx_orm_tests::coherence::{Counter, Label};
 use rust_decimal::Decimal;
 
 #[derive(Model, Debug, Clone, PartialEq)]
@@ -88,12 +89,20 @@ async fn schema(prefix: &str) -> TestSchema {
         .await
         .expect("create test schema");
     let db = plain(&schema).await;
-    let models = [Author::META, Book::META, Shelf::META, Gadget::META];
+    let models = [
+        Author::META,
+        Book::META,
+        Shelf::META,
+        Gadget::META,
+        Label::META,
+        Counter::META,
+    ];
     matrx_orm::ddl::create_tables(&db, &models).await.unwrap();
     db.batch_execute(
         "INSERT INTO authors (id, version, name) SELECT g, 0, 'author ' || g FROM generate_series(1, 4) AS g;
          INSERT INTO books (id, author_id, title) VALUES (1, 1, 'a'), (2, 1, 'b'), (3, 2, 'c'), (4, NULL, 'd');
-         INSERT INTO shelves (region, code, size, label) VALUES ('eu', 7, 1.50, 'x');",
+         INSERT INTO shelves (region, code, size, label) VALUES ('eu', 7, 1.50, 'x');
+         INSERT INTO counters (id, version) VALUES (1, 0);",
     )
     .await
     .unwrap();
@@ -524,4 +533,119 @@ async fn concurrent_writes_and_reads_through_redis_are_never_stale() {
             assert_eq!(Author::get(db, &id).await.unwrap().version, last);
         }
     }
+}
+
+/// Stops the child process if a test fails before it ends.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A second OS process writes versions of a counter through its own `Db` caching in
+/// the same Redis; this process (no listener) reads after each write the other
+/// reported: never older, with no delivery bound to allow, because the writer
+/// evicted Redis before its write returned.
+#[tokio::test]
+async fn a_write_in_another_process_evicts_redis_before_it_returns() {
+    let Some(redis) = redis().await else { return };
+    let schema = schema("redis_process").await;
+    let b = cached(&schema, &redis)
+        .cache::<Counter>(CachePolicy::Permanent)
+        .connect()
+        .await
+        .unwrap();
+    let counter = |db: &Db| {
+        let db = db.clone();
+        async move {
+            let before = db.query_count();
+            let version = Counter::get(&db, &1).await.unwrap().version;
+            (version, db.query_count() - before)
+        }
+    };
+    assert_eq!(counter(&b).await, (0, 1));
+    assert_eq!(counter(&b).await, (0, 0));
+    let mut child = Child(
+        std::process::Command::new(env!("CARGO_BIN_EXE_coherence_writer"))
+            .args([schema.url(), schema.name(), schema.name(), "1", "1", "30"])
+            .arg(redis.url())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn the writer process"),
+    );
+    let stdout = child.0.stdout.take().expect("the writer's stdout");
+    let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
+    let reader = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let (mut seen, mut hits) = (0, 0);
+    while let Some(line) = lines.recv().await {
+        let version: i64 = line
+            .strip_prefix("committed ")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected line from the writer: {line}"));
+        let (got, statements) = counter(&b).await;
+        assert!(
+            got >= version,
+            "version {got} served after {version} was written"
+        );
+        let (again, cached) = counter(&b).await;
+        assert_eq!(again, got);
+        hits += u64::from(cached == 0);
+        assert!(statements <= 1);
+        seen = version;
+    }
+    reader.await.unwrap();
+    let status = child.0.wait().unwrap();
+    assert!(status.success(), "the writer process failed: {status}");
+    assert_eq!(seen, 30, "every commit reported");
+    assert!(
+        hits > 0,
+        "the rows read were cached in Redis between writes"
+    );
+}
+
+/// Concurrent gets in a session each ask Redis, then meet in one batch for what
+/// Redis did not have: one statement for the misses, none once cached.
+#[tokio::test]
+async fn concurrent_gets_in_a_session_batch_their_misses() {
+    let Some(redis) = redis().await else { return };
+    let schema = schema("redis_session").await;
+    let (a, b) = (
+        cached(&schema, &redis).connect().await.unwrap(),
+        cached(&schema, &redis).connect().await.unwrap(),
+    );
+    for round in 0..5 {
+        let session = a.session();
+        let before = a.query_count();
+        let ids = [1i64, 2, 3, 4];
+        let gets = ids.iter().map(|id| Author::get(&session, id));
+        let authors = futures_util::future::try_join_all(gets).await.unwrap();
+        assert_eq!(authors.len(), 4);
+        let expected = u64::from(round == 0);
+        assert_eq!(
+            a.query_count() - before,
+            expected,
+            "round {round}: one statement for the misses, then none"
+        );
+    }
+    let session = b.session();
+    let before = b.query_count();
+    let ids = [1i64, 2, 3, 4];
+    let gets = ids.iter().map(|id| Author::get(&session, id));
+    futures_util::future::try_join_all(gets).await.unwrap();
+    assert_eq!(
+        b.query_count() - before,
+        0,
+        "another process reads them from Redis"
+    );
 }
