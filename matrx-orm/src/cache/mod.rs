@@ -48,6 +48,21 @@
 //!     reaches this `Db` (commit order, about a millisecond on one host); after
 //!     [`Db::cache_sync`](crate::Db::cache_sync) returns, nothing committed before the
 //!     call is served stale.
+//! - In Redis (`DbBuilder::redis_cache`, feature
+//!   `redis`), the same rules hold across every process sharing it:
+//!   - every write through the ORM evicts the rows it touched (the whole table when
+//!     it failed or changed a key) from Redis **before it returns**, and a
+//!     transaction's writes again when it commits; a write dropped before its end
+//!     evicts in the background;
+//!   - a read takes the table's generation in Redis with its lookup, before its
+//!     statement; Redis stores its rows only if no eviction moved the generation
+//!     since (one atomic script): a read that raced a write never stores older rows;
+//!   - with coherence, every listener evicts in Redis what the notifications name,
+//!     and a listener that (re)connects evicts every cached table there once before
+//!     its process reads: it cannot know what it did not hear;
+//!   - Redis that does not answer is a miss, never an error; an eviction that did not
+//!     reach it makes the process evict every cached table there before it uses
+//!     Redis again.
 //! - Writes made outside the ORM (raw SQL, other programs) are not seen by a session
 //!   (call [`Session::clear_cache`](crate::Session::clear_cache)), nor by the shared
 //!   cache unless the opt-in triggers of [`CoherenceTriggers`](crate::CoherenceTriggers)
