@@ -7,7 +7,7 @@ use crate::workload::{Scale, Workload};
 pub const USAGE: &str = "\
 usage: matrx-orm-bench [--workload <W1|W2|W3|W4|W5|all>] [--strategy <name|all>]
                        [--runs <N>] [--json] [--scale <full|tiny|x10>]
-                       [--pgbouncer <N>]
+                       [--pgbouncer <N>] [--orders <N>]
 
   --workload  workload(s) to run, comma-separated or `all` (default: all)
   --strategy  strategy name(s), comma-separated or `all` (default: all);
@@ -22,6 +22,9 @@ usage: matrx-orm-bench [--workload <W1|W2|W3|W4|W5|all>] [--strategy <name|all>]
   --scale     `full` (WORKLOADS.md dataset, schema matrx_bench) or `tiny`
               (1/20 of the rows, schema matrx_bench_tiny) or `x10` (10x the
               rows, schema matrx_bench_x10) (default: full)
+  --orders    W1 loads the N orders with the smallest ids instead of 1,000
+              (up to 20,000 at full scale, 200,000 at x10): the scaling
+              table; checksums are then computed by the database
 
 The server is DATABASE_URL, else postgres://root@localhost:5432/test, else a
 throwaway cluster started from the machine's PostgreSQL binaries.";
@@ -56,6 +59,8 @@ pub struct RunArgs {
     pub pgbouncer: Option<u32>,
     /// Dataset scale.
     pub scale: Scale,
+    /// W1's number of orders, when not the workload's 1,000.
+    pub orders: Option<i64>,
 }
 
 /// Arguments of the child mode.
@@ -69,6 +74,8 @@ pub struct ChildArgs {
     pub runs: usize,
     /// Dataset scale.
     pub scale: Scale,
+    /// W1's number of orders, when not the workload's 1,000.
+    pub orders: Option<i64>,
 }
 
 /// Default number of timed runs.
@@ -89,6 +96,7 @@ pub fn parse(args: &[String], known_strategies: &[&str], planned: &[&str]) -> Re
     let mut json = false;
     let mut pgbouncer = None;
     let mut scale = Scale::Full;
+    let mut orders = None;
     let mut child: Option<(String, String)> = None;
 
     let mut it = args.iter();
@@ -127,6 +135,17 @@ pub fn parse(args: &[String], known_strategies: &[&str], planned: &[&str]) -> Re
                     usage(format!("--scale must be full, tiny or x10, got {v:?}"))
                 })?;
             }
+            "--orders" => {
+                let v = value("--orders")?;
+                orders = match v.parse::<i64>() {
+                    Ok(n) if n >= 1 => Some(n),
+                    _ => {
+                        return Err(usage(format!(
+                            "--orders must be a positive integer, got {v:?}"
+                        )))
+                    }
+                };
+            }
             "--json" if inline.is_none() => json = true,
             "--pgbouncer" => {
                 let v = value("--pgbouncer")?;
@@ -162,6 +181,7 @@ pub fn parse(args: &[String], known_strategies: &[&str], planned: &[&str]) -> Re
             strategy: s,
             runs,
             scale,
+            orders,
         }));
     }
 
@@ -174,6 +194,7 @@ pub fn parse(args: &[String], known_strategies: &[&str], planned: &[&str]) -> Re
         json,
         scale,
         pgbouncer,
+        orders,
     }))
 }
 
@@ -313,7 +334,9 @@ mod tests {
                 "--runs",
                 "2",
                 "--scale",
-                "tiny"
+                "tiny",
+                "--orders",
+                "10"
             ])
             .ok(),
             Some(Command::Child(ChildArgs {
@@ -321,6 +344,7 @@ mod tests {
                 strategy: "handwritten".into(),
                 runs: 2,
                 scale: Scale::Tiny,
+                orders: Some(10),
             }))
         );
         assert!(p(&["--child", "W4"]).is_err());
@@ -346,6 +370,7 @@ mod tests {
         assert!(err(&["--runs", "x"]).contains("positive integer"));
         assert!(err(&["--runs"]).contains("needs a value"));
         assert!(err(&["--scale", "huge"]).contains("full, tiny or x10"));
+        assert!(err(&["--orders", "0"]).contains("positive integer"));
         assert!(err(&["--frobnicate"]).contains("unknown argument"));
         assert!(err(&["--json=yes"]).contains("unknown argument"));
         assert!(err(&["W1"]).contains("unknown argument"));

@@ -27,8 +27,13 @@ fn run() -> Result<i32> {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            let report =
-                runtime.block_on(child::run_child(c.workload, &c.strategy, c.runs, c.scale))?;
+            let report = runtime.block_on(child::run_child(
+                c.workload,
+                &c.strategy,
+                c.runs,
+                c.scale,
+                c.orders,
+            ))?;
             println!("{}", serde_json::to_string(&report)?);
             Ok(0)
         }

@@ -119,6 +119,9 @@ pub fn run(args: &RunArgs) -> Result<i32> {
             args.scale.schema(),
             args.runs
         )?;
+        if let Some(orders) = args.orders {
+            writeln!(out, "# W1 loads the {orders} orders with the smallest ids")?;
+        }
         if let Some(size) = args.pgbouncer {
             writeln!(
                 out,
@@ -141,6 +144,7 @@ pub fn run(args: &RunArgs) -> Result<i32> {
                 name,
                 args.runs,
                 args.scale,
+                args.orders,
             ) {
                 Ok(r) => r,
                 Err(e) => {
@@ -206,6 +210,7 @@ fn run_child_process(
     strategy: &str,
     runs: usize,
     scale: Scale,
+    orders: Option<i64>,
 ) -> Result<ChildReport> {
     let exe = std::env::current_exe()?;
     let mut command = Process::new(exe);
@@ -216,6 +221,12 @@ fn run_child_process(
     let output = command
         .args(["--child", workload.name(), strategy])
         .args(["--runs", &runs.to_string(), "--scale", scale.name()])
+        .args(
+            orders
+                .map(|n| ["--orders".to_owned(), n.to_string()])
+                .into_iter()
+                .flatten(),
+        )
         .env("DATABASE_URL", url)
         // The children use the server the parent resolved, never one of their own.
         .env_remove("MATRX_TEST_THROWAWAY")
@@ -339,6 +350,7 @@ mod tests {
             json: false,
             scale: Scale::Tiny,
             pgbouncer: None,
+            orders: None,
         };
         let p = plan(&args);
         assert_eq!(p.len(), 2);

@@ -8,6 +8,8 @@ pub(crate) mod listen;
 pub(crate) mod pool;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
+#[cfg(feature = "redis")]
+pub(crate) mod redis_options;
 pub(crate) mod replica;
 pub(crate) mod session;
 pub(crate) mod tls;

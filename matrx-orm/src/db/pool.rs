@@ -62,7 +62,7 @@ pub struct DbBuilder {
     pub(crate) coherence: Coherence,
     /// The shared cache in Redis (options in `db/redis.rs`).
     #[cfg(feature = "redis")]
-    pub(crate) redis: Option<crate::db::redis::RedisOptions>,
+    pub(crate) redis: Option<crate::db::redis_options::RedisOptions>,
 }
 
 impl DbBuilder {

@@ -1,21 +1,8 @@
 //! The shared cache in Redis (feature `redis`), as `DbBuilder` options and a `Db`
-//! method; the store itself is `cache/redis.rs`.
+//! method; the settings are `db/redis_options.rs`, the store `cache/redis.rs`.
 
-use std::time::Duration;
-
-use deadpool_postgres::Pool;
-
-use crate::base::error::{Error, Result};
-use crate::cache::redis::RedisStore;
-use crate::cache::shared::SharedCache;
 use crate::db::pool::{Db, DbBuilder};
-
-/// Where the shared cache keeps its rows in Redis.
-#[derive(Debug, Clone)]
-pub(crate) struct RedisOptions {
-    url: String,
-    namespace: Option<String>,
-}
+use crate::db::redis_options::RedisOptions;
 
 impl DbBuilder {
     /// Keeps the shared cache's rows in Redis at `url` (`redis://host:port/db`)
@@ -79,39 +66,6 @@ impl DbBuilder {
             namespace: Some(namespace.into()),
         });
         self
-    }
-}
-
-impl RedisOptions {
-    /// Connects the cache to Redis; the default namespace is read from the server
-    /// through `pool`.
-    pub(crate) async fn attach(
-        &self,
-        cache: SharedCache,
-        pool: &Pool,
-        timeout: Duration,
-    ) -> Result<SharedCache> {
-        if self.url.is_empty() {
-            return Err(Error::InvalidInput(
-                "redis_namespace was set without redis_cache".to_owned(),
-            ));
-        }
-        let namespace = match &self.namespace {
-            Some(namespace) => namespace.clone(),
-            None => {
-                let client = pool.get().await.map_err(Error::from)?;
-                let row = client
-                    .query_one(
-                        "SELECT current_database()::text, coalesce(current_schema()::text, '')",
-                        &[],
-                    )
-                    .await?;
-                let (database, schema): (String, String) = (row.try_get(0)?, row.try_get(1)?);
-                format!("matrx_orm:{database}:{schema}")
-            }
-        };
-        let store = RedisStore::connect(&self.url, namespace, timeout).await?;
-        Ok(cache.with_remote(store))
     }
 }
 
