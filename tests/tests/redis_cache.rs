@@ -598,8 +598,9 @@ async fn a_write_in_another_process_evicts_redis_before_it_returns() {
             got >= version,
             "version {got} served after {version} was written"
         );
+        // The writer may have written again in between: never older.
         let (again, cached) = counter(&b).await;
-        assert_eq!(again, got);
+        assert!(again >= got, "version {again} read after {got}");
         hits += u64::from(cached == 0);
         assert!(statements <= 1);
         seen = version;
