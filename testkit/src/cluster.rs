@@ -295,6 +295,32 @@ fn postgres_user() -> Option<(u32, u32)> {
     })
 }
 
+/// Starts a service under a watchdog shell: `script` runs with `/bin/sh -c` in `dir`
+/// as `run_as`, `args` being its `$0`, `$1`, ..., and its stdin a pipe the handle
+/// holds; the script stops the service (and removes `dir`) once the pipe closes,
+/// whether the handle is dropped or the process ends. On failure `dir` is removed.
+pub(crate) fn spawn_watchdog(
+    run_as: RunAs,
+    dir: &Path,
+    script: &str,
+    args: &[&std::ffi::OsStr],
+) -> io::Result<std::process::Child> {
+    let spawned = run_as
+        .command("/bin/sh")
+        .current_dir(dir)
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    if spawned.is_err() {
+        let _ = fs::remove_dir_all(dir);
+    }
+    spawned
+}
+
 /// A fresh directory under the system temp dir, owned by the cluster's user.
 pub(crate) fn create_temp_dir(user: RunAs) -> Result<PathBuf, TestkitError> {
     let name = format!(

@@ -23,10 +23,10 @@
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
-use crate::cluster::{create_temp_dir, free_port, read_from, RunAs};
+use crate::cluster::{create_temp_dir, free_port, read_from, spawn_watchdog, RunAs};
 use crate::TestkitError;
 
 /// Where PgBouncer is looked for besides `PATH` (Debian installs it in `/usr/sbin`).
@@ -180,25 +180,9 @@ impl PgBouncerBuilder {
             let _ = fs::remove_dir_all(&dir);
             return Err(unavailable(format!("writing its configuration: {err}")));
         }
-        let watchdog = run_as
-            .command("/bin/sh")
-            .current_dir(&dir)
-            .arg("-c")
-            .arg(WATCHDOG_SCRIPT)
-            .arg(&program)
-            .arg(&ini_path)
-            .arg(&dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let watchdog = match watchdog {
-            Ok(child) => child,
-            Err(err) => {
-                let _ = fs::remove_dir_all(&dir);
-                return Err(unavailable(format!("running {}: {err}", program.display())));
-            }
-        };
+        let args = [program.as_os_str(), ini_path.as_os_str(), dir.as_os_str()];
+        let watchdog = spawn_watchdog(run_as, &dir, WATCHDOG_SCRIPT, &args)
+            .map_err(|err| unavailable(format!("running {}: {err}", program.display())))?;
         let bouncer = PgBouncer {
             watchdog: Some(watchdog),
             url: format!("postgres://{user}@127.0.0.1:{port}/{dbname}"),

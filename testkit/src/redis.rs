@@ -14,10 +14,10 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
-use crate::cluster::{create_temp_dir, free_port, read_from, RunAs};
+use crate::cluster::{create_temp_dir, free_port, read_from, spawn_watchdog, RunAs};
 use crate::TestkitError;
 
 /// Where `redis-server` is looked for besides `PATH`.
@@ -47,25 +47,14 @@ impl RedisServer {
         let run_as = RunAs::Myself;
         let dir = create_temp_dir(run_as)?;
         let port = free_port()?;
-        let watchdog = run_as
-            .command("/bin/sh")
-            .current_dir(&dir)
-            .arg("-c")
-            .arg(WATCHDOG_SCRIPT)
-            .arg(&program)
-            .arg(port.to_string())
-            .arg(&dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let watchdog = match watchdog {
-            Ok(child) => child,
-            Err(err) => {
-                let _ = fs::remove_dir_all(&dir);
-                return Err(unavailable(format!("running {}: {err}", program.display())));
-            }
-        };
+        let port_arg = port.to_string();
+        let args = [
+            program.as_os_str(),
+            std::ffi::OsStr::new(&port_arg),
+            dir.as_os_str(),
+        ];
+        let watchdog = spawn_watchdog(run_as, &dir, WATCHDOG_SCRIPT, &args)
+            .map_err(|err| unavailable(format!("running {}: {err}", program.display())))?;
         let server = RedisServer {
             watchdog: Some(watchdog),
             dir,

@@ -100,6 +100,53 @@ pub fn decode_column_named<'r, T: postgres_types::FromSql<'r>>(
     }
 }
 
+/// Decodes one raw value (`None`: NULL) of PostgreSQL type `ty` as `T`, for a field
+/// source that holds values as bytes (an aggregated record, a row from an external
+/// cache). With `check`, a `T` that does not accept `ty` is refused first, as the
+/// driver refuses it for a result row; errors name model, column and both types.
+pub(crate) fn decode_raw<'a, T: postgres_types::FromSql<'a>>(
+    ty: &postgres_types::Type,
+    raw: Option<&'a [u8]>,
+    check: bool,
+    model: &'static str,
+    column: &'static str,
+) -> Result<T> {
+    if check && !T::accepts(ty) {
+        return Err(raw_error::<T>(
+            model,
+            column,
+            ty.name(),
+            "the Rust type does not accept this PostgreSQL type".to_owned(),
+        ));
+    }
+    T::from_sql_nullable(ty, raw)
+        .map_err(|e| raw_error::<T>(model, column, ty.name(), e.to_string()))
+}
+
+/// The error of a field a source of raw values does not have.
+pub(crate) fn missing_field<T>(
+    model: &'static str,
+    column: &'static str,
+    message: String,
+) -> Error {
+    raw_error::<T>(model, column, "<missing>", message)
+}
+
+fn raw_error<T>(
+    model: &'static str,
+    column: &'static str,
+    pg_type: &str,
+    message: String,
+) -> Error {
+    Error::Decode {
+        model,
+        column: column.to_owned(),
+        rust_type: std::any::type_name::<T>(),
+        pg_type: pg_type.to_owned(),
+        message,
+    }
+}
+
 fn decode_error<T>(
     row: &Row,
     index: usize,

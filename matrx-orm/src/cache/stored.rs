@@ -15,8 +15,8 @@ use std::sync::{Mutex, PoisonError};
 use postgres_types::{FromSql, Type};
 use tokio_postgres::Row;
 
-use crate::base::decode::Fields;
-use crate::base::error::{Error, Result};
+use crate::base::decode::{decode_raw, missing_field, Fields};
+use crate::base::error::Result;
 
 /// The layout's version byte.
 const VERSION: u8 = 1;
@@ -151,27 +151,15 @@ impl Fields for StoredRow {
         model: &'static str,
         column: &'static str,
     ) -> Result<T> {
-        let failed = |pg_type: String, message: String| Error::Decode {
-            model,
-            column: column.to_owned(),
-            rust_type: std::any::type_name::<T>(),
-            pg_type,
-            message,
-        };
         let Some((ty, value)) = self.columns.get(index) else {
-            return Err(failed(
-                "<missing>".to_owned(),
+            return Err(missing_field::<T>(
+                model,
+                column,
                 "the cached row has no such column".to_owned(),
             ));
         };
-        if !T::accepts(ty) {
-            return Err(failed(
-                ty.name().to_owned(),
-                "the Rust type does not accept this PostgreSQL type".to_owned(),
-            ));
-        }
         let raw = value.map(|(start, len)| &self.bytes[start..start + len]);
-        T::from_sql_nullable(ty, raw).map_err(|err| failed(ty.name().to_owned(), err.to_string()))
+        decode_raw(ty, raw, true, model, column)
     }
 
     fn is_null(&self, index: usize) -> bool {
@@ -184,6 +172,7 @@ mod tests {
     use postgres_types::Kind;
 
     use super::*;
+    use crate::base::error::Error;
 
     /// A row of one column of type `oid` holding `value`.
     fn bytes(oid: u32, value: Option<&[u8]>) -> Vec<u8> {

@@ -18,8 +18,8 @@ use std::error::Error as StdError;
 use postgres_types::{FromSql, Kind, Type};
 use tokio_postgres::Row;
 
-use crate::base::decode::Fields;
-use crate::base::error::{Error, Result};
+use crate::base::decode::{decode_raw, missing_field, Fields};
+use crate::base::error::Result;
 
 /// The raw `record[]` value of an aggregated relation (NULL when it has no rows).
 pub(crate) struct Records<'a> {
@@ -140,35 +140,22 @@ impl Fields for Record<'_> {
         model: &'static str,
         column: &'static str,
     ) -> Result<T> {
-        let decode_error = |pg_type: String, message: String| Error::Decode {
-            model,
-            column: column.to_owned(),
-            rust_type: std::any::type_name::<T>(),
-            pg_type,
-            message,
-        };
         let Some(&(oid, raw)) = self.fields.get(index) else {
-            return Err(decode_error(
-                "<missing>".to_owned(),
+            return Err(missing_field::<T>(
+                model,
+                column,
                 format!("the aggregated record has no field {index}"),
             ));
         };
-        let ty = match Type::from_oid(oid) {
-            Some(ty) => {
-                if !T::accepts(&ty) {
-                    return Err(decode_error(
-                        ty.name().to_owned(),
-                        "the Rust type does not accept this PostgreSQL type".to_owned(),
-                    ));
-                }
-                ty
-            }
+        match Type::from_oid(oid) {
+            Some(ty) => decode_raw(&ty, raw, true, model, column),
             // A type the driver does not know statically (an enum, a domain): decode
             // by bytes, which is what derived `FromSql` impls of enums do anyway.
-            None => Type::new(format!("oid {oid}"), oid, Kind::Pseudo, String::new()),
-        };
-        T::from_sql_nullable(&ty, raw)
-            .map_err(|e| decode_error(ty.name().to_owned(), e.to_string()))
+            None => {
+                let ty = Type::new(format!("oid {oid}"), oid, Kind::Pseudo, String::new());
+                decode_raw(&ty, raw, false, model, column)
+            }
+        }
     }
 
     fn is_null(&self, index: usize) -> bool {
@@ -209,6 +196,7 @@ impl Fields for Src<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::base::error::Error;
 
     fn record(fields: &[(u32, Option<&[u8]>)]) -> Vec<u8> {
         let mut out = (fields.len() as i32).to_be_bytes().to_vec();
