@@ -23,6 +23,7 @@ use crate::relation::joined::policy::{
     AggregateEncoding, LoadStrategy, Policy, BALANCED_JOIN_LIMIT,
 };
 use crate::relation::joined::records::Src;
+use crate::relation::joined::render::Parents;
 use crate::relation::prefetch::{Path, Planned, Prefetch};
 use crate::relation::stitch::{attach, attached};
 use crate::schema::model::{Model, Relation};
@@ -303,8 +304,12 @@ pub(super) trait JoinEdge<S>: Send + Sync {
         enc: AggregateEncoding,
         parent: &str,
         nested: bool,
+        parents: Option<&Parents>,
         sql: &mut SqlBuf,
     ) -> Result<()>;
+    /// Whether this edge or a to-one chain below it aggregates a to-many edge over
+    /// its parents' rows (the grouped shape).
+    fn reads_parent_rows(&self) -> bool;
     fn prepare(&mut self, held: Option<&Held>);
     /// Records the entries decoded so far in the session's cache.
     fn record(&mut self);
@@ -465,9 +470,14 @@ impl<R: Relation> JoinEdge<R::Source> for JoinedEdge<R> {
         enc: AggregateEncoding,
         parent: &str,
         nested: bool,
+        parents: Option<&Parents>,
         sql: &mut SqlBuf,
     ) -> Result<()> {
-        JoinedEdge::joins(self, enc, parent, nested, sql)
+        JoinedEdge::joins(self, enc, parent, nested, parents, sql)
+    }
+
+    fn reads_parent_rows(&self) -> bool {
+        JoinedEdge::reads_parent_rows(self)
     }
 
     fn prepare(&mut self, held: Option<&Held>) {

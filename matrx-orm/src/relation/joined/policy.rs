@@ -3,6 +3,7 @@
 //! `balanced` rule, and how aggregated relations travel.
 
 use crate::base::meta::RelationKind;
+use crate::schema::related::Related;
 
 /// How one relation edge is loaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -68,6 +69,53 @@ pub fn balanced_strategy(kind: RelationKind, parents: Option<usize>) -> LoadStra
         Some(n) if kind.is_to_one() && n <= BALANCED_JOIN_LIMIT => LoadStrategy::Joined,
         _ => LoadStrategy::Batched,
     }
+}
+
+/// How a joined to-many edge is written into its parent's statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ToManyShape {
+    /// Aggregated once for the whole set of parents: `GROUP BY` the parent key over
+    /// the children of every parent (restricted to the parents' keys by a semi-join or
+    /// one array), joined back to each parent row by key. One scan of the children,
+    /// one aggregate per parent key, no subquery per parent.
+    Grouped,
+    /// A `LEFT JOIN LATERAL` subquery run once per parent row.
+    Lateral,
+}
+
+/// The shape of a joined to-many edge customised by `related`.
+///
+/// Grouped whenever it can express the edge, which is every edge without a limit per
+/// parent: on the benchmark's trees it ran in 0.4-0.6x the server time of `LATERAL`
+/// (docs/BENCHMARKS.md, "The set-oriented shape"). A filter goes into the grouped
+/// query's `WHERE`, an ordering into the aggregate's `ORDER BY`. A limit per parent
+/// (the first *n* children of each parent) keeps the `LATERAL` subquery with its
+/// `ORDER BY .. LIMIT`, and the edges below it stay inside that subquery.
+pub(crate) fn to_many_shape<T>(related: &Related<T>) -> ToManyShape {
+    if related.limit_per_parent.is_some() {
+        ToManyShape::Lateral
+    } else {
+        ToManyShape::Grouped
+    }
+}
+
+/// The most root rows for which the grouped shape sends the parents' keys as one
+/// array (`key = ANY(ARRAY(SELECT ...))`) rather than as a semi-join
+/// (`key IN (SELECT ...)`).
+///
+/// Measured on the benchmark's orders (docs/BENCHMARKS.md): for the first 1,000 orders
+/// the array made the server probe the children's index once per key (7.6 ms against
+/// 15 ms for the semi-join, which PostgreSQL planned as a scan of every item); for
+/// 5,000 and 20,000 orders, and for all products, the semi-join was faster (27 against
+/// 34 ms, 100 against 144 ms, 5 against 16 ms): the array's row estimate is a guess,
+/// the semi-join's comes from the table's statistics.
+pub(crate) const ARRAY_KEYS_LIMIT: usize = 1_000;
+
+/// Whether the grouped shape matches the keys of `parents` root rows (`None`: not
+/// bounded by a limit) as one array (see [`ARRAY_KEYS_LIMIT`]). Below the root, the
+/// parents of an edge are never bounded, and composite keys always go as a semi-join.
+pub(crate) fn parent_keys_as_array(parents: Option<usize>) -> bool {
+    parents.is_some_and(|n| n <= ARRAY_KEYS_LIMIT)
 }
 
 /// How aggregated relations travel. [`Records`](AggregateEncoding::Records) is what loads use;
