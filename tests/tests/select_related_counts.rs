@@ -724,9 +724,9 @@ async fn the_statement_is_one_select_with_grouped_aggregates() {
     let sql = query.joined_statement(AggregateEncoding::Records).unwrap();
     let text = &sql.text;
     // The root rows, filtered and paged, in a common table expression the to-many
-    // aggregates read their parents' keys from.
+    // aggregates read their parents' keys from; a page is evaluated once.
     assert!(
-        text.starts_with("WITH \"__root\" AS NOT MATERIALIZED (SELECT \"t\".\"id\", "),
+        text.starts_with("WITH \"__root\" AS MATERIALIZED (SELECT \"t\".\"id\", "),
         "{text}"
     );
     assert!(
@@ -738,7 +738,7 @@ async fn the_statement_is_one_select_with_grouped_aggregates() {
         "{text}"
     );
     // Each to-many edge: one aggregate per parent key over all the parents' children,
-    // joined back by key; the page of 10 sends its keys as one array.
+    // joined back by key; the page's keys as one array.
     assert_eq!(text.matches("LEFT JOIN (SELECT ").count(), 2, "{text}");
     assert!(!text.contains("LATERAL"), "{text}");
     assert!(

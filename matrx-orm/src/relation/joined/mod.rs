@@ -12,7 +12,7 @@
 //! `Order::query().select_related(Order::CUSTOMER).select_related(Order::ITEMS.with(OrderItem::PRODUCT)).select_related(Order::TAGS).limit(10)`:
 //!
 //! ```text
-//! WITH "__root" AS NOT MATERIALIZED (SELECT "t"."id", ... FROM "orders" AS "t"
+//! WITH "__root" AS MATERIALIZED (SELECT "t"."id", ... FROM "orders" AS "t"
 //!     WHERE TRUE ORDER BY "t"."id" LIMIT $1)
 //! SELECT "t"."id", ..., "r1"."id", ..., "l2"."v", "l4"."v"
 //! FROM "__root" AS "t"
@@ -32,11 +32,13 @@
 //! - **Root paging applies to parents.** The root rows (filter, order, paging) are a
 //!   common table expression the joins hang off; to-one joins never multiply rows and
 //!   to-many edges are one aggregate per parent key, so `LIMIT 10` is 10 orders however
-//!   many items each has. The order is re-applied outside. The CTE is `NOT
-//!   MATERIALIZED`: inlined, the planner estimates from the table's statistics (a
-//!   materialized CTE's estimates pushed W2's statement over the JIT threshold). A
-//!   tree without a to-many edge in the grouped shape needs no CTE: the root is a
-//!   derived table with a limit or offset, the table itself otherwise.
+//!   many items each has. The order is re-applied outside. A page's CTE is
+//!   `MATERIALIZED` (every aggregate reads the same rows, even when the order has
+//!   ties); an unpaged root's is `NOT MATERIALIZED`, so the planner estimates from
+//!   the table's statistics (a materialized CTE's estimates pushed W2's statement over
+//!   the JIT threshold). A tree without a to-many edge in the grouped shape needs no
+//!   CTE: the root is a derived table with a limit or offset, the table itself
+//!   otherwise.
 //! - **To-one** (`belongs_to` to the target's primary key): a plain `LEFT JOIN`; a
 //!   filter goes into its `ON`. Every other to-one (a `has_one`, a `belongs_to` to other
 //!   columns, one with an ordering or a limit, and any to-one inside a `LATERAL`
@@ -54,9 +56,10 @@
 //!     the parent row by key. The parents' keys come from their rows: the root's CTE,
 //!     or below it a subquery over the parent edge's target restricted to its own
 //!     parents' keys (`render::Parents`), so a grouped edge works under to-one and
-//!     to-many edges at any depth. The keys are matched as one array for a root page
-//!     of at most `ARRAY_KEYS_LIMIT` rows and a single key column, as a semi-join
-//!     (`IN (SELECT ...)`) otherwise. A filter goes into the grouped query's `WHERE`.
+//!     to-many edges at any depth. The keys are matched as one array for the rows of
+//!     a root page and a single key column, as a semi-join (`IN (SELECT ...)`)
+//!     otherwise (`policy::parent_keys_as_array`). A filter goes into the grouped
+//!     query's `WHERE`.
 //!   - *lateral* (an edge with a limit per parent): a `LEFT JOIN LATERAL` subquery
 //!     restricted to the parent's key, with its limit in a derived table
 //!     `(SELECT ... ORDER BY ... LIMIT $n)`; the edges below it stay inside it.

@@ -99,23 +99,21 @@ pub(crate) fn to_many_shape<T>(related: &Related<T>) -> ToManyShape {
     }
 }
 
-/// The most root rows for which the grouped shape sends the parents' keys as one
-/// array (`key = ANY(ARRAY(SELECT ...))`) rather than as a semi-join
-/// (`key IN (SELECT ...)`).
+/// Whether the grouped shape matches its parents' keys as one array
+/// (`key = ANY(ARRAY(SELECT ...))`) rather than as a semi-join (`key IN (SELECT ...)`),
+/// for parents that are the root rows of a `paged` statement or not. Below the root,
+/// and for composite keys, always a semi-join.
 ///
-/// Measured on the benchmark's orders (docs/BENCHMARKS.md): for the first 1,000 orders
-/// the array made the server probe the children's index once per key (7.6 ms against
-/// 15 ms for the semi-join, which PostgreSQL planned as a scan of every item); for
-/// 5,000 and 20,000 orders, and for all products, the semi-join was faster (27 against
-/// 34 ms, 100 against 144 ms, 5 against 16 ms): the array's row estimate is a guess,
-/// the semi-join's comes from the table's statistics.
-pub(crate) const ARRAY_KEYS_LIMIT: usize = 1_000;
-
-/// Whether the grouped shape matches the keys of `parents` root rows (`None`: not
-/// bounded by a limit) as one array (see [`ARRAY_KEYS_LIMIT`]). Below the root, the
-/// parents of an edge are never bounded, and composite keys always go as a semi-join.
-pub(crate) fn parent_keys_as_array(parents: Option<usize>) -> bool {
-    parents.is_some_and(|n| n <= ARRAY_KEYS_LIMIT)
+/// Measured on the benchmark's orders and products (server time, docs/BENCHMARKS.md,
+/// "The set-oriented shape"): a page's rows are a materialized CTE (see `render`),
+/// whose row estimates are guesses; the semi-join on them was planned for far more
+/// keys than the page has (the first 1,000 orders: 8.8 ms against 7.8 ms for the
+/// array) and, from 5,000 orders, crossed the JIT threshold (78-153 ms against 43 ms;
+/// 20,000 orders: 409-427 against 168 ms). Unpaged, the root is inlined and the
+/// semi-join is planned from the table's statistics: 105 ms against 140-195 ms for the
+/// array on all 20,000 orders, 5 against 16 ms on all 1,000 products.
+pub(crate) fn parent_keys_as_array(paged: bool) -> bool {
+    paged
 }
 
 /// How aggregated relations travel. [`Records`](AggregateEncoding::Records) is what loads use;

@@ -45,6 +45,24 @@ pub(crate) struct Parents {
     as_array: bool,
 }
 
+/// How the root rows' common table expression is evaluated, for a root `paged` or not.
+///
+/// - Paged (a limit or an offset): `MATERIALIZED`, evaluated once, so every aggregate
+///   reads exactly the rows of the page. Evaluated once per reference, a page whose
+///   order has ties (or no order) could be a different set of rows each time, and a
+///   parent would miss its children.
+/// - Unpaged: `NOT MATERIALIZED`, inlined. The same filter in the same snapshot is
+///   the same rows every time, and inlined the planner estimates from the table's
+///   statistics: materialized, its guesses pushed the estimated cost of all 20,000
+///   orders (W2) over the JIT threshold, 4x slower (docs/BENCHMARKS.md).
+fn root_rows(paged: bool) -> &'static str {
+    if paged {
+        " AS MATERIALIZED"
+    } else {
+        " AS NOT MATERIALIZED"
+    }
+}
+
 /// The root statement: `M`'s columns and the joined edges' (see the module docs).
 pub(super) fn root_statement<M: Model>(
     rows: &Criteria<M>,
@@ -62,18 +80,18 @@ pub(super) fn root_statement<M: Model>(
     let mut sql = SqlBuf::new();
     if plan.reads_parent_rows() {
         // The root rows as a common table expression the to-many aggregates read their
-        // parents' keys from. NOT MATERIALIZED: inlined, the planner keeps the
-        // table's statistics (a materialized CTE's row estimates are guesses, which
-        // on 20,000 orders made the estimated cost cross the JIT threshold: 4x slower).
+        // parents' keys from (see `root_rows`).
+        let paged = rows.is_paged();
         sql.push("WITH ")
             .ident(ROOT_ROWS)
-            .push(" AS NOT MATERIALIZED (SELECT ")
+            .push(root_rows(paged))
+            .push(" (SELECT ")
             .columns(ROOT, M::META)
             .push(" FROM ")
             .table_as(M::META, ROOT)
             .push(" WHERE ");
         rows.render_where(ROOT, &mut sql);
-        if rows.is_paged() {
+        if paged {
             rows.render_order(ROOT, &mut sql);
             rows.render_paging(&mut sql)?;
         }
@@ -89,7 +107,7 @@ pub(super) fn root_statement<M: Model>(
         from.ident(ROOT_ROWS);
         let parents = Parents {
             from: from.text,
-            as_array: parent_keys_as_array(rows.bound()),
+            as_array: parent_keys_as_array(paged),
         };
         plan.joins(enc, ROOT, false, Some(&parents), &mut sql)?;
         rows.render_order(ROOT, &mut sql);
