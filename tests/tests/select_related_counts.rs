@@ -774,6 +774,19 @@ async fn the_statement_is_one_select_with_grouped_aggregates() {
         all.text
     );
 
+    // Below a grouped edge, a to-many edge is a LATERAL subquery per row, inside the
+    // aggregate (here under a to-one edge).
+    let nested = Order::query()
+        .select_related(Order::ITEMS.with(OrderItem::PRODUCT.with(Product::STOCK)))
+        .joined_statement(AggregateEncoding::Records)
+        .unwrap();
+    let text = &nested.text;
+    assert_eq!(text.matches(" GROUP BY ").count(), 1, "{text}");
+    assert!(
+        text.contains("LEFT JOIN LATERAL (SELECT array_agg(ROW(\"r3\"."),
+        "{text}"
+    );
+
     // A limit per parent keeps the LATERAL subquery for that edge (and below it).
     let limited = Order::query()
         .order_by(Order::ID.asc())

@@ -51,18 +51,21 @@
 //!   <its to-one columns>, <its own aggregates>))` over the target (joined to the
 //!   junction for many-to-many), nested to any depth. The shape is chosen per edge
 //!   (`policy::to_many_shape`):
-//!   - *grouped* (every edge without a limit per parent): the children of all parents
-//!     at once, restricted to the parents' keys and grouped by them, joined back to
-//!     the parent row by key. The parents' keys come from their rows: the root's CTE,
-//!     or below it a subquery over the parent edge's target restricted to its own
-//!     parents' keys (`render::Parents`), so a grouped edge works under to-one and
-//!     to-many edges at any depth. The keys are matched as one array for the rows of
-//!     a root page and a single key column, as a semi-join (`IN (SELECT ...)`)
-//!     otherwise (`policy::parent_keys_as_array`). A filter goes into the grouped
-//!     query's `WHERE`.
-//!   - *lateral* (an edge with a limit per parent): a `LEFT JOIN LATERAL` subquery
-//!     restricted to the parent's key, with its limit in a derived table
-//!     `(SELECT ... ORDER BY ... LIMIT $n)`; the edges below it stay inside it.
+//!   - *grouped* (an edge without a limit per parent, reached from the root through
+//!     to-one edges only): the children of all parents at once, restricted to the
+//!     parents' keys and grouped by them, joined back to the parent row by key. The
+//!     parents' keys come from their rows: the root's CTE, or under a to-one edge a
+//!     subquery over its target restricted to the keys above (`render::Parents`).
+//!     The keys are matched as one array for the rows of a root page and a single key
+//!     column, as a semi-join (`IN (SELECT ...)`) otherwise
+//!     (`policy::parent_keys_as_array`). A filter goes into the grouped query's
+//!     `WHERE`. The edges below join inside the aggregate, once for all its rows:
+//!     to-one edges as plain joins, to-many edges as *lateral* subqueries per row
+//!     (grouped again, each level's key restriction would repeat every level above
+//!     it, and planning the deep and narrow tree took longer than running it).
+//!   - *lateral* (an edge with a limit per parent, or below a grouped edge): a `LEFT
+//!     JOIN LATERAL` subquery restricted to the parent's key, with a limit in a derived
+//!     table `(SELECT ... ORDER BY ... LIMIT $n)`; the edges below it stay inside it.
 //!
 //!   The default order (target primary key) is applied per parent in memory, as the
 //!   batch loader does; a custom order is an `ORDER BY` inside the aggregate. No child
