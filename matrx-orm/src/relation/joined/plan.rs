@@ -23,12 +23,27 @@ use crate::relation::joined::policy::{
     AggregateEncoding, LoadStrategy, Policy, BALANCED_JOIN_LIMIT,
 };
 use crate::relation::joined::records::Src;
-use crate::relation::joined::render::Parents;
 use crate::relation::prefetch::{Path, Planned, Prefetch};
 use crate::relation::stitch::{attach, attached};
 use crate::schema::model::{Model, Relation};
 use crate::schema::related::Related;
 use crate::schema::slot::Slot;
+
+/// The rows of a joined edge's parents, as the set-oriented to-many shape reads them:
+/// a `FROM` item holding every column of the parent model (the root's common table
+/// expression, or a subquery over the parent edge's target restricted to its own
+/// parents' keys) and how their keys are best matched.
+///
+/// The set may hold more rows than the parents (an edge's filter is not repeated in
+/// it, and a many-to-many target appears once per link): the aggregates are joined
+/// back to the parent rows by key, so extra groups are never read.
+pub(crate) struct Parents {
+    /// A `FROM` item (no placeholders).
+    pub(super) from: String,
+    /// Whether the keys travel as one array (`= ANY(ARRAY(...))`) rather than as a
+    /// semi-join; see `policy::parent_keys_as_array`.
+    pub(super) as_array: bool,
+}
 
 /// The edges of one level of a plan, on parents of type `S`.
 pub(crate) struct Plan<S> {

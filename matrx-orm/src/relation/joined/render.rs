@@ -9,7 +9,7 @@ use crate::base::meta::{ModelMeta, RelationKind};
 use crate::base::sql::{SqlBuf, ROOT};
 use crate::base::value::Param;
 use crate::relation::batch::sorted_in_memory;
-use crate::relation::joined::plan::{BatchedEdge, JoinedEdge, Plan};
+use crate::relation::joined::plan::{BatchedEdge, JoinedEdge, Parents, Plan};
 use crate::relation::joined::policy::{
     parent_keys_as_array, to_many_shape, AggregateEncoding, ToManyShape,
 };
@@ -28,22 +28,6 @@ const BASE: &str = "b";
 /// The name of the common table expression holding the root rows when to-many edges
 /// are aggregated per set of parents (see [`Parents`]).
 const ROOT_ROWS: &str = "__root";
-
-/// The rows of a joined edge's parents, as the set-oriented to-many shape reads them:
-/// a `FROM` item holding every column of the parent model (the root's common table
-/// expression, or a subquery over the parent edge's target restricted to its own
-/// parents' keys) and how their keys are best matched.
-///
-/// The set may hold more rows than the parents (an edge's filter is not repeated in
-/// it, and a many-to-many target appears once per link): the aggregates are joined
-/// back to the parent rows by key, so extra groups are never read.
-pub(crate) struct Parents {
-    /// A `FROM` item (no placeholders).
-    from: String,
-    /// Whether the keys travel as one array (`= ANY(ARRAY(...))`) rather than as a
-    /// semi-join; see [`parent_keys_as_array`].
-    as_array: bool,
-}
 
 /// How the root rows' common table expression is evaluated, for a root `paged` or not.
 ///
