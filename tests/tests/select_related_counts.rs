@@ -719,34 +719,96 @@ async fn transactions_sessions_and_existing_collections() {
 }
 
 #[tokio::test]
-async fn the_statement_is_one_select_with_lateral_aggregates() {
+async fn the_statement_is_one_select_with_grouped_aggregates() {
     let query = w1(joined).filter(Order::STATUS.eq("paid")).limit(10);
     let sql = query.joined_statement(AggregateEncoding::Records).unwrap();
     let text = &sql.text;
-    assert!(text.starts_with("SELECT \"t\".\"id\", "), "{text}");
-    assert_eq!(
-        text.matches("LEFT JOIN LATERAL (SELECT array_agg(ROW(")
-            .count(),
-        2,
+    // The root rows, filtered and paged, in a common table expression the to-many
+    // aggregates read their parents' keys from; a page is evaluated once.
+    assert!(
+        text.starts_with("WITH \"__root\" AS MATERIALIZED (SELECT \"t\".\"id\", "),
         "{text}"
+    );
+    assert!(
+        text.contains("WHERE \"t\".\"status\" = $1 ORDER BY \"t\".\"id\" ASC LIMIT $2) SELECT "),
+        "root filter and paging inside the CTE: {text}"
+    );
+    assert!(
+        text.contains("FROM \"__root\" AS \"t\" LEFT JOIN "),
+        "{text}"
+    );
+    // Each to-many edge: one aggregate per parent key over all the parents' children,
+    // joined back by key; the page's keys as one array.
+    assert_eq!(text.matches("LEFT JOIN (SELECT ").count(), 2, "{text}");
+    assert!(!text.contains("LATERAL"), "{text}");
+    assert!(
+        text.contains(
+            "WHERE \"r2\".\"order_id\" = ANY(ARRAY(SELECT \"p2\".\"id\" FROM \"__root\" AS \"p2\")) \
+             GROUP BY \"r2\".\"order_id\") AS \"l2\" ON \"l2\".\"k0\" = \"t\".\"id\""
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("LEFT JOIN \"products\" AS \"r3\" ON \"r3\".\"id\" = \"r2\".\"product_id\""),
+        "a to-one edge inside a grouped aggregate is a plain join: {text}"
     );
     assert!(
         text.contains("LEFT JOIN \"customers\" AS \"r1\" ON \"r1\".\"id\" = \"t\".\"customer_id\""),
         "{text}"
     );
     assert!(text.contains("FROM \"order_tags\" AS \"j4\" JOIN \"tags\" AS \"r4\" ON \"r4\".\"id\" = \"j4\".\"tag_id\""), "{text}");
-    assert!(
-        text.contains("WHERE \"t\".\"state\" = $1") || text.contains("WHERE \"t\".\"status\" = $1"),
-        "{text}"
-    );
-    assert!(
-        text.contains("LIMIT $2) AS \"t\""),
-        "root paging inside the derived table: {text}"
-    );
     assert!(text.ends_with("ORDER BY \"t\".\"id\" ASC"), "{text}");
     assert_eq!(sql.params.len(), 2);
     let json = query.joined_statement(AggregateEncoding::Json).unwrap();
     assert_eq!(json.text.matches("json_agg(json_build_array(").count(), 2);
+
+    // Unpaged: the keys as a semi-join on the root rows.
+    let all = w1(joined)
+        .joined_statement(AggregateEncoding::Records)
+        .unwrap();
+    assert!(
+        all.text.contains(
+            "WHERE (\"r2\".\"order_id\") IN (SELECT \"p2\".\"id\" FROM \"__root\" AS \"p2\")"
+        ),
+        "{}",
+        all.text
+    );
+
+    // Below a grouped edge, a to-many edge is a LATERAL subquery per row, inside the
+    // aggregate (here under a to-one edge).
+    let nested = Order::query()
+        .select_related(Order::ITEMS.with(OrderItem::PRODUCT.with(Product::STOCK)))
+        .joined_statement(AggregateEncoding::Records)
+        .unwrap();
+    let text = &nested.text;
+    assert_eq!(text.matches(" GROUP BY ").count(), 1, "{text}");
+    assert!(
+        text.contains("LEFT JOIN LATERAL (SELECT array_agg(ROW(\"r3\"."),
+        "{text}"
+    );
+
+    // A limit per parent keeps the LATERAL subquery for that edge (and below it).
+    let limited = Order::query()
+        .order_by(Order::ID.asc())
+        .select_related(Order::ITEMS.limit_per_parent(2).with(OrderItem::PRODUCT))
+        .select_related(Order::TAGS)
+        .joined_statement(AggregateEncoding::Records)
+        .unwrap();
+    let text = &limited.text;
+    assert_eq!(
+        text.matches("LEFT JOIN LATERAL (SELECT array_agg(ROW(")
+            .count(),
+        1,
+        "{text}"
+    );
+    assert_eq!(text.matches(" GROUP BY ").count(), 1, "{text}");
+
+    // Only to-one edges: no CTE, the root's own statement.
+    let to_one = Order::query()
+        .select_related(Order::CUSTOMER)
+        .joined_statement(AggregateEncoding::Records)
+        .unwrap();
+    assert!(to_one.text.starts_with("SELECT "), "{}", to_one.text);
 }
 
 #[tokio::test]

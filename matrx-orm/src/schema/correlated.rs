@@ -3,6 +3,12 @@
 //! condition pairing its keys with the parent row's. Relation filters (`EXISTS`),
 //! relation aggregates (scalar subqueries) and joined loads (`LATERAL`) all render
 //! their subqueries through this, so the pairing of keys is written once.
+//!
+//! The set-oriented form of the same pairing serves joined loads that aggregate a
+//! relation once for a whole set of parents: the relation's key columns (to group by
+//! and to join back on, [`Correlated::push_keys`], [`Correlated::push_rejoin`]) and the
+//! restriction of its rows to the keys of a set of parent rows
+//! ([`Correlated::push_in_parents`]).
 
 use crate::base::error::{Error, Result};
 use crate::base::meta::{ModelMeta, RelationKind, RelationMeta};
@@ -122,5 +128,86 @@ impl Correlated {
             }
             sql.column(side, inner).push(" = ").column(parent, outer);
         }
+    }
+
+    /// The alias holding the relation's key columns: the junction's for a
+    /// many-to-many relation, the target's otherwise.
+    fn key_side<'a>(&self, alias: &'a str, junction: &'a str) -> &'a str {
+        if self.junction.is_some() {
+            junction
+        } else {
+            alias
+        }
+    }
+
+    /// Appends the relation's key columns, comma-separated; with `named`, each as
+    /// `AS "k0"`, `AS "k1"`, ... (the names [`Correlated::push_rejoin`] joins on).
+    pub(crate) fn push_keys(&self, sql: &mut SqlBuf, alias: &str, junction: &str, named: bool) {
+        let side = self.key_side(alias, junction);
+        for (i, (inner, _)) in self.keys.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.column(side, inner);
+            if named {
+                sql.push(" AS ").ident(&format!("k{i}"));
+            }
+        }
+    }
+
+    /// Appends `"group"."k0" = "parent"."<col>" AND ...`: rows keyed by
+    /// [`Correlated::push_keys`] (under alias `group`) paired with the parent row.
+    pub(crate) fn push_rejoin(&self, sql: &mut SqlBuf, group: &str, parent: &str) {
+        for (i, (_, outer)) in self.keys.iter().enumerate() {
+            if i > 0 {
+                sql.push(" AND ");
+            }
+            sql.column(group, &format!("k{i}"))
+                .push(" = ")
+                .column(parent, outer);
+        }
+    }
+
+    /// Appends the condition restricting the relation's rows to the keys of a set of
+    /// parent rows: `parents` is a `FROM` item holding them (a table, a CTE or a
+    /// parenthesised subquery) and `set` an alias for it. With `as_array` and a
+    /// single key column, `"k" = ANY(ARRAY(SELECT "set"."col" FROM parents AS "set"))`
+    /// (the keys computed once, then one index probe each); otherwise a semi-join,
+    /// `("k0", "k1") IN (SELECT "set"."c0", "set"."c1" FROM parents AS "set")`.
+    pub(crate) fn push_in_parents(
+        &self,
+        sql: &mut SqlBuf,
+        alias: &str,
+        junction: &str,
+        parents: &str,
+        set: &str,
+        as_array: bool,
+    ) {
+        let side = self.key_side(alias, junction);
+        let outer = |sql: &mut SqlBuf| {
+            for (i, (_, outer)) in self.keys.iter().enumerate() {
+                if i > 0 {
+                    sql.push(", ");
+                }
+                sql.column(set, outer);
+            }
+            sql.push(" FROM ").push(parents).push(" AS ").ident(set);
+        };
+        if let (true, [(inner, _)]) = (as_array, self.keys.as_slice()) {
+            sql.column(side, inner).push(" = ANY(ARRAY(SELECT ");
+            outer(sql);
+            sql.push("))");
+            return;
+        }
+        sql.push("(");
+        for (i, (inner, _)) in self.keys.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.column(side, inner);
+        }
+        sql.push(") IN (SELECT ");
+        outer(sql);
+        sql.push(")");
     }
 }

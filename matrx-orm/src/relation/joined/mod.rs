@@ -1,51 +1,78 @@
 //! `select_related`: relation trees loaded inside the root query — to-one edges by
-//! `LEFT JOIN`, to-many edges by a `LEFT JOIN LATERAL` subquery that aggregates the
-//! children into one `record[]` value per parent — and `balanced`, which picks per
-//! edge between that and the batch statement of prefetch.
+//! `LEFT JOIN`, to-many edges aggregated into one `record[]` value per parent (once for
+//! the whole set of parents, `GROUP BY` the parent key, joined back by key; or by a
+//! `LEFT JOIN LATERAL` subquery per parent where an edge has a limit per parent) — and
+//! `balanced`, which picks per edge between that and the batch statement of prefetch.
 //!
 //! # The SQL shape
 //!
 //! Every joined edge gets an alias numbered in plan order (`r1`, `r2`, ...; `l2` for
-//! the lateral holding edge 2's aggregate, `j2` for its junction). Columns are always
-//! qualified, values always bound. For
+//! the derived table holding edge 2's aggregate, `j2` for its junction, `p2` for its
+//! parents' rows). Columns are always qualified, values always bound. For
 //! `Order::query().select_related(Order::CUSTOMER).select_related(Order::ITEMS.with(OrderItem::PRODUCT)).select_related(Order::TAGS).limit(10)`:
 //!
 //! ```text
+//! WITH "__root" AS MATERIALIZED (SELECT "t"."id", ... FROM "orders" AS "t"
+//!     WHERE TRUE ORDER BY "t"."id" LIMIT $1)
 //! SELECT "t"."id", ..., "r1"."id", ..., "l2"."v", "l4"."v"
-//! FROM (SELECT "t"."id", ... FROM "orders" AS "t" WHERE TRUE ORDER BY "t"."id" LIMIT $1) AS "t"
+//! FROM "__root" AS "t"
 //! LEFT JOIN "customers" AS "r1" ON "r1"."id" = "t"."customer_id"
-//! LEFT JOIN LATERAL (SELECT array_agg(ROW("r2"."id", ..., "r3"."id", ...)) AS "v"
+//! LEFT JOIN (SELECT "r2"."order_id" AS "k0", array_agg(ROW("r2"."id", ..., "r3"."id", ...)) AS "v"
 //!     FROM "order_items" AS "r2"
-//!     LEFT JOIN LATERAL (SELECT "r3"."id", ... FROM "products" AS "r3"
-//!         WHERE "r3"."id" = "r2"."product_id" ORDER BY "r3"."id" LIMIT 1) AS "r3" ON TRUE
-//!     WHERE "r2"."order_id" = "t"."id") AS "l2" ON TRUE
-//! LEFT JOIN LATERAL (SELECT array_agg(ROW("r4"."id", "r4"."name")) AS "v"
+//!     LEFT JOIN "products" AS "r3" ON "r3"."id" = "r2"."product_id"
+//!     WHERE "r2"."order_id" = ANY(ARRAY(SELECT "p2"."id" FROM "__root" AS "p2"))
+//!     GROUP BY "r2"."order_id") AS "l2" ON "l2"."k0" = "t"."id"
+//! LEFT JOIN (SELECT "j4"."order_id" AS "k0", array_agg(ROW("r4"."id", "r4"."name")) AS "v"
 //!     FROM "order_tags" AS "j4" JOIN "tags" AS "r4" ON "r4"."id" = "j4"."tag_id"
-//!     WHERE "j4"."order_id" = "t"."id") AS "l4" ON TRUE
+//!     WHERE "j4"."order_id" = ANY(ARRAY(SELECT "p4"."id" FROM "__root" AS "p4"))
+//!     GROUP BY "j4"."order_id") AS "l4" ON "l4"."k0" = "t"."id"
 //! ORDER BY "t"."id"
 //! ```
 //!
-//! - **Root paging applies to parents.** With a limit or offset the root is a derived
-//!   table carrying the filter, order and paging, and the joins hang off it; to-one
-//!   joins never multiply rows and to-many edges are one aggregate per parent, so
-//!   `LIMIT 10` is 10 orders however many items each has. The order is re-applied
-//!   outside.
+//! - **Root paging applies to parents.** The root rows (filter, order, paging) are a
+//!   common table expression the joins hang off; to-one joins never multiply rows and
+//!   to-many edges are one aggregate per parent key, so `LIMIT 10` is 10 orders however
+//!   many items each has. The order is re-applied outside. A page's CTE is
+//!   `MATERIALIZED` (every aggregate reads the same rows, even when the order has
+//!   ties); an unpaged root's is `NOT MATERIALIZED`, so the planner estimates from
+//!   the table's statistics (a materialized CTE's estimates pushed W2's statement over
+//!   the JIT threshold). A tree without a to-many edge in the grouped shape needs no
+//!   CTE: the root is a derived table with a limit or offset, the table itself
+//!   otherwise.
 //! - **To-one** (`belongs_to` to the target's primary key): a plain `LEFT JOIN`; a
 //!   filter goes into its `ON`. Every other to-one (a `has_one`, a `belongs_to` to other
-//!   columns, one with an ordering or a limit, and any to-one inside an aggregate) is a
-//!   `LEFT JOIN LATERAL (... LIMIT 1)`: at most one row whatever the data, and inside an
-//!   aggregate it keeps PostgreSQL on one index lookup per row (a plain join there was
-//!   planned as a hash join rebuilt for every parent: 3x slower on W2). Its columns are
-//!   flattened into the parent's row (or record); a NULL primary key means "no row".
+//!   columns, one with an ordering or a limit, and any to-one inside a `LATERAL`
+//!   aggregate) is a `LEFT JOIN LATERAL (... LIMIT 1)`: at most one row whatever the
+//!   data, and inside a per-parent subquery it keeps PostgreSQL on one index lookup per
+//!   row (a plain join there was planned as a hash join rebuilt for every parent: 3x
+//!   slower on W2). Its columns are flattened into the parent's row (or record); a NULL
+//!   primary key means "no row".
 //! - **To-many** (`has_many`, `many_to_many`): `array_agg(ROW(<target columns>,
 //!   <its to-one columns>, <its own aggregates>))` over the target (joined to the
-//!   junction for many-to-many) restricted to the parent's key, nested to any depth.
+//!   junction for many-to-many), nested to any depth. The shape is chosen per edge
+//!   (`policy::to_many_shape`):
+//!   - *grouped* (an edge without a limit per parent, reached from the root through
+//!     to-one edges only): the children of all parents at once, restricted to the
+//!     parents' keys and grouped by them, joined back to the parent row by key. The
+//!     parents' keys come from their rows: the root's CTE, or under a to-one edge a
+//!     subquery over its target restricted to the keys above (`render::Parents`).
+//!     The keys are matched as one array for the rows of a root page and a single key
+//!     column, as a semi-join (`IN (SELECT ...)`) otherwise
+//!     (`policy::parent_keys_as_array`). A filter goes into the grouped query's
+//!     `WHERE`. The edges below join inside the aggregate, once for all its rows:
+//!     to-one edges as plain joins, to-many edges as *lateral* subqueries per row
+//!     (grouped again, each level's key restriction would repeat every level above
+//!     it, and planning the deep and narrow tree took longer than running it).
+//!   - *lateral* (an edge with a limit per parent, or below a grouped edge): a `LEFT
+//!     JOIN LATERAL` subquery restricted to the parent's key, with a limit in a derived
+//!     table `(SELECT ... ORDER BY ... LIMIT $n)`; the edges below it stay inside it.
+//!
 //!   The default order (target primary key) is applied per parent in memory, as the
-//!   batch loader does; a custom order is an `ORDER BY` inside the aggregate. A limit
-//!   per parent is a derived table `(SELECT ... ORDER BY ... LIMIT $n)` inside the
-//!   lateral. No child rows: the aggregate is NULL, read as an empty list.
+//!   batch loader does; a custom order is an `ORDER BY` inside the aggregate. No child
+//!   rows: the aggregate is NULL, read as an empty list.
 //! - **Composite keys** pair up column by column (`"r1"."region" = "t"."region" AND
-//!   "r1"."code" = "t"."code"`).
+//!   "r1"."code" = "t"."code"`; grouped: `("r1"."region", "r1"."code") IN (SELECT ...)`
+//!   and `GROUP BY` both columns).
 //! - **Types** survive the aggregate: each field of a binary record carries its type
 //!   OID and is decoded by the same `FromSql` as a plain column (`records.rs`).
 //!

@@ -29,6 +29,22 @@ use crate::schema::model::{Model, Relation};
 use crate::schema::related::Related;
 use crate::schema::slot::Slot;
 
+/// The rows of a joined edge's parents, as the set-oriented to-many shape reads them:
+/// a `FROM` item holding every column of the parent model (the root's common table
+/// expression, or a subquery over the parent edge's target restricted to its own
+/// parents' keys) and how their keys are best matched.
+///
+/// The set may hold more rows than the parents (an edge's filter is not repeated in
+/// it, and a many-to-many target appears once per link): the aggregates are joined
+/// back to the parent rows by key, so extra groups are never read.
+pub(crate) struct Parents {
+    /// A `FROM` item (no placeholders).
+    pub(super) from: String,
+    /// Whether the keys travel as one array (`= ANY(ARRAY(...))`) rather than as a
+    /// semi-join; see `policy::parent_keys_as_array`.
+    pub(super) as_array: bool,
+}
+
 /// The edges of one level of a plan, on parents of type `S`.
 pub(crate) struct Plan<S> {
     /// Edges loaded in the parent's statement, in select-list order.
@@ -303,8 +319,12 @@ pub(super) trait JoinEdge<S>: Send + Sync {
         enc: AggregateEncoding,
         parent: &str,
         nested: bool,
+        parents: Option<&Parents>,
         sql: &mut SqlBuf,
     ) -> Result<()>;
+    /// Whether this edge or a to-one chain below it aggregates a to-many edge over
+    /// its parents' rows (the grouped shape).
+    fn reads_parent_rows(&self) -> bool;
     fn prepare(&mut self, held: Option<&Held>);
     /// Records the entries decoded so far in the session's cache.
     fn record(&mut self);
@@ -465,9 +485,14 @@ impl<R: Relation> JoinEdge<R::Source> for JoinedEdge<R> {
         enc: AggregateEncoding,
         parent: &str,
         nested: bool,
+        parents: Option<&Parents>,
         sql: &mut SqlBuf,
     ) -> Result<()> {
-        JoinedEdge::joins(self, enc, parent, nested, sql)
+        JoinedEdge::joins(self, enc, parent, nested, parents, sql)
+    }
+
+    fn reads_parent_rows(&self) -> bool {
+        JoinedEdge::reads_parent_rows(self)
     }
 
     fn prepare(&mut self, held: Option<&Held>) {

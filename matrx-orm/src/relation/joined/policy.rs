@@ -3,6 +3,7 @@
 //! `balanced` rule, and how aggregated relations travel.
 
 use crate::base::meta::RelationKind;
+use crate::schema::related::Related;
 
 /// How one relation edge is loaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -68,6 +69,59 @@ pub fn balanced_strategy(kind: RelationKind, parents: Option<usize>) -> LoadStra
         Some(n) if kind.is_to_one() && n <= BALANCED_JOIN_LIMIT => LoadStrategy::Joined,
         _ => LoadStrategy::Batched,
     }
+}
+
+/// How a joined to-many edge is written into its parent's statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ToManyShape {
+    /// Aggregated once for the whole set of parents: `GROUP BY` the parent key over
+    /// the children of every parent (restricted to the parents' keys by a semi-join or
+    /// one array), joined back to each parent row by key. One scan of the children,
+    /// one aggregate per parent key, no subquery per parent.
+    Grouped,
+    /// A `LEFT JOIN LATERAL` subquery run once per parent row.
+    Lateral,
+}
+
+/// The shape of a joined to-many edge customised by `related`.
+///
+/// Grouped whenever it can express the edge, which is every edge without a limit per
+/// parent: on the benchmark's trees it ran in 0.4-0.6x the server time of `LATERAL`
+/// (docs/BENCHMARKS.md, "The set-oriented shape"). A filter goes into the grouped
+/// query's `WHERE`, an ordering into the aggregate's `ORDER BY`. A limit per parent
+/// (the first *n* children of each parent) keeps the `LATERAL` subquery with its
+/// `ORDER BY .. LIMIT`, and the edges below it stay inside that subquery. Where the
+/// edge's parents are the rows of a grouped to-many edge, the statement has no set
+/// of parents to group over and the edge is `LATERAL` whatever this says (see
+/// `render`: grouped again, the deep and narrow tree spent longer planning than
+/// running).
+pub(crate) fn to_many_shape<T>(related: &Related<T>) -> ToManyShape {
+    if related.limit_per_parent.is_some() {
+        ToManyShape::Lateral
+    } else {
+        ToManyShape::Grouped
+    }
+}
+
+/// Whether the grouped shape matches its parents' keys as one array
+/// (`key = ANY(ARRAY(SELECT ...))`) rather than as a semi-join (`key IN (SELECT ...)`),
+/// for parents that are (or descend from) the root rows of a `paged` statement or not.
+/// Composite keys always go as a semi-join.
+///
+/// Measured on the benchmark's orders and products (server time, docs/BENCHMARKS.md,
+/// "The set-oriented shape"): a page's rows are a materialized CTE (see `render`),
+/// whose row estimates are guesses; the semi-join on them was planned for far more
+/// keys than the page has (the first 1,000 orders: 8.8 ms against 7.8 ms for the
+/// array) and, from 5,000 orders, crossed the JIT threshold (78-153 ms against 43 ms;
+/// 20,000 orders: 409-427 against 168 ms). Unpaged, the root is inlined and the
+/// semi-join is planned from the table's statistics: 105 ms against 140-195 ms for the
+/// array on all 20,000 orders, 5 against 16 ms on all 1,000 products. Below a page
+/// (its orders' items, their products' stock), the semi-join on a materialized page
+/// was planned as scans of the whole child tables: the deep and narrow tree (20
+/// customers, five levels) took 2.8x the hand-written statements, against 2.1x with
+/// `LATERAL`.
+pub(crate) fn parent_keys_as_array(paged: bool) -> bool {
+    paged
 }
 
 /// How aggregated relations travel. [`Records`](AggregateEncoding::Records) is what loads use;

@@ -9,8 +9,10 @@ use crate::base::meta::{ModelMeta, RelationKind};
 use crate::base::sql::{SqlBuf, ROOT};
 use crate::base::value::Param;
 use crate::relation::batch::sorted_in_memory;
-use crate::relation::joined::plan::{BatchedEdge, JoinedEdge, Plan};
-use crate::relation::joined::policy::AggregateEncoding;
+use crate::relation::joined::plan::{BatchedEdge, JoinedEdge, Parents, Plan};
+use crate::relation::joined::policy::{
+    parent_keys_as_array, to_many_shape, AggregateEncoding, ToManyShape,
+};
 use crate::relation::sql::edge_statement;
 use crate::schema::correlated::Correlated;
 use crate::schema::criteria::Criteria;
@@ -22,6 +24,28 @@ pub(super) const MATCHES: &str = "__n";
 
 /// Alias of the derived table holding a batched edge's rows (see [`BatchedEdge`]).
 const BASE: &str = "b";
+
+/// The name of the common table expression holding the root rows when to-many edges
+/// are aggregated per set of parents (see [`Parents`]).
+const ROOT_ROWS: &str = "__root";
+
+/// How the root rows' common table expression is evaluated, for a root `paged` or not.
+///
+/// - Paged (a limit or an offset): `MATERIALIZED`, evaluated once, so every aggregate
+///   reads exactly the rows of the page. Evaluated once per reference, a page whose
+///   order has ties (or no order) could be a different set of rows each time, and a
+///   parent would miss its children.
+/// - Unpaged: `NOT MATERIALIZED`, inlined. The same filter in the same snapshot is
+///   the same rows every time, and inlined the planner estimates from the table's
+///   statistics: materialized, its guesses pushed the estimated cost of all 20,000
+///   orders (W2) over the JIT threshold, 4x slower (docs/BENCHMARKS.md).
+fn root_rows(paged: bool) -> &'static str {
+    if paged {
+        " AS MATERIALIZED"
+    } else {
+        " AS NOT MATERIALIZED"
+    }
+}
 
 /// The root statement: `M`'s columns and the joined edges' (see the module docs).
 pub(super) fn root_statement<M: Model>(
@@ -38,6 +62,41 @@ pub(super) fn root_statement<M: Model>(
     }
     plan.selects(enc, &mut selects);
     let mut sql = SqlBuf::new();
+    if plan.reads_parent_rows() {
+        // The root rows as a common table expression the to-many aggregates read their
+        // parents' keys from (see `root_rows`).
+        let paged = rows.is_paged();
+        sql.push("WITH ")
+            .ident(ROOT_ROWS)
+            .push(root_rows(paged))
+            .push(" (SELECT ")
+            .columns(ROOT, M::META)
+            .push(" FROM ")
+            .table_as(M::META, ROOT)
+            .push(" WHERE ");
+        rows.render_where(ROOT, &mut sql);
+        if paged {
+            rows.render_order(ROOT, &mut sql);
+            rows.render_paging(&mut sql)?;
+        }
+        // The select list holds no placeholder: everything bound is in the CTE before
+        // it or in the joins after it, in text order.
+        sql.push(") SELECT ")
+            .push(&selects.join(", "))
+            .push(" FROM ")
+            .ident(ROOT_ROWS)
+            .push(" AS ")
+            .ident(ROOT);
+        let mut from = SqlBuf::new();
+        from.ident(ROOT_ROWS);
+        let parents = Parents {
+            from: from.text,
+            as_array: parent_keys_as_array(paged),
+        };
+        plan.joins(enc, ROOT, false, Some(&parents), &mut sql)?;
+        rows.render_order(ROOT, &mut sql);
+        return Ok(sql);
+    }
     // The select list holds no placeholder: everything bound comes after it, in text order.
     sql.push("SELECT ").push(&selects.join(", ")).push(" FROM ");
     if rows.is_paged() {
@@ -50,10 +109,10 @@ pub(super) fn root_statement<M: Model>(
         rows.render_order(ROOT, &mut sql);
         rows.render_paging(&mut sql)?;
         sql.push(") AS ").ident(ROOT);
-        plan.joins(enc, ROOT, false, &mut sql)?;
+        plan.joins(enc, ROOT, false, None, &mut sql)?;
     } else {
         sql.table_as(M::META, ROOT);
-        plan.joins(enc, ROOT, false, &mut sql)?;
+        plan.joins(enc, ROOT, false, None, &mut sql)?;
         sql.push(" WHERE ");
         rows.render_where(ROOT, &mut sql);
     }
@@ -69,18 +128,27 @@ impl<S: Model> Plan<S> {
         }
     }
 
-    /// Appends the joins of the joined edges onto `parent` (an alias).
+    /// Appends the joins of the joined edges onto `parent` (an alias). `nested`: inside
+    /// a `LATERAL` aggregate. `parents`: the set of parent rows, when the to-many
+    /// edges may aggregate once for all of them (see [`Parents`]).
     pub(crate) fn joins(
         &self,
         enc: AggregateEncoding,
         parent: &str,
         nested: bool,
+        parents: Option<&Parents>,
         sql: &mut SqlBuf,
     ) -> Result<()> {
         for edge in &self.joined {
-            edge.joins(enc, parent, nested, sql)?;
+            edge.joins(enc, parent, nested, parents, sql)?;
         }
         Ok(())
+    }
+
+    /// Whether an edge of this level, or a to-one chain below it, is a to-many edge
+    /// that takes the set-oriented shape (so the statement names its parents' rows).
+    pub(crate) fn reads_parent_rows(&self) -> bool {
+        self.joined.iter().any(|e| e.reads_parent_rows())
     }
 }
 
@@ -100,12 +168,62 @@ impl<R: Relation> JoinedEdge<R> {
         enc: AggregateEncoding,
         parent: &str,
         nested: bool,
+        parents: Option<&Parents>,
         sql: &mut SqlBuf,
     ) -> Result<()> {
         if R::META.kind.is_to_one() {
-            self.to_one_joins(enc, parent, nested, sql)
+            return self.to_one_joins(enc, parent, nested, parents, sql);
+        }
+        match (parents, to_many_shape(&self.related)) {
+            (Some(parents), ToManyShape::Grouped) => self.grouped_joins(enc, parent, parents, sql),
+            _ => self.to_many_joins(enc, parent, sql),
+        }
+    }
+
+    /// Whether this edge, or one below it through to-one edges, takes the grouped
+    /// to-many shape when its parents' rows are known.
+    pub(super) fn reads_parent_rows(&self) -> bool {
+        if R::META.kind.is_to_one() {
+            self.plan.reads_parent_rows()
         } else {
-            self.to_many_joins(enc, parent, sql)
+            to_many_shape(&self.related) == ToManyShape::Grouped
+        }
+    }
+
+    /// This edge's target rows for the parent rows `parents`, as the parents of its
+    /// own edges: `(SELECT <target columns> FROM <target> WHERE <keys in parents>)`.
+    /// Its filter is left out (the set may be larger, never smaller).
+    fn rows_for(&self, parents: &Parents) -> Result<Parents> {
+        let set = format!("s{}", self.id);
+        let junction = format!("sj{}", self.id);
+        let correlated = Self::correlated()?;
+        let mut sql = SqlBuf::new();
+        sql.push("(SELECT ")
+            .columns(&set, Self::target())
+            .push(" FROM ");
+        correlated.push_from(&mut sql, &set, &junction);
+        sql.push(" WHERE ");
+        correlated.push_in_parents(
+            &mut sql,
+            &set,
+            &junction,
+            &parents.from,
+            &format!("p{}", self.id),
+            parents.as_array,
+        );
+        sql.push(")");
+        // Rows below a page's rows are as few as the page makes them: arrays again.
+        Ok(Parents {
+            from: sql.text,
+            as_array: parents.as_array,
+        })
+    }
+
+    /// The parents of this edge's own edges, when they read them.
+    fn child_parents(&self, parents: Option<&Parents>) -> Result<Option<Parents>> {
+        match parents {
+            Some(parents) if self.plan.reads_parent_rows() => self.rows_for(parents).map(Some),
+            _ => Ok(None),
         }
     }
 
@@ -155,6 +273,7 @@ impl<R: Relation> JoinedEdge<R> {
         enc: AggregateEncoding,
         parent: &str,
         nested: bool,
+        parents: Option<&Parents>,
         sql: &mut SqlBuf,
     ) -> Result<()> {
         let alias = self.alias();
@@ -202,16 +321,75 @@ impl<R: Relation> JoinedEdge<R> {
             }
             sql.push(") AS ").ident(&alias).push(" ON TRUE");
         }
-        self.plan.joins(enc, &alias, nested, sql)
+        let own = self.child_parents(parents)?;
+        self.plan.joins(enc, &alias, nested, own.as_ref(), sql)
+    }
+
+    /// The set-oriented to-many shape: the children of every parent in `parents`
+    /// aggregated at once, one group per parent key, joined back to the parent row by
+    /// key:
+    ///
+    /// ```text
+    /// LEFT JOIN (SELECT "r2"."order_id" AS "k0", array_agg(ROW(...)) AS "v"
+    ///     FROM "order_items" AS "r2" <its edges' joins>
+    ///     WHERE "r2"."order_id" IN (SELECT "p2"."id" FROM "__root" AS "p2") [AND <filter>]
+    ///     GROUP BY "r2"."order_id") AS "l2" ON "l2"."k0" = "t"."id"
+    /// ```
+    fn grouped_joins(
+        &self,
+        enc: AggregateEncoding,
+        parent: &str,
+        parents: &Parents,
+        sql: &mut SqlBuf,
+    ) -> Result<()> {
+        let alias = self.alias();
+        let junction = format!("j{}", self.id);
+        let group = format!("l{}", self.id);
+        let target = Self::target();
+        let correlated = Self::correlated()?;
+        let (agg, ctor) = aggregate(enc);
+        let mut fields = Vec::new();
+        self.row_selects(enc, &mut fields);
+        sql.push(" LEFT JOIN (SELECT ");
+        correlated.push_keys(sql, &alias, &junction, true);
+        sql.push(", ").push(agg).push("(").push(ctor).push("(");
+        sql.push(&fields.join(", ")).push(")");
+        if !sorted_in_memory(R::META.kind, &self.related) {
+            sql.push(" ORDER BY ");
+            push_order(sql, &alias, target, &self.related);
+        }
+        sql.push(") AS \"v\" FROM ");
+        correlated.push_from(sql, &alias, &junction);
+        // The edges below join inside the aggregate, run once for all rows: to-one
+        // edges as plain joins, to-many edges as `LATERAL` subqueries per row. Grouped
+        // again, each level would restrict its rows by a subquery repeating every
+        // level above (the deep and narrow tree: 20 ms of planning per execution).
+        self.plan.joins(enc, &alias, false, None, sql)?;
+        sql.push(" WHERE ");
+        correlated.push_in_parents(
+            sql,
+            &alias,
+            &junction,
+            &parents.from,
+            &format!("p{}", self.id),
+            parents.as_array,
+        );
+        if let Some(filter) = &self.related.filter {
+            filter.check()?;
+            sql.push(" AND ");
+            filter.render(&alias, sql);
+        }
+        sql.push(" GROUP BY ");
+        correlated.push_keys(sql, &alias, &junction, false);
+        sql.push(") AS ").ident(&group).push(" ON ");
+        correlated.push_rejoin(sql, &group, parent);
+        Ok(())
     }
 
     fn to_many_joins(&self, enc: AggregateEncoding, parent: &str, sql: &mut SqlBuf) -> Result<()> {
         let alias = self.alias();
         let target = Self::target();
-        let (agg, ctor) = match enc {
-            AggregateEncoding::Records => ("array_agg", "ROW"),
-            AggregateEncoding::Json => ("json_agg", "json_build_array"),
-        };
+        let (agg, ctor) = aggregate(enc);
         let mut fields = Vec::new();
         self.row_selects(enc, &mut fields);
         sql.push(" LEFT JOIN LATERAL (SELECT ")
@@ -234,12 +412,12 @@ impl<R: Relation> JoinedEdge<R> {
                 push_order(sql, &alias, target, &self.related);
                 sql.push(" LIMIT ").param(limit_param(n)?);
                 sql.push(") AS ").ident(&alias);
-                self.plan.joins(enc, &alias, true, sql)?;
+                self.plan.joins(enc, &alias, true, None, sql)?;
             }
             None => {
                 // The children's joins go between the FROM item and the condition.
                 self.push_from(sql)?;
-                self.plan.joins(enc, &alias, true, sql)?;
+                self.plan.joins(enc, &alias, true, None, sql)?;
                 self.push_condition(sql, parent)?;
             }
         }
@@ -307,7 +485,7 @@ impl<R: Relation> BatchedEdge<R> {
         }
         sql.push(")");
         self.plan
-            .joins(AggregateEncoding::Records, BASE, false, &mut sql)?;
+            .joins(AggregateEncoding::Records, BASE, false, None, &mut sql)?;
         if self.related.limit_per_parent.is_some() {
             sql.push(" ORDER BY ").column(BASE, "__rn");
         } else if !self.related.order.is_empty() {
@@ -315,6 +493,14 @@ impl<R: Relation> BatchedEdge<R> {
             push_order(&mut sql, BASE, target, &self.related);
         }
         Ok(sql)
+    }
+}
+
+/// The aggregate function and the row constructor of an encoding.
+fn aggregate(enc: AggregateEncoding) -> (&'static str, &'static str) {
+    match enc {
+        AggregateEncoding::Records => ("array_agg", "ROW"),
+        AggregateEncoding::Json => ("json_agg", "json_build_array"),
     }
 }
 
