@@ -7,11 +7,13 @@ use postgres_types::ToSql;
 use tokio_postgres::Row;
 
 use crate::base::error::{Error, Result};
+use crate::db::held::{HeldConn, Route};
 use crate::db::pool::Db;
-use crate::db::transaction::Transaction;
+use crate::db::transaction::{transaction_scope, Transaction};
 use crate::executor::batching::{Loaders, DEFAULT_MAX_BATCH};
 use crate::executor::{Executor, RowStream, Scope, StreamExecutor};
 use crate::statement::counter::QueryCounter;
+use crate::statement::stream::stream_pooled;
 
 /// One request's scope over a shared [`Db`]: its own query counter and strict-mode
 /// switch, and request-scoped batching: lazy loads (`fetch`, `fetch_fk`, ...) and gets
@@ -42,9 +44,34 @@ use crate::statement::counter::QueryCounter;
 /// # Ok(()) }
 /// ```
 ///
+/// # One connection per session
+///
+/// A session takes a connection from the pool when its first statement runs and
+/// keeps it until it is dropped (the session and every clone of it): all its
+/// statements run there, and statements pending at the same time — the batches of
+/// one wave, the sibling edges of a prefetch, spawned tasks sharing the session — are
+/// pipelined on it rather than each taking a pooled connection. A
+/// [transaction](Session::begin) begun from the session runs on the session's
+/// connection when no statement of the session is running on it at that moment (the
+/// session takes a connection again after it, if it needs one); otherwise, and for a
+/// [stream](crate::Select::stream) in the same case, it takes a pooled connection of
+/// its own.
+///
+/// **Pool sizing.** Size the pool ([`DbBuilder::pool_size`](crate::DbBuilder::pool_size),
+/// default 16) for the sessions alive at the same time — one connection each, from
+/// their first statement to their drop — plus the transactions and streams that run
+/// while their session is busy on its own connection. A session that cannot get a
+/// connection within [`pool_wait`](crate::DbBuilder::pool_wait) fails with
+/// [`Error::PoolTimeout`]. Keep a session to one request and drop it at the end:
+/// a session held for longer holds its connection for longer.
+///
 /// With [read replicas](crate::DbBuilder::replica), a session reads from a replica
 /// until it first writes (any statement that is not an ORM read, or a transaction),
-/// and from the primary after that, so it always reads its own writes.
+/// and from the primary after that, so it always reads its own writes. Its
+/// connection is then the replica's (the first usable one when it first reads) until
+/// it writes, and the primary's after that: it holds one connection at a time. A read
+/// whose replica connection breaks runs again on the primary, and the session stays
+/// on the primary.
 ///
 /// ```no_run
 /// # async fn demo(db: &matrx_orm::Db) -> matrx_orm::Result<()> {
@@ -60,6 +87,9 @@ pub struct Session {
     /// Whether this session (or a clone of it) has written: its reads then go to
     /// the primary.
     wrote: Arc<AtomicBool>,
+    /// The connection its statements run on, taken when the first one runs and
+    /// shared by its clones.
+    held: Arc<HeldConn>,
 }
 
 impl Db {
@@ -79,6 +109,7 @@ impl Session {
             db,
             scope,
             wrote: Arc::default(),
+            held: Arc::default(),
         }
     }
 
@@ -112,10 +143,26 @@ impl Session {
         }
     }
 
-    /// Begins a transaction that reports to this session.
+    /// Begins a transaction that reports to this session. It runs on the session's
+    /// connection when no statement of the session is running on it (the session
+    /// takes another one, if it needs one, until the transaction ends), else on a
+    /// pooled connection of its own.
     pub async fn begin(&self) -> Result<Transaction<'static>> {
         self.wrote();
-        self.db.begin_in(&self.scope).await
+        let conn = match self.held.take(Route::Primary).await {
+            Some((_, conn)) => conn,
+            None => self.db.conn().await?,
+        };
+        Transaction::begin(conn, transaction_scope(&self.scope)).await
+    }
+
+    /// Where this session's reads may run.
+    fn read_route(&self) -> Route {
+        if self.reads_anywhere() {
+            Route::Read
+        } else {
+            Route::Primary
+        }
     }
 
     /// Notes that this session wrote (or may have): from now on it reads from the
@@ -155,25 +202,24 @@ impl Executor for Session {
 
     async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
         self.wrote();
-        self.db.pooled_query(&self.scope, sql, params).await
+        self.held
+            .query(&self.db, &self.scope, Route::Primary, sql, params)
+            .await
     }
 
     async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
         self.wrote();
-        self.db.pooled_execute(&self.scope, sql, params).await
+        self.held.execute(&self.db, &self.scope, sql, params).await
     }
 
     async fn query_read(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
-        if self.reads_anywhere() {
-            self.db.pooled_read(&self.scope, sql, params).await
-        } else {
-            self.db.pooled_query(&self.scope, sql, params).await
-        }
+        self.held
+            .query(&self.db, &self.scope, self.read_route(), sql, params)
+            .await
     }
 
     async fn atomic(&self) -> Result<Transaction<'static>> {
-        self.wrote();
-        self.db.begin_in(&self.scope).await
+        self.begin().await
     }
 
     fn scope(&self) -> &Scope {
@@ -188,7 +234,16 @@ impl StreamExecutor for Session {
         params: &[&(dyn ToSql + Sync)],
         _batch: usize,
     ) -> Result<RowStream<'a>> {
-        if self.reads_anywhere() {
+        let route = self.read_route();
+        if let Some((replica, conn)) = self.held.take(route).await {
+            if let (Some(_), Some(replicas)) = (replica, self.db.replicas()) {
+                replicas.answered();
+            }
+            return Ok(Box::pin(
+                stream_pooled(conn, self.scope.via(), sql, params).await?,
+            ));
+        }
+        if route == Route::Read {
             self.db.pooled_read_stream(&self.scope, sql, params).await
         } else {
             self.db.pooled_stream(&self.scope, sql, params).await

@@ -77,6 +77,17 @@ pub trait Executor: Send + Sync {
     /// session, a savepoint inside a transaction.
     #[doc(hidden)]
     fn atomic(&self) -> impl Future<Output = Result<Self::Atomic<'_>>> + Send;
+
+    /// What one load (a query with its relation tree) runs on so that all its
+    /// statements share one connection, and sibling edges sent together are pipelined
+    /// on it: on a [`Db`](crate::Db), an executor that takes one connection (or one
+    /// replica's) when its first statement runs and returns it when dropped. `None`
+    /// when this executor already runs on one connection (a session, a transaction):
+    /// the load runs on it.
+    #[doc(hidden)]
+    fn for_load(&self) -> Option<Box<dyn DynExecutor + '_>> {
+        None
+    }
 }
 
 /// A transaction opened by [`Executor::atomic`] for a multi-statement write: an
@@ -141,6 +152,9 @@ pub trait DynExecutor: Send + Sync {
 
     /// [`Executor::scope`].
     fn scope_dyn(&self) -> &Scope;
+
+    /// [`Executor::for_load`].
+    fn for_load_dyn(&self) -> Option<Box<dyn DynExecutor + '_>>;
 }
 
 impl<E: Executor> DynExecutor for E {
@@ -154,5 +168,9 @@ impl<E: Executor> DynExecutor for E {
 
     fn scope_dyn(&self) -> &Scope {
         self.scope()
+    }
+
+    fn for_load_dyn(&self) -> Option<Box<dyn DynExecutor + '_>> {
+        self.for_load()
     }
 }

@@ -1,0 +1,238 @@
+//! One connection kept for a while: a [`Session`](crate::Session)'s, from its first
+//! statement until it is dropped, and one load's on a [`Db`] (its root statement and
+//! every edge of its relation tree), so that statements sent at the same time are
+//! pipelined on it (tokio-postgres writes them back to back and reads the answers in
+//! order) instead of each taking a pooled connection of its own.
+//!
+//! The connection is taken from the pool when the first statement needs it (a load
+//! answered from caches takes none) and returned when the holder is dropped. A read
+//! may go to a replica: the first read picks one, and every later read of the holder
+//! goes to the same connection; a statement that must run on the primary replaces a
+//! held replica connection by a primary one (a session that wrote reads from the
+//! primary from then on). A connection that failed with a connection error is never
+//! returned to the pool.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use deadpool_postgres::Object;
+use futures_util::future::BoxFuture;
+use postgres_types::ToSql;
+use tokio_postgres::Row;
+
+use crate::base::error::{Error, Result};
+use crate::db::pool::Db;
+use crate::executor::{DynExecutor, Scope};
+use crate::statement::run::{run_execute, run_query};
+
+/// Where a statement may run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// Only on the primary (writes, and every statement of a session that wrote).
+    Primary,
+    /// On a usable replica if there is one, else on the primary.
+    Read,
+}
+
+/// A connection taken from the pool once and kept until this is dropped.
+#[derive(Debug, Default)]
+pub(crate) struct HeldConn {
+    slot: tokio::sync::Mutex<Option<Held>>,
+}
+
+/// The held connection, shared by the statements running on it.
+#[derive(Debug, Clone)]
+struct Held {
+    conn: Arc<Conn>,
+    /// The replica it belongs to (`None`: the primary).
+    replica: Option<usize>,
+}
+
+/// A pooled connection that is closed instead of returned if a statement found it
+/// broken.
+#[derive(Debug)]
+struct Conn {
+    object: Option<Object>,
+    broken: AtomicBool,
+}
+
+impl Conn {
+    fn new(object: Object) -> Arc<Conn> {
+        Arc::new(Conn {
+            object: Some(object),
+            broken: AtomicBool::new(false),
+        })
+    }
+
+    fn client(&self) -> Result<&Object> {
+        self.object
+            .as_ref()
+            .ok_or_else(|| Error::Connection("the held connection was released".to_owned()))
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if let Some(object) = self.object.take() {
+            if self.broken.load(Ordering::Relaxed) {
+                drop(Object::take(object));
+            }
+        }
+    }
+}
+
+impl HeldConn {
+    /// The held connection if it suits `route`, else a new one (which replaces it).
+    async fn acquire(&self, db: &Db, route: Route) -> Result<Held> {
+        let mut slot = self.slot.lock().await;
+        if let Some(held) = &*slot {
+            if route == Route::Read || held.replica.is_none() {
+                return Ok(held.clone());
+            }
+        }
+        let replica = match (route, db.replicas()) {
+            (Route::Read, Some(replicas)) => replicas.pick().await,
+            _ => None,
+        };
+        let held = match replica {
+            Some((i, object)) => Held {
+                conn: Conn::new(object),
+                replica: Some(i),
+            },
+            None => Held {
+                conn: Conn::new(db.conn().await?),
+                replica: None,
+            },
+        };
+        *slot = Some(held.clone());
+        Ok(held)
+    }
+
+    /// After a statement on `held` failed with a connection error: the connection is
+    /// closed once its last statement ends, and the next statement takes another.
+    async fn forget(&self, held: &Held) {
+        held.conn.broken.store(true, Ordering::Relaxed);
+        let mut slot = self.slot.lock().await;
+        if slot
+            .as_ref()
+            .is_some_and(|h| Arc::ptr_eq(&h.conn, &held.conn))
+        {
+            *slot = None;
+        }
+    }
+
+    /// Runs a statement on the held connection (taking one first if needed). A read
+    /// that fails on a replica with a connection error marks it down and runs again
+    /// on the primary (it only reads).
+    pub(crate) async fn query(
+        &self,
+        db: &Db,
+        scope: &Scope,
+        route: Route,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>> {
+        let held = self.acquire(db, route).await?;
+        let result = run_query(held.conn.client()?, scope.via(), sql, params).await;
+        let broken = matches!(result, Err(Error::Connection(_)));
+        if broken {
+            self.forget(&held).await;
+        }
+        match (held.replica, db.replicas()) {
+            (Some(i), Some(replicas)) if broken => {
+                replicas.mark_down(i);
+                let held = self.acquire(db, Route::Primary).await?;
+                let result = run_query(held.conn.client()?, scope.via(), sql, params).await;
+                if matches!(result, Err(Error::Connection(_))) {
+                    self.forget(&held).await;
+                }
+                result
+            }
+            (Some(_), Some(replicas)) => {
+                replicas.answered();
+                result
+            }
+            _ => result,
+        }
+    }
+
+    /// Runs a statement whose rows are not needed on the held primary connection.
+    pub(crate) async fn execute(
+        &self,
+        db: &Db,
+        scope: &Scope,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64> {
+        let held = self.acquire(db, Route::Primary).await?;
+        let result = run_execute(held.conn.client()?, scope.via(), sql, params).await;
+        if matches!(result, Err(Error::Connection(_))) {
+            self.forget(&held).await;
+        }
+        result
+    }
+
+    /// Hands the held connection over (to a transaction or a stream) when it suits
+    /// `route` and no statement is running on it; the next statement takes another.
+    /// `None` when there is none to hand over: the caller takes a pooled one. With
+    /// the connection, the replica it belongs to (`None`: the primary).
+    pub(crate) async fn take(&self, route: Route) -> Option<(Option<usize>, Object)> {
+        let mut slot = self.slot.lock().await;
+        let held = slot.take()?;
+        if route == Route::Primary && held.replica.is_some() {
+            // A replica connection is of no more use to a holder that now needs the
+            // primary: it goes back to the pool.
+            return None;
+        }
+        match Arc::try_unwrap(held.conn) {
+            Ok(mut conn) => conn.object.take().map(|object| (held.replica, object)),
+            Err(shared) => {
+                // Busy: it stays held.
+                *slot = Some(Held {
+                    conn: shared,
+                    replica: held.replica,
+                });
+                None
+            }
+        }
+    }
+}
+
+/// One load on a [`Db`]: its statements share one connection, taken when the first
+/// of them runs (see [`Executor::for_load`](crate::Executor::for_load)).
+pub(crate) struct LoadConn<'a> {
+    db: &'a Db,
+    scope: &'a Scope,
+    held: HeldConn,
+}
+
+impl<'a> LoadConn<'a> {
+    pub(crate) fn new(db: &'a Db, scope: &'a Scope) -> LoadConn<'a> {
+        LoadConn {
+            db,
+            scope,
+            held: HeldConn::default(),
+        }
+    }
+}
+
+impl DynExecutor for LoadConn<'_> {
+    fn query_read_dyn<'a>(
+        &'a self,
+        sql: &'a str,
+        params: &'a [&'a (dyn ToSql + Sync)],
+    ) -> BoxFuture<'a, Result<Vec<Row>>> {
+        Box::pin(
+            self.held
+                .query(self.db, self.scope, Route::Read, sql, params),
+        )
+    }
+
+    fn scope_dyn(&self) -> &Scope {
+        self.scope
+    }
+
+    fn for_load_dyn(&self) -> Option<Box<dyn DynExecutor + '_>> {
+        None
+    }
+}
