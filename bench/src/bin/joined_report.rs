@@ -42,8 +42,8 @@ usage: joined-report [report|sweep|pipeline] [--rounds N]
   sweep       W1's tree on the first 10 .. 20,000 orders: to-one edges joined against
               prefetch and balanced, on the local socket and with 1 ms per statement
   pipeline    W1 and W2 by prefetch and balanced with every statement of a load on one
-              connection (sibling edges pipelined: the default) against a pooled
-              connection per statement
+              connection (sibling edges pipelined: Db::one_connection) against a
+              pooled connection per statement (the default)
   --rounds N  timed rounds after one warm-up round (default 7 for report, 9 for sweep
               and pipeline)
 
@@ -563,60 +563,20 @@ impl Executor for Delayed<'_> {
     }
 }
 
-// ---- a pooled connection per statement --------------------------------------------
-
-/// A `Db` without `Executor::for_load`: each statement of a load takes a pooled
-/// connection of its own, so sibling edges run on separate connections (how loads
-/// ran before they were pipelined on one).
-struct Pooled<'a>(&'a Db);
-
-impl Executor for Pooled<'_> {
-    type Atomic<'t>
-        = matrx_orm::Transaction<'static>
-    where
-        Self: 't;
-
-    async fn query(
-        &self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> matrx_orm::Result<Vec<Row>> {
-        self.0.query(sql, params).await
-    }
-
-    async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> matrx_orm::Result<u64> {
-        self.0.execute(sql, params).await
-    }
-
-    async fn query_read(
-        &self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> matrx_orm::Result<Vec<Row>> {
-        self.0.query_read(sql, params).await
-    }
-
-    fn scope(&self) -> &Scope {
-        self.0.scope()
-    }
-
-    async fn atomic(&self) -> matrx_orm::Result<matrx_orm::Transaction<'static>> {
-        self.0.atomic().await
-    }
-}
-
-fn orm_pooled<'a, M: Model, F>(db: &'a Db, query: Select<M>, walk: F) -> Run<'a>
+/// A load whose statements all run on one connection (`Db::one_connection`).
+fn orm_one_connection<'a, M: Model, F>(db: &'a Db, query: Select<M>, walk: F) -> Run<'a>
 where
     F: Fn(&[M]) -> Result<Sums> + Copy + Send + Sync + 'a,
 {
     Box::new(move || {
         let query = query.clone();
-        Box::pin(async move { walk(&query.all(&Pooled(db)).await?) })
+        Box::pin(async move { walk(&query.all(&db.one_connection()).await?) })
     })
 }
 
-/// W1 and W2 by prefetch and balanced, a load's statements on one connection against
-/// a pooled connection per statement, interleaved with the hand-written baseline.
+/// W1 and W2 by prefetch and balanced, a load's statements on one connection
+/// (`Db::one_connection`) against a pooled connection per statement (a plain `Db`),
+/// interleaved with the hand-written baseline.
 async fn pipeline(ctx: &BenchContext, rounds: usize) -> Result<()> {
     let db = &matrx_orm_bench::orm::connect(ctx, 8).await?;
     let w1 = Some(ctx.params.w1_orders.max(0) as u64);
@@ -630,19 +590,19 @@ async fn pipeline(ctx: &BenchContext, rounds: usize) -> Result<()> {
                 ("handwritten", handwritten(&loader)),
                 (
                     "prefetch, one connection",
-                    orm(db, orders_query(Mode::Prefetch, limit), orders_sums),
+                    orm_one_connection(db, orders_query(Mode::Prefetch, limit), orders_sums),
                 ),
                 (
                     "prefetch, pooled per statement",
-                    orm_pooled(db, orders_query(Mode::Prefetch, limit), orders_sums),
+                    orm(db, orders_query(Mode::Prefetch, limit), orders_sums),
                 ),
                 (
                     "balanced, one connection",
-                    orm(db, orders_query(Mode::Balanced, limit), orders_sums),
+                    orm_one_connection(db, orders_query(Mode::Balanced, limit), orders_sums),
                 ),
                 (
                     "balanced, pooled per statement",
-                    orm_pooled(db, orders_query(Mode::Balanced, limit), orders_sums),
+                    orm(db, orders_query(Mode::Balanced, limit), orders_sums),
                 ),
             ],
         )

@@ -1,8 +1,8 @@
 //! One connection kept for a while: a [`Session`](crate::Session)'s, from its first
-//! statement until it is dropped, and one load's on a [`Db`] (its root statement and
-//! every edge of its relation tree), so that statements sent at the same time are
-//! pipelined on it (tokio-postgres writes them back to back and reads the answers in
-//! order) instead of each taking a pooled connection of its own.
+//! statement until it is dropped, and one load's on [`Db::one_connection`] (its root
+//! statement and every edge of its relation tree), so that statements sent at the
+//! same time are pipelined on it (tokio-postgres writes them back to back and reads
+//! the answers in order) instead of each taking a pooled connection of its own.
 //!
 //! The connection is taken from the pool when the first statement needs it (a load
 //! answered from caches takes none) and returned when the holder is dropped. A read
@@ -22,7 +22,8 @@ use tokio_postgres::Row;
 
 use crate::base::error::{Error, Result};
 use crate::db::pool::Db;
-use crate::executor::{DynExecutor, Scope};
+use crate::db::transaction::Transaction;
+use crate::executor::{DynExecutor, Executor, Scope};
 use crate::statement::run::{run_execute, run_query};
 
 /// Where a statement may run.
@@ -198,8 +199,62 @@ impl HeldConn {
     }
 }
 
-/// One load on a [`Db`]: its statements share one connection, taken when the first
-/// of them runs (see [`Executor::for_load`](crate::Executor::for_load)).
+/// A [`Db`] whose loads run every statement on one connection (see
+/// [`Db::one_connection`]); other statements run as on the `Db`.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy)]
+pub struct OneConnection<'a> {
+    db: &'a Db,
+}
+
+impl Db {
+    /// This pool, with each load (a query with its relation tree, `prefetch_related`,
+    /// the batched edges of `balanced`) running all its statements on one connection
+    /// taken when its first statement runs, sibling edges pipelined on it, as a
+    /// hand-written loader on one connection sends them. A plain `Db` sends each
+    /// statement of a load on a pooled connection of its own, so sibling edges run on
+    /// several server processes at once: measured faster on a server with idle
+    /// cores (docs/BENCHMARKS.md, "One connection per load"). Kept for that
+    /// measurement.
+    #[doc(hidden)]
+    pub fn one_connection(&self) -> OneConnection<'_> {
+        OneConnection { db: self }
+    }
+}
+
+impl Executor for OneConnection<'_> {
+    type Atomic<'t>
+        = Transaction<'static>
+    where
+        Self: 't;
+
+    async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        self.db.query(sql, params).await
+    }
+
+    async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
+        self.db.execute(sql, params).await
+    }
+
+    async fn query_read(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        self.db.query_read(sql, params).await
+    }
+
+    fn scope(&self) -> &Scope {
+        self.db.scope()
+    }
+
+    async fn atomic(&self) -> Result<Transaction<'static>> {
+        self.db.atomic().await
+    }
+
+    fn for_load(&self) -> Option<Box<dyn DynExecutor + '_>> {
+        Some(Box::new(LoadConn::new(self.db, self.db.scope())))
+    }
+}
+
+/// One load: its statements share one connection, taken when the first of them runs
+/// (see [`Executor::for_load`](crate::Executor::for_load)).
 pub(crate) struct LoadConn<'a> {
     db: &'a Db,
     scope: &'a Scope,

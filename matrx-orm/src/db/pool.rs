@@ -12,13 +12,12 @@ use crate::base::error::{Error, Result};
 
 use crate::cache::shared::{CachedModel, SharedCache};
 use crate::cache::{CachePolicy, CacheStats, Clock, SystemClock};
-use crate::db::held::LoadConn;
 use crate::db::listen::{Coherence, Listener};
 use crate::db::replica::{ReplicaStatus, Replicas};
 use crate::db::tls::RustlsConnect;
 use crate::db::transaction::{transaction_scope, Transaction};
 use crate::db::url::ConnectUrl;
-use crate::executor::{DynExecutor, Executor, RowStream, Scope, StreamExecutor};
+use crate::executor::{Executor, RowStream, Scope, StreamExecutor};
 use crate::schema::model::Model;
 use crate::statement::counter::Counters;
 use crate::statement::mode::{StatementMode, Statements};
@@ -655,10 +654,6 @@ impl Executor for Db {
 
     fn scope(&self) -> &Scope {
         &self.inner.scope
-    }
-
-    fn for_load(&self) -> Option<Box<dyn DynExecutor + '_>> {
-        Some(Box::new(LoadConn::new(self, &self.inner.scope)))
     }
 }
 

@@ -80,10 +80,11 @@ pub trait Executor: Send + Sync {
 
     /// What one load (a query with its relation tree) runs on so that all its
     /// statements share one connection, and sibling edges sent together are pipelined
-    /// on it: on a [`Db`](crate::Db), an executor that takes one connection (or one
-    /// replica's) when its first statement runs and returns it when dropped. `None`
-    /// when this executor already runs on one connection (a session, a transaction):
-    /// the load runs on it.
+    /// on it: for `Db::one_connection`, an executor that takes one connection (or one
+    /// replica's) when the load's first statement runs and returns it when dropped.
+    /// `None` (the default) runs the load on this executor: a session or a transaction
+    /// (one connection already), or a `Db` (a pooled connection per statement, so
+    /// sibling edges run on several server processes at once).
     #[doc(hidden)]
     fn for_load(&self) -> Option<Box<dyn DynExecutor + '_>> {
         None
