@@ -20,8 +20,9 @@ pub use crate::statement::counter::QueryCounter;
 pub use scope::Scope;
 
 /// Something that runs statements: a [`Db`](crate::Db) (a pooled connection per
-/// statement), a [`Session`](crate::Session), or a [`Transaction`](crate::Transaction)
-/// (its one connection; concurrent statements are pipelined on it).
+/// statement), a [`Session`](crate::Session) (the one connection it keeps from its
+/// first statement until it is dropped), or a [`Transaction`](crate::Transaction) (its
+/// one connection). Concurrent statements on one connection are pipelined on it.
 ///
 /// The methods are the low-level escape hatch; models and query builders call them.
 ///
