@@ -1,19 +1,18 @@
-//! One connection kept for a while: a [`Session`](crate::Session)'s, from its first
-//! statement until it is dropped, and one load's on [`Db::one_connection`] (its root
-//! statement and every edge of its relation tree), so that statements sent at the
-//! same time are pipelined on it (tokio-postgres writes them back to back and reads
-//! the answers in order) instead of each taking a pooled connection of its own.
+//! One connection shared by the statements that run at the same time: a
+//! [`Session`](crate::Session)'s (taken when a statement finds none, returned to the
+//! pool when its last running statement ends), and one load's on
+//! [`Db::one_connection`] (kept from its first statement to the load's end). Statements
+//! sent together are pipelined on it (tokio-postgres writes them back to back and
+//! reads the answers in order) instead of each taking a pooled connection of its own.
 //!
-//! The connection is taken from the pool when the first statement needs it (a load
-//! answered from caches takes none) and returned when the holder is dropped. A read
-//! may go to a replica: the first read picks one, and every later read of the holder
-//! goes to the same connection; a statement that must run on the primary replaces a
-//! held replica connection by a primary one (a session that wrote reads from the
-//! primary from then on). A connection that failed with a connection error is never
-//! returned to the pool.
+//! A read may go to a replica: the read that takes the connection picks one, and the
+//! statements sharing it read there; a statement that must run on the primary
+//! replaces a held replica connection by a primary one (a session that wrote reads
+//! from the primary from then on). A connection that failed with a connection error
+//! is never returned to the pool.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use deadpool_postgres::Object;
 use futures_util::future::BoxFuture;
@@ -35,10 +34,17 @@ pub(crate) enum Route {
     Read,
 }
 
-/// A connection taken from the pool once and kept until this is dropped.
+/// A connection taken from the pool when a statement finds none, shared by the
+/// statements running at the same time.
 #[derive(Debug, Default)]
 pub(crate) struct HeldConn {
-    slot: tokio::sync::Mutex<Option<Held>>,
+    slot: Mutex<Option<Held>>,
+    /// Held while a connection is taken from the pool, so that statements starting
+    /// together share the one taken.
+    taking: tokio::sync::Mutex<()>,
+    /// Whether the connection goes back to the pool as soon as no statement runs on
+    /// it (a session's), rather than when this is dropped (a load's).
+    release_when_idle: bool,
 }
 
 /// The held connection, shared by the statements running on it.
@@ -82,38 +88,90 @@ impl Drop for Conn {
     }
 }
 
-impl HeldConn {
-    /// The held connection if it suits `route`, else a new one (which replaces it).
-    async fn acquire(&self, db: &Db, route: Route) -> Result<Held> {
-        let mut slot = self.slot.lock().await;
-        if let Some(held) = &*slot {
-            if route == Route::Read || held.replica.is_none() {
-                return Ok(held.clone());
-            }
+/// One statement's use of the held connection; when it ends (or is cancelled), the
+/// connection goes back to the pool if it is released when idle and no other
+/// statement uses it.
+struct Using<'h> {
+    owner: &'h HeldConn,
+    held: Held,
+}
+
+impl Drop for Using<'_> {
+    fn drop(&mut self) {
+        if !self.owner.release_when_idle {
+            return;
         }
-        let replica = match (route, db.replicas()) {
-            (Route::Read, Some(replicas)) => replicas.pick().await,
-            _ => None,
+        let mut slot = self.owner.slot();
+        // Statements clone the held connection under this lock: the slot and this
+        // use are its only holders when the count is two.
+        if slot
+            .as_ref()
+            .is_some_and(|h| Arc::ptr_eq(&h.conn, &self.held.conn))
+            && Arc::strong_count(&self.held.conn) == 2
+        {
+            *slot = None;
+        }
+    }
+}
+
+impl HeldConn {
+    /// A connection returned to the pool as soon as no statement runs on it.
+    pub(crate) fn released_when_idle() -> HeldConn {
+        HeldConn {
+            release_when_idle: true,
+            ..HeldConn::default()
+        }
+    }
+
+    fn slot(&self) -> MutexGuard<'_, Option<Held>> {
+        self.slot.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The held connection, if it suits `route`.
+    fn current(&self, route: Route) -> Option<Held> {
+        self.slot()
+            .as_ref()
+            .filter(|h| route == Route::Read || h.replica.is_none())
+            .cloned()
+    }
+
+    /// The held connection if it suits `route`, else a new one (which replaces it).
+    async fn acquire(&self, db: &Db, route: Route) -> Result<Using<'_>> {
+        let held = match self.current(route) {
+            Some(held) => held,
+            None => {
+                let _taking = self.taking.lock().await;
+                match self.current(route) {
+                    Some(held) => held,
+                    None => {
+                        let replica = match (route, db.replicas()) {
+                            (Route::Read, Some(replicas)) => replicas.pick().await,
+                            _ => None,
+                        };
+                        let held = match replica {
+                            Some((i, object)) => Held {
+                                conn: Conn::new(object),
+                                replica: Some(i),
+                            },
+                            None => Held {
+                                conn: Conn::new(db.conn().await?),
+                                replica: None,
+                            },
+                        };
+                        *self.slot() = Some(held.clone());
+                        held
+                    }
+                }
+            }
         };
-        let held = match replica {
-            Some((i, object)) => Held {
-                conn: Conn::new(object),
-                replica: Some(i),
-            },
-            None => Held {
-                conn: Conn::new(db.conn().await?),
-                replica: None,
-            },
-        };
-        *slot = Some(held.clone());
-        Ok(held)
+        Ok(Using { owner: self, held })
     }
 
     /// After a statement on `held` failed with a connection error: the connection is
     /// closed once its last statement ends, and the next statement takes another.
-    async fn forget(&self, held: &Held) {
+    fn forget(&self, held: &Held) {
         held.conn.broken.store(true, Ordering::Relaxed);
-        let mut slot = self.slot.lock().await;
+        let mut slot = self.slot();
         if slot
             .as_ref()
             .is_some_and(|h| Arc::ptr_eq(&h.conn, &held.conn))
@@ -133,19 +191,21 @@ impl HeldConn {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>> {
-        let held = self.acquire(db, route).await?;
-        let result = run_query(held.conn.client()?, scope.via(), sql, params).await;
+        let using = self.acquire(db, route).await?;
+        let result = run_query(using.held.conn.client()?, scope.via(), sql, params).await;
         let broken = matches!(result, Err(Error::Connection(_)));
         if broken {
-            self.forget(&held).await;
+            self.forget(&using.held);
         }
-        match (held.replica, db.replicas()) {
+        let replica = using.held.replica;
+        drop(using);
+        match (replica, db.replicas()) {
             (Some(i), Some(replicas)) if broken => {
                 replicas.mark_down(i);
-                let held = self.acquire(db, Route::Primary).await?;
-                let result = run_query(held.conn.client()?, scope.via(), sql, params).await;
+                let using = self.acquire(db, Route::Primary).await?;
+                let result = run_query(using.held.conn.client()?, scope.via(), sql, params).await;
                 if matches!(result, Err(Error::Connection(_))) {
-                    self.forget(&held).await;
+                    self.forget(&using.held);
                 }
                 result
             }
@@ -165,37 +225,12 @@ impl HeldConn {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64> {
-        let held = self.acquire(db, Route::Primary).await?;
-        let result = run_execute(held.conn.client()?, scope.via(), sql, params).await;
+        let using = self.acquire(db, Route::Primary).await?;
+        let result = run_execute(using.held.conn.client()?, scope.via(), sql, params).await;
         if matches!(result, Err(Error::Connection(_))) {
-            self.forget(&held).await;
+            self.forget(&using.held);
         }
         result
-    }
-
-    /// Hands the held connection over (to a transaction or a stream) when it suits
-    /// `route` and no statement is running on it; the next statement takes another.
-    /// `None` when there is none to hand over: the caller takes a pooled one. With
-    /// the connection, the replica it belongs to (`None`: the primary).
-    pub(crate) async fn take(&self, route: Route) -> Option<(Option<usize>, Object)> {
-        let mut slot = self.slot.lock().await;
-        let held = slot.take()?;
-        if route == Route::Primary && held.replica.is_some() {
-            // A replica connection is of no more use to a holder that now needs the
-            // primary: it goes back to the pool.
-            return None;
-        }
-        match Arc::try_unwrap(held.conn) {
-            Ok(mut conn) => conn.object.take().map(|object| (held.replica, object)),
-            Err(shared) => {
-                // Busy: it stays held.
-                *slot = Some(Held {
-                    conn: shared,
-                    replica: held.replica,
-                });
-                None
-            }
-        }
     }
 }
 

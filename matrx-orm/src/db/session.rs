@@ -9,11 +9,10 @@ use tokio_postgres::Row;
 use crate::base::error::{Error, Result};
 use crate::db::held::{HeldConn, Route};
 use crate::db::pool::Db;
-use crate::db::transaction::{transaction_scope, Transaction};
+use crate::db::transaction::Transaction;
 use crate::executor::batching::{Loaders, DEFAULT_MAX_BATCH};
 use crate::executor::{Executor, RowStream, Scope, StreamExecutor};
 use crate::statement::counter::QueryCounter;
-use crate::statement::stream::stream_pooled;
 
 /// One request's scope over a shared [`Db`]: its own query counter and strict-mode
 /// switch, and request-scoped batching: lazy loads (`fetch`, `fetch_fk`, ...) and gets
@@ -44,34 +43,24 @@ use crate::statement::stream::stream_pooled;
 /// # Ok(()) }
 /// ```
 ///
-/// # One connection per session
+/// # Its statements share a connection
 ///
-/// A session takes a connection from the pool when its first statement runs and
-/// keeps it until it is dropped (the session and every clone of it): all its
-/// statements run there, and statements pending at the same time — the batches of
-/// one wave, the sibling edges of a prefetch, spawned tasks sharing the session — are
-/// pipelined on it rather than each taking a pooled connection. A
-/// [transaction](Session::begin) begun from the session runs on the session's
-/// connection when no statement of the session is running on it at that moment (the
-/// session takes a connection again after it, if it needs one); otherwise, and for a
-/// [stream](crate::Select::stream) in the same case, it takes a pooled connection of
-/// its own.
-///
-/// **Pool sizing.** Size the pool ([`DbBuilder::pool_size`](crate::DbBuilder::pool_size),
-/// default 16) for the sessions alive at the same time — one connection each, from
-/// their first statement to their drop — plus the transactions and streams that run
-/// while their session is busy on its own connection. A session that cannot get a
-/// connection within [`pool_wait`](crate::DbBuilder::pool_wait) fails with
-/// [`Error::PoolTimeout`]. Keep a session to one request and drop it at the end:
-/// a session held for longer holds its connection for longer.
+/// Statements of a session that run at the same time — the batches of one wave, the
+/// sibling edges of a prefetch, spawned tasks sharing the session (clones share it
+/// too) — share one pooled connection and are pipelined on it, as a hand-written
+/// request on one connection sends them. The connection is taken when a statement
+/// finds none and goes back to the pool when the session's last running statement
+/// ends: an idle session holds no connection, so the pool is sized as without
+/// sessions (one connection per request that is running statements, plus one per
+/// open transaction or stream). Keeping one connection for the session's whole life
+/// was measured and dropped: no faster on the benchmark's request workloads, and a
+/// live idle session would hold a connection others wait for (docs/BENCHMARKS.md).
 ///
 /// With [read replicas](crate::DbBuilder::replica), a session reads from a replica
 /// until it first writes (any statement that is not an ORM read, or a transaction),
-/// and from the primary after that, so it always reads its own writes. Its
-/// connection is then the replica's (the first usable one when it first reads) until
-/// it writes, and the primary's after that: it holds one connection at a time. A read
-/// whose replica connection breaks runs again on the primary, and the session stays
-/// on the primary.
+/// and from the primary after that, so it always reads its own writes. Reads running
+/// together share one replica connection (the first usable replica when they take
+/// it); a read whose replica connection breaks runs again on the primary.
 ///
 /// ```no_run
 /// # async fn demo(db: &matrx_orm::Db) -> matrx_orm::Result<()> {
@@ -87,8 +76,8 @@ pub struct Session {
     /// Whether this session (or a clone of it) has written: its reads then go to
     /// the primary.
     wrote: Arc<AtomicBool>,
-    /// The connection its statements run on, taken when the first one runs and
-    /// shared by its clones.
+    /// The connection its running statements share (and its clones'), taken when a
+    /// statement finds none and returned to the pool when the last running one ends.
     held: Arc<HeldConn>,
 }
 
@@ -109,7 +98,7 @@ impl Session {
             db,
             scope,
             wrote: Arc::default(),
-            held: Arc::default(),
+            held: Arc::new(HeldConn::released_when_idle()),
         }
     }
 
@@ -143,17 +132,10 @@ impl Session {
         }
     }
 
-    /// Begins a transaction that reports to this session. It runs on the session's
-    /// connection when no statement of the session is running on it (the session
-    /// takes another one, if it needs one, until the transaction ends), else on a
-    /// pooled connection of its own.
+    /// Begins a transaction that reports to this session.
     pub async fn begin(&self) -> Result<Transaction<'static>> {
         self.wrote();
-        let conn = match self.held.take(Route::Primary).await {
-            Some((_, conn)) => conn,
-            None => self.db.conn().await?,
-        };
-        Transaction::begin(conn, transaction_scope(&self.scope)).await
+        self.db.begin_in(&self.scope).await
     }
 
     /// Where this session's reads may run.
@@ -234,16 +216,7 @@ impl StreamExecutor for Session {
         params: &[&(dyn ToSql + Sync)],
         _batch: usize,
     ) -> Result<RowStream<'a>> {
-        let route = self.read_route();
-        if let Some((replica, conn)) = self.held.take(route).await {
-            if let (Some(_), Some(replicas)) = (replica, self.db.replicas()) {
-                replicas.answered();
-            }
-            return Ok(Box::pin(
-                stream_pooled(conn, self.scope.via(), sql, params).await?,
-            ));
-        }
-        if route == Route::Read {
+        if self.reads_anywhere() {
             self.db.pooled_read_stream(&self.scope, sql, params).await
         } else {
             self.db.pooled_stream(&self.scope, sql, params).await

@@ -20,9 +20,9 @@ pub use crate::statement::counter::QueryCounter;
 pub use scope::Scope;
 
 /// Something that runs statements: a [`Db`](crate::Db) (a pooled connection per
-/// statement), a [`Session`](crate::Session) (the one connection it keeps from its
-/// first statement until it is dropped), or a [`Transaction`](crate::Transaction) (its
-/// one connection). Concurrent statements on one connection are pipelined on it.
+/// statement), a [`Session`](crate::Session) (its statements running at the same time
+/// share one pooled connection), or a [`Transaction`](crate::Transaction) (its one
+/// connection). Concurrent statements on one connection are pipelined on it.
 ///
 /// The methods are the low-level escape hatch; models and query builders call them.
 ///
@@ -84,7 +84,7 @@ pub trait Executor: Send + Sync {
     /// on it: for `Db::one_connection`, an executor that takes one connection (or one
     /// replica's) when the load's first statement runs and returns it when dropped.
     /// `None` (the default) runs the load on this executor: a session or a transaction
-    /// (one connection already), or a `Db` (a pooled connection per statement, so
+    /// (whose concurrent statements share one connection already), or a `Db` (a pooled connection per statement, so
     /// sibling edges run on several server processes at once).
     #[doc(hidden)]
     fn for_load(&self) -> Option<Box<dyn DynExecutor + '_>> {
