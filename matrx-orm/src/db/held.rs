@@ -248,9 +248,9 @@ impl Db {
     /// taken when its first statement runs, sibling edges pipelined on it, as a
     /// hand-written loader on one connection sends them. A plain `Db` sends each
     /// statement of a load on a pooled connection of its own, so sibling edges run on
-    /// several server processes at once: measured faster on a server with idle
-    /// cores (docs/BENCHMARKS.md, "One connection per load"). Kept for that
-    /// measurement.
+    /// several server processes at once: measured as fast or faster
+    /// (docs/BENCHMARKS.md, "One connection per load and per session"). Kept for
+    /// that measurement.
     #[doc(hidden)]
     pub fn one_connection(&self) -> OneConnection<'_> {
         OneConnection { db: self }
