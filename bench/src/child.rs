@@ -39,6 +39,12 @@ pub struct ChildReport {
     pub queries: Option<u64>,
     /// Where `queries` comes from (see the `SOURCE_*` constants).
     pub query_count_source: String,
+    /// The server's execution time per timed run, in milliseconds: the sum of
+    /// `total_exec_time` in pg_stat_statements over the timed runs, divided by
+    /// their number (planning, parsing and the wire are not in it). `None` when the
+    /// server does not preload pg_stat_statements.
+    #[serde(default)]
+    pub server_ms: Option<f64>,
     /// Peak resident set size of the child (VmHWM), in kB.
     pub peak_rss_kb: Option<u64>,
     /// Whether every run's walked checksums equalled the expected ones.
@@ -104,11 +110,22 @@ pub async fn run_child(
         }
     };
 
+    if pgss {
+        admin
+            .execute("SELECT pg_stat_statements_reset()", &[])
+            .await?;
+    }
     let mut times = Vec::with_capacity(runs);
     for _ in 0..runs {
         times.push(timed_run(&mut *loader, &mut checker).await?);
     }
     drop(loader);
+    let server_ms = match (pgss, runs) {
+        (true, 1..) => Some(round_ms(
+            pg_stat_statements_exec_ms(&admin).await? / runs as f64,
+        )),
+        _ => None,
+    };
 
     let (median, min) = median_and_min(&mut times);
     Ok(ChildReport {
@@ -118,6 +135,7 @@ pub async fn run_child(
         wall_ms_min: round_ms(min),
         queries,
         query_count_source: query_count_source.to_string(),
+        server_ms,
         peak_rss_kb: sysinfo::peak_rss_kb(),
         checksum_ok: checker.first_failure.is_none(),
         mismatches: checker.first_failure.unwrap_or_default(),
@@ -221,6 +239,21 @@ async fn pg_stat_statements_calls(admin: &Client) -> Result<u64> {
     Ok(calls.max(0) as u64)
 }
 
+/// Σ total_exec_time (ms) in pg_stat_statements for this database, with the same
+/// exclusions as [`pg_stat_statements_calls`].
+async fn pg_stat_statements_exec_ms(admin: &Client) -> Result<f64> {
+    let row = admin
+        .query_one(
+            "SELECT coalesce(sum(total_exec_time), 0)::float8 FROM pg_stat_statements \
+             WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+               AND query NOT ILIKE '%pg_stat_statements%'",
+            &[],
+        )
+        .await?;
+    let ms: f64 = row.try_get(0)?;
+    Ok(ms.max(0.0))
+}
+
 /// Median (mean of the middle two for an even count) and minimum, in ms.
 fn median_and_min(times: &mut [Duration]) -> (f64, f64) {
     if times.is_empty() {
@@ -266,6 +299,7 @@ mod tests {
             wall_ms_min: 1.25,
             queries: Some(5),
             query_count_source: SOURCE_CLIENT_COUNTER.into(),
+            server_ms: Some(0.5),
             peak_rss_kb: Some(1000),
             checksum_ok: true,
             mismatches: vec![],

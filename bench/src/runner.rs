@@ -38,6 +38,9 @@ pub struct ResultRow {
     pub checksum_ok: bool,
     /// `"pg_stat_statements"` or `"client_counter"` (or `"unavailable"`).
     pub query_count_source: String,
+    /// The server's execution time per timed run, ms (pg_stat_statements'
+    /// `total_exec_time`; null when the server does not preload it).
+    pub server_ms: Option<f64>,
 }
 
 impl ResultRow {
@@ -55,6 +58,7 @@ impl ResultRow {
             peak_rss_kb: r.peak_rss_kb,
             checksum_ok: r.checksum_ok,
             query_count_source: r.query_count_source,
+            server_ms: r.server_ms,
         }
     }
 }
@@ -250,11 +254,12 @@ fn run_child_process(
     })
 }
 
-const TABLE_HEADER: [&str; 9] = [
+const TABLE_HEADER: [&str; 10] = [
     "workload",
     "strategy",
     "wall_ms_median",
     "wall_ms_min",
+    "server_ms",
     "queries",
     "ratio_vs_handwritten",
     "peak_rss_kb",
@@ -263,16 +268,19 @@ const TABLE_HEADER: [&str; 9] = [
 ];
 
 /// Column widths; text columns are left-aligned, numbers right-aligned.
-const TABLE_WIDTHS: [usize; 9] = [8, 16, 14, 11, 7, 20, 11, 11, 18];
-const TABLE_LEFT: [bool; 9] = [true, true, false, false, false, false, false, false, true];
+const TABLE_WIDTHS: [usize; 10] = [8, 16, 14, 11, 9, 7, 20, 11, 11, 18];
+const TABLE_LEFT: [bool; 10] = [
+    true, true, false, false, false, false, false, false, false, true,
+];
 
-fn table_cells(row: &ResultRow) -> [String; 9] {
+fn table_cells(row: &ResultRow) -> [String; 10] {
     let opt = |v: Option<String>| v.unwrap_or_else(|| "-".to_string());
     [
         row.workload.clone(),
         row.strategy.clone(),
         format!("{:.2}", row.wall_ms_median),
         format!("{:.2}", row.wall_ms_min),
+        opt(row.server_ms.map(|ms| format!("{ms:.2}"))),
         opt(row.queries.map(|q| q.to_string())),
         opt(row.ratio_vs_handwritten.map(|r| format!("{r:.2}"))),
         opt(row.peak_rss_kb.map(|k| k.to_string())),
@@ -281,7 +289,7 @@ fn table_cells(row: &ResultRow) -> [String; 9] {
     ]
 }
 
-fn table_line(cells: &[String; 9]) -> String {
+fn table_line(cells: &[String; 10]) -> String {
     let mut line = String::new();
     for (i, cell) in cells.iter().enumerate() {
         if i > 0 {
@@ -312,6 +320,7 @@ mod tests {
             peak_rss_kb: Some(12345),
             checksum_ok: true,
             mismatches: vec![],
+            server_ms: Some(4.0),
         }
     }
 

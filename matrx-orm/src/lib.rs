@@ -29,6 +29,8 @@ pub use base::error::{Error, Result};
 pub use base::key::{Key, KeyField, KeyPart};
 pub use base::meta::{ColumnMeta, ModelMeta, RelationKind, RelationMeta, Through};
 pub use base::value::{Param, SqlType};
+#[doc(hidden)]
+pub use db::held::OneConnection;
 pub use db::pool::{Db, DbBuilder, PoolStatus};
 pub use db::replica::ReplicaStatus;
 pub use db::session::Session;

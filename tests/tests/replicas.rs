@@ -201,6 +201,35 @@ async fn a_session_that_wrote_reads_its_own_writes() {
     f.resume_replay().await;
 }
 
+/// Which backend answered each of `n` concurrent reads of `ex`, and whether it was
+/// a standby.
+async fn read_backends(ex: &impl Executor, n: usize) -> Vec<(i32, bool)> {
+    futures_util::future::try_join_all((0..n).map(|_| async {
+        let rows = ex
+            .query_read(
+                "SELECT pg_backend_pid(), pg_is_in_recovery(), pg_sleep(0.01)::text",
+                &[],
+            )
+            .await?;
+        Ok::<_, matrx_orm::Error>((rows[0].get(0), rows[0].get(1)))
+    }))
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_session_reads_on_one_replica_connection_then_one_primary_connection() {
+    let Some(f) = fixture(Duration::from_secs(30)).await else {
+        return;
+    };
+    let session = f.db.session();
+    let reads = read_backends(&session, 6).await;
+    assert!(reads.iter().all(|&r| r == (reads[0].0, true)), "{reads:?}");
+    f.write_order(&session, 12).await;
+    let after = read_backends(&session, 6).await;
+    assert!(after.iter().all(|&r| r == (after[0].0, false)), "{after:?}");
+}
+
 #[tokio::test]
 async fn a_lagging_replica_is_skipped_until_it_catches_up() {
     let max_lag = Duration::from_millis(300);

@@ -35,13 +35,17 @@ use tokio_postgres::types::{FromSql, Json, ToSql};
 use tokio_postgres::Row;
 
 const USAGE: &str = "\
-usage: joined-report [report|sweep] [--rounds N]
+usage: joined-report [report|sweep|pipeline] [--rounds N]
 
   report      every strategy on five tree shapes, JSON aggregates, per-edge policy
               variants, server JIT on and off, a simulated 1 ms round trip (default)
   sweep       W1's tree on the first 10 .. 20,000 orders: to-one edges joined against
               prefetch and balanced, on the local socket and with 1 ms per statement
-  --rounds N  timed rounds after one warm-up round (default 7 for report, 9 for sweep)
+  pipeline    W1 and W2 by prefetch and balanced with every statement of a load on one
+              connection (sibling edges pipelined: Db::one_connection) against a
+              pooled connection per statement (the default)
+  --rounds N  timed rounds after one warm-up round (default 7 for report, 9 for sweep
+              and pipeline)
 
 The server is found like the tests' (DATABASE_URL, the local default, or a throwaway
 cluster); the full dataset is built in schema matrx_bench when missing.";
@@ -51,6 +55,7 @@ cluster); the full dataset is built in schema matrx_bench when missing.";
 enum Which {
     Report,
     Sweep,
+    Pipeline,
 }
 
 /// The command line: `None` for `--help`.
@@ -61,11 +66,11 @@ fn parse_args(args: &[String]) -> Result<Option<(Which, usize)>> {
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "-h" | "--help" => return Ok(None),
-            "report" | "sweep" if which.is_none() => {
-                which = Some(if arg == "report" {
-                    Which::Report
-                } else {
-                    Which::Sweep
+            "report" | "sweep" | "pipeline" if which.is_none() => {
+                which = Some(match arg.as_str() {
+                    "report" => Which::Report,
+                    "sweep" => Which::Sweep,
+                    _ => Which::Pipeline,
                 });
             }
             "--rounds" => {
@@ -87,7 +92,7 @@ fn parse_args(args: &[String]) -> Result<Option<(Which, usize)>> {
     let which = which.unwrap_or(Which::Report);
     let rounds = rounds.unwrap_or(match which {
         Which::Report => 7,
-        Which::Sweep => 9,
+        Which::Sweep | Which::Pipeline => 9,
     });
     Ok(Some((which, rounds)))
 }
@@ -122,6 +127,7 @@ fn run(which: Which, rounds: usize) -> Result<()> {
         match which {
             Which::Report => report(&ctx, rounds).await,
             Which::Sweep => sweep(&ctx, rounds).await,
+            Which::Pipeline => pipeline(&ctx, rounds).await,
         }
     })
 }
@@ -555,6 +561,54 @@ impl Executor for Delayed<'_> {
     async fn atomic(&self) -> matrx_orm::Result<matrx_orm::Transaction<'static>> {
         self.db.atomic().await
     }
+}
+
+/// A load whose statements all run on one connection (`Db::one_connection`).
+fn orm_one_connection<'a, M: Model, F>(db: &'a Db, query: Select<M>, walk: F) -> Run<'a>
+where
+    F: Fn(&[M]) -> Result<Sums> + Copy + Send + Sync + 'a,
+{
+    Box::new(move || {
+        let query = query.clone();
+        Box::pin(async move { walk(&query.all(&db.one_connection()).await?) })
+    })
+}
+
+/// W1 and W2 by prefetch and balanced, a load's statements on one connection
+/// (`Db::one_connection`) against a pooled connection per statement (a plain `Db`),
+/// interleaved with the hand-written baseline.
+async fn pipeline(ctx: &BenchContext, rounds: usize) -> Result<()> {
+    let db = &matrx_orm_bench::orm::connect(ctx, 8).await?;
+    let w1 = Some(ctx.params.w1_orders.max(0) as u64);
+    for (w, limit) in [(Workload::W1, w1), (Workload::W2, None)] {
+        let loader = handwritten_loader(ctx, w).await?;
+        measure(
+            &format!("{w}: one connection per load against one per statement"),
+            &[db],
+            rounds,
+            vec![
+                ("handwritten", handwritten(&loader)),
+                (
+                    "prefetch, one connection",
+                    orm_one_connection(db, orders_query(Mode::Prefetch, limit), orders_sums),
+                ),
+                (
+                    "prefetch, pooled per statement",
+                    orm(db, orders_query(Mode::Prefetch, limit), orders_sums),
+                ),
+                (
+                    "balanced, one connection",
+                    orm_one_connection(db, orders_query(Mode::Balanced, limit), orders_sums),
+                ),
+                (
+                    "balanced, pooled per statement",
+                    orm(db, orders_query(Mode::Balanced, limit), orders_sums),
+                ),
+            ],
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 // ---- measuring ------------------------------------------------------------------

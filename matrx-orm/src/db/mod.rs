@@ -4,6 +4,7 @@
 //! [`Scope`](crate::executor::Scope) every statement reports to.
 
 pub(crate) mod coherent;
+pub(crate) mod held;
 pub(crate) mod listen;
 pub(crate) mod pool;
 #[cfg(feature = "redis")]

@@ -476,6 +476,11 @@ impl Db {
         self.inner.scope.shared.as_deref()
     }
 
+    /// The read replicas, if any.
+    pub(crate) fn replicas(&self) -> Option<&Replicas> {
+        self.inner.replicas.as_ref()
+    }
+
     /// The invalidation listener of a coherent shared cache.
     pub(crate) fn listener(&self) -> Option<&Listener> {
         self.inner.listener.as_ref()

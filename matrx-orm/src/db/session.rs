@@ -7,6 +7,7 @@ use postgres_types::ToSql;
 use tokio_postgres::Row;
 
 use crate::base::error::{Error, Result};
+use crate::db::held::{HeldConn, Route};
 use crate::db::pool::Db;
 use crate::db::transaction::Transaction;
 use crate::executor::batching::{Loaders, DEFAULT_MAX_BATCH};
@@ -42,9 +43,24 @@ use crate::statement::counter::QueryCounter;
 /// # Ok(()) }
 /// ```
 ///
+/// # Its statements share a connection
+///
+/// Statements of a session that run at the same time — the batches of one wave, the
+/// sibling edges of a prefetch, spawned tasks sharing the session (clones share it
+/// too) — share one pooled connection and are pipelined on it, as a hand-written
+/// request on one connection sends them. The connection is taken when a statement
+/// finds none and goes back to the pool when the session's last running statement
+/// ends: an idle session holds no connection, so the pool is sized as without
+/// sessions (one connection per request that is running statements, plus one per
+/// open transaction or stream). Keeping one connection for the session's whole life
+/// was measured and dropped: no faster on the benchmark's request workloads, and a
+/// live idle session would hold a connection others wait for (docs/BENCHMARKS.md).
+///
 /// With [read replicas](crate::DbBuilder::replica), a session reads from a replica
 /// until it first writes (any statement that is not an ORM read, or a transaction),
-/// and from the primary after that, so it always reads its own writes.
+/// and from the primary after that, so it always reads its own writes. Reads running
+/// together share one replica connection (the first usable replica when they take
+/// it); a read whose replica connection breaks runs again on the primary.
 ///
 /// ```no_run
 /// # async fn demo(db: &matrx_orm::Db) -> matrx_orm::Result<()> {
@@ -60,6 +76,9 @@ pub struct Session {
     /// Whether this session (or a clone of it) has written: its reads then go to
     /// the primary.
     wrote: Arc<AtomicBool>,
+    /// The connection its running statements share (and its clones'), taken when a
+    /// statement finds none and returned to the pool when the last running one ends.
+    held: Arc<HeldConn>,
 }
 
 impl Db {
@@ -79,6 +98,7 @@ impl Session {
             db,
             scope,
             wrote: Arc::default(),
+            held: Arc::new(HeldConn::released_when_idle()),
         }
     }
 
@@ -118,6 +138,15 @@ impl Session {
         self.db.begin_in(&self.scope).await
     }
 
+    /// Where this session's reads may run.
+    fn read_route(&self) -> Route {
+        if self.reads_anywhere() {
+            Route::Read
+        } else {
+            Route::Primary
+        }
+    }
+
     /// Notes that this session wrote (or may have): from now on it reads from the
     /// primary.
     fn wrote(&self) {
@@ -155,25 +184,24 @@ impl Executor for Session {
 
     async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
         self.wrote();
-        self.db.pooled_query(&self.scope, sql, params).await
+        self.held
+            .query(&self.db, &self.scope, Route::Primary, sql, params)
+            .await
     }
 
     async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
         self.wrote();
-        self.db.pooled_execute(&self.scope, sql, params).await
+        self.held.execute(&self.db, &self.scope, sql, params).await
     }
 
     async fn query_read(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
-        if self.reads_anywhere() {
-            self.db.pooled_read(&self.scope, sql, params).await
-        } else {
-            self.db.pooled_query(&self.scope, sql, params).await
-        }
+        self.held
+            .query(&self.db, &self.scope, self.read_route(), sql, params)
+            .await
     }
 
     async fn atomic(&self) -> Result<Transaction<'static>> {
-        self.wrote();
-        self.db.begin_in(&self.scope).await
+        self.begin().await
     }
 
     fn scope(&self) -> &Scope {

@@ -20,8 +20,9 @@ pub use crate::statement::counter::QueryCounter;
 pub use scope::Scope;
 
 /// Something that runs statements: a [`Db`](crate::Db) (a pooled connection per
-/// statement), a [`Session`](crate::Session), or a [`Transaction`](crate::Transaction)
-/// (its one connection; concurrent statements are pipelined on it).
+/// statement), a [`Session`](crate::Session) (its statements running at the same time
+/// share one pooled connection), or a [`Transaction`](crate::Transaction) (its one
+/// connection). Concurrent statements on one connection are pipelined on it.
 ///
 /// The methods are the low-level escape hatch; models and query builders call them.
 ///
@@ -77,6 +78,18 @@ pub trait Executor: Send + Sync {
     /// session, a savepoint inside a transaction.
     #[doc(hidden)]
     fn atomic(&self) -> impl Future<Output = Result<Self::Atomic<'_>>> + Send;
+
+    /// What one load (a query with its relation tree) runs on so that all its
+    /// statements share one connection, and sibling edges sent together are pipelined
+    /// on it: for `Db::one_connection`, an executor that takes one connection (or one
+    /// replica's) when the load's first statement runs and returns it when dropped.
+    /// `None` (the default) runs the load on this executor: a session or a transaction
+    /// (whose concurrent statements share one connection already), or a `Db` (a pooled connection per statement, so
+    /// sibling edges run on several server processes at once).
+    #[doc(hidden)]
+    fn for_load(&self) -> Option<Box<dyn DynExecutor + '_>> {
+        None
+    }
 }
 
 /// A transaction opened by [`Executor::atomic`] for a multi-statement write: an
@@ -141,6 +154,9 @@ pub trait DynExecutor: Send + Sync {
 
     /// [`Executor::scope`].
     fn scope_dyn(&self) -> &Scope;
+
+    /// [`Executor::for_load`].
+    fn for_load_dyn(&self) -> Option<Box<dyn DynExecutor + '_>>;
 }
 
 impl<E: Executor> DynExecutor for E {
@@ -154,5 +170,9 @@ impl<E: Executor> DynExecutor for E {
 
     fn scope_dyn(&self) -> &Scope {
         self.scope()
+    }
+
+    fn for_load_dyn(&self) -> Option<Box<dyn DynExecutor + '_>> {
+        self.for_load()
     }
 }

@@ -6,7 +6,7 @@ use crate::base::decode::decode_column;
 use crate::base::error::{Error, Result};
 use crate::base::sql::{SqlBuf, ROOT};
 use crate::base::value::{as_sql_refs, Param};
-use crate::executor::Executor;
+use crate::executor::{DynExecutor, Executor};
 use crate::query::announce::{wrap_model, Names, Output};
 use crate::query::evict::evicting;
 use crate::query::rows::{exactly_one, fetch_models, read_models};
@@ -312,11 +312,22 @@ impl<M: Model> Select<M> {
         }
         self.prefetch.validate()?;
         let sql = self.render_select()?;
-        let rows: Vec<M> = read_models(ex, &sql).await?;
-        if !self.prefetch.is_empty() {
-            let parents: Vec<&M> = rows.iter().collect();
-            self.load_prefetch(ex, &parents).await?;
+        if self.prefetch.is_empty() {
+            return read_models(ex, &sql).await;
         }
+        // The root statement and the tree's share one connection.
+        let pinned = ex.for_load();
+        let ex: &dyn DynExecutor = pinned.as_deref().unwrap_or(ex);
+        let rows = ex
+            .query_read_dyn(&sql.text, &as_sql_refs(&sql.params))
+            .await?;
+        let rows = rows
+            .iter()
+            .map(|row| M::decode(row, 0))
+            .collect::<Result<Vec<M>>>()?;
+        let parents: Vec<&M> = rows.iter().collect();
+        self.prefetch.load_settled(ex, &parents).await?;
+        drop(parents);
         Ok(rows)
     }
 

@@ -181,12 +181,16 @@ impl<S: Model> Prefetch<S> {
     }
 
     /// [`load`](Self::load), then [`settle_cache`](Self::settle_cache) whatever the
-    /// outcome: how every caller loads a tree on parents it has already read.
+    /// outcome: how every caller loads a tree on parents it has already read. The
+    /// tree's statements share one connection (`Executor::for_load`), so sibling
+    /// edges are pipelined on it.
     pub(crate) async fn load_settled(&self, ex: &dyn DynExecutor, parents: &[&S]) -> Result<()> {
         if self.is_empty() {
             return Ok(());
         }
-        let loaded = self.load(ex, parents).await;
+        let pinned = ex.for_load_dyn();
+        let loaded = self.load(pinned.as_deref().unwrap_or(ex), parents).await;
+        drop(pinned);
         self.settle_cache(ex);
         loaded
     }

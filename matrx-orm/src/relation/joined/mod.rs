@@ -158,12 +158,15 @@ pub(crate) fn statement<M: Model>(
 }
 
 /// Runs `select` with `trees` loaded: one statement for the root and every joined
-/// edge, then one per batched edge (sibling edges concurrently).
+/// edge, then one per batched edge (sibling edges concurrently, pipelined on the one
+/// connection the load runs on: `Executor::for_load`).
 pub(crate) async fn load_root<M: Model>(
     ex: &dyn DynExecutor,
     rows: &Criteria<M>,
     trees: &[(&Prefetch<M>, Policy)],
 ) -> Result<Vec<M>> {
+    let pinned = ex.for_load_dyn();
+    let ex = pinned.as_deref().unwrap_or(ex);
     let mut plan = build_plan(trees)?;
     plan.settle(rows.bound());
     plan.prepare(Held::now(ex.scope_dyn().cache.as_ref()).as_ref());
