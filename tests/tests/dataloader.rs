@@ -1056,6 +1056,7 @@ async fn spawned_tasks_sharing_a_session_are_batched() {
         counts.push(spawned_request(&db, &data).await);
     }
     let total: u64 = counts.iter().sum();
+    println!("statements per spawned request (3 when joined in one task): {counts:?}");
     assert!(
         counts.iter().all(|&n| (3..=37).contains(&n)),
         "per request: {counts:?}"

@@ -43,6 +43,18 @@ use crate::statement::counter::QueryCounter;
 /// # Ok(()) }
 /// ```
 ///
+/// # Spawned tasks
+///
+/// Futures joined inside one task (`join_all`, `try_join_all`, `join!`, the resolvers
+/// of one GraphQL request) meet in one batch per edge exactly. Tasks spawned onto a
+/// multi-thread runtime that share a session (or its clones) usually meet too, but a
+/// wave can close before a task the runtime has not scheduled yet asks: a batch
+/// closes without a timer, and a task not yet running cannot be waited for. Measured
+/// (`dataloader::spawned_tasks_sharing_a_session_are_batched`: 60 requests, each a
+/// handler spawning its 25 per-order tasks on 4 worker threads): 3 to 11 statements
+/// per request, median 5, 25 of 60 at the exact 3 of joined futures; never one per
+/// call (75). Where exact counts matter, join the per-object futures inside one task.
+///
 /// # Its statements share a connection
 ///
 /// Statements of a session that run at the same time — the batches of one wave, the
