@@ -321,6 +321,19 @@ pub(crate) fn spawn_watchdog(
     spawned
 }
 
+/// The program `name` on `PATH`, else in one of `dirs` (where Debian installs
+/// services, which are not always on a user's `PATH`).
+pub(crate) fn find_service_program(name: &str, dirs: &[&str]) -> Option<PathBuf> {
+    let path_dirs: Vec<PathBuf> = env::var_os("PATH")
+        .map(|path| env::split_paths(&path).collect())
+        .unwrap_or_default();
+    path_dirs
+        .into_iter()
+        .chain(dirs.iter().map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|candidate| fs::metadata(candidate).is_ok_and(|meta| meta.is_file()))
+}
+
 /// A fresh directory under the system temp dir, owned by the cluster's user.
 pub(crate) fn create_temp_dir(user: RunAs) -> Result<PathBuf, TestkitError> {
     let name = format!(

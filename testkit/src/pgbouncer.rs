@@ -22,11 +22,13 @@
 
 use std::fmt::Write as _;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Child;
 use std::time::Duration;
 
-use crate::cluster::{create_temp_dir, free_port, read_from, spawn_watchdog, RunAs};
+use crate::cluster::{
+    create_temp_dir, find_service_program, free_port, read_from, spawn_watchdog, RunAs,
+};
 use crate::TestkitError;
 
 /// Where PgBouncer is looked for besides `PATH` (Debian installs it in `/usr/sbin`).
@@ -118,7 +120,7 @@ impl PgBouncerBuilder {
     /// [`TestkitError::ServiceUnavailable`] when it is not installed or does not start.
     pub async fn start(self) -> Result<PgBouncer, TestkitError> {
         let unavailable = |reason: String| TestkitError::unavailable("pgbouncer", reason);
-        let program = find_program().ok_or_else(|| {
+        let program = find_service_program("pgbouncer", &PROGRAM_DIRS).ok_or_else(|| {
             unavailable(
                 "no pgbouncer program on PATH or in /usr/sbin (apt-get install pgbouncer)".into(),
             )
@@ -219,19 +221,4 @@ impl PgBouncer {
             ),
         ))
     }
-}
-
-fn find_program() -> Option<PathBuf> {
-    let path_dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|path| std::env::split_paths(&path).collect())
-        .unwrap_or_default();
-    path_dirs
-        .into_iter()
-        .chain(PROGRAM_DIRS.iter().map(PathBuf::from))
-        .map(|dir| dir.join("pgbouncer"))
-        .find(|candidate| is_file(candidate))
-}
-
-fn is_file(path: &Path) -> bool {
-    fs::metadata(path).is_ok_and(|meta| meta.is_file())
 }

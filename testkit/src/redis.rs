@@ -12,12 +12,13 @@
 //! # Ok(()) }
 //! ```
 
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Child;
 use std::time::Duration;
 
-use crate::cluster::{create_temp_dir, free_port, read_from, spawn_watchdog, RunAs};
+use crate::cluster::{
+    create_temp_dir, find_service_program, free_port, read_from, spawn_watchdog, RunAs,
+};
 use crate::TestkitError;
 
 /// Where `redis-server` is looked for besides `PATH`.
@@ -41,7 +42,7 @@ impl RedisServer {
     /// [`TestkitError::ServiceUnavailable`] when it is not installed or does not start.
     pub async fn start() -> Result<RedisServer, TestkitError> {
         let unavailable = |reason: String| TestkitError::unavailable("redis-server", reason);
-        let program = find_program().ok_or_else(|| {
+        let program = find_service_program("redis-server", &PROGRAM_DIRS).ok_or_else(|| {
             unavailable("no redis-server program on PATH (apt-get install redis-server)".into())
         })?;
         let run_as = RunAs::Myself;
@@ -119,19 +120,4 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-fn find_program() -> Option<PathBuf> {
-    let path_dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|path| std::env::split_paths(&path).collect())
-        .unwrap_or_default();
-    path_dirs
-        .into_iter()
-        .chain(PROGRAM_DIRS.iter().map(PathBuf::from))
-        .map(|dir| dir.join("redis-server"))
-        .find(|candidate| is_file(candidate))
-}
-
-fn is_file(path: &Path) -> bool {
-    fs::metadata(path).is_ok_and(|meta| meta.is_file())
 }

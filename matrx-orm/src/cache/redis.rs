@@ -304,6 +304,16 @@ mod tests {
 
     const TABLES: &[&str] = &["books", "authors"];
 
+    /// Stores one row of `table` under `generation`; whether it was stored.
+    async fn put(store: &RedisStore, table: &str, generation: &str, n: u8, row: &[u8]) -> bool {
+        let rows = vec![(key(n), row.to_vec())];
+        let ttl = Some(Duration::from_secs(60));
+        store
+            .store(TABLES, table, generation, ttl, rows)
+            .await
+            .unwrap()
+    }
+
     async fn found(store: &RedisStore, table: &str, keys: &[Vec<Vec<u8>>]) -> Vec<Option<Vec<u8>>> {
         store.lookup(TABLES, table, keys).await.unwrap().rows
     }
@@ -315,16 +325,7 @@ mod tests {
         };
         let before = store.lookup(TABLES, "books", &[key(1)]).await.unwrap();
         assert_eq!(before.rows, [None]);
-        let stored = store
-            .store(
-                TABLES,
-                "books",
-                &before.generation,
-                None,
-                vec![(key(1), b"v1".to_vec())],
-            )
-            .await
-            .unwrap();
+        let stored = put(&store, "books", &before.generation, 1, b"v1").await;
         assert!(stored, "nothing happened in between: stored");
         assert_eq!(
             found(&store, "books", &[key(1)]).await,
@@ -335,16 +336,7 @@ mod tests {
         // stores what it read before the write: refused.
         let reader = store.lookup(TABLES, "books", &[key(2)]).await.unwrap();
         store.evict("books", Some(&[key(3)])).await;
-        let stored = store
-            .store(
-                TABLES,
-                "books",
-                &reader.generation,
-                None,
-                vec![(key(2), b"old".to_vec())],
-            )
-            .await
-            .unwrap();
+        let stored = put(&store, "books", &reader.generation, 2, b"old").await;
         assert!(!stored, "an eviction happened in between: refused");
         assert_eq!(found(&store, "books", &[key(2)]).await, [None]);
         assert_eq!(
@@ -355,16 +347,7 @@ mod tests {
 
         // Evicting a key drops its row; other tables are untouched.
         let other = store.lookup(TABLES, "authors", &[key(1)]).await.unwrap();
-        assert!(store
-            .store(
-                TABLES,
-                "authors",
-                &other.generation,
-                None,
-                vec![(key(1), b"a".to_vec())]
-            )
-            .await
-            .unwrap());
+        assert!(put(&store, "authors", &other.generation, 1, b"a").await);
         store.evict("books", Some(&[key(1)])).await;
         assert_eq!(found(&store, "books", &[key(1)]).await, [None]);
         assert_eq!(
@@ -393,16 +376,7 @@ mod tests {
         assert_eq!(found(&store, "books", &keys).await, [None, None, None]);
         // Rows stored after it are served.
         let lookup = store.lookup(TABLES, "books", &keys[..1]).await.unwrap();
-        assert!(store
-            .store(
-                TABLES,
-                "books",
-                &lookup.generation,
-                None,
-                vec![(key(1), b"new".to_vec())]
-            )
-            .await
-            .unwrap());
+        assert!(put(&store, "books", &lookup.generation, 1, b"new").await);
         assert_eq!(
             found(&store, "books", &keys[..1]).await,
             [Some(b"new".to_vec())]
@@ -421,16 +395,7 @@ mod tests {
             .query_async(&mut connection)
             .await
             .unwrap();
-        let stored = store
-            .store(
-                TABLES,
-                "books",
-                &reader.generation,
-                None,
-                vec![(key(1), b"old".to_vec())],
-            )
-            .await
-            .unwrap();
+        let stored = put(&store, "books", &reader.generation, 1, b"old").await;
         assert!(!stored, "no generation to match: refused");
         let again = store.lookup(TABLES, "books", &[key(1)]).await.unwrap();
         let (old, new): (u64, u64) = (
@@ -450,16 +415,7 @@ mod tests {
         };
         for table in TABLES {
             let lookup = store.lookup(TABLES, table, &[key(1)]).await.unwrap();
-            assert!(store
-                .store(
-                    TABLES,
-                    table,
-                    &lookup.generation,
-                    Some(Duration::from_secs(60)),
-                    vec![(key(1), b"r".to_vec())]
-                )
-                .await
-                .unwrap());
+            assert!(put(&store, table, &lookup.generation, 1, b"r").await);
         }
         store.flush_before_use();
         assert_eq!(found(&store, "books", &[key(1)]).await, [None]);
