@@ -100,7 +100,7 @@ pub async fn run_child(
     checker.check(&*loader.load().await?);
     let (queries, query_count_source) = if pgss {
         (
-            Some(pg_stat_statements_calls(&admin).await?),
+            Some(pg_stat_statements_totals(&admin).await?.0),
             SOURCE_PG_STAT_STATEMENTS,
         )
     } else {
@@ -122,7 +122,7 @@ pub async fn run_child(
     drop(loader);
     let server_ms = match (pgss, runs) {
         (true, 1..) => Some(round_ms(
-            pg_stat_statements_exec_ms(&admin).await? / runs as f64,
+            pg_stat_statements_totals(&admin).await?.1 / runs as f64,
         )),
         _ => None,
     };
@@ -224,34 +224,20 @@ async fn pg_stat_statements_available(admin: &Client) -> bool {
     }
 }
 
-/// Σ calls in pg_stat_statements for this database, excluding statements
-/// that mention pg_stat_statements (the reset and this query).
-async fn pg_stat_statements_calls(admin: &Client) -> Result<u64> {
+/// Σ calls and Σ total_exec_time (ms) in pg_stat_statements for this database,
+/// excluding statements that mention pg_stat_statements (the reset and this query).
+async fn pg_stat_statements_totals(admin: &Client) -> Result<(u64, f64)> {
     let row = admin
         .query_one(
-            "SELECT coalesce(sum(calls), 0)::int8 FROM pg_stat_statements \
+            "SELECT coalesce(sum(calls), 0)::int8, coalesce(sum(total_exec_time), 0)::float8 \
+             FROM pg_stat_statements \
              WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
                AND query NOT ILIKE '%pg_stat_statements%'",
             &[],
         )
         .await?;
-    let calls: i64 = row.try_get(0)?;
-    Ok(calls.max(0) as u64)
-}
-
-/// Σ total_exec_time (ms) in pg_stat_statements for this database, with the same
-/// exclusions as [`pg_stat_statements_calls`].
-async fn pg_stat_statements_exec_ms(admin: &Client) -> Result<f64> {
-    let row = admin
-        .query_one(
-            "SELECT coalesce(sum(total_exec_time), 0)::float8 FROM pg_stat_statements \
-             WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-               AND query NOT ILIKE '%pg_stat_statements%'",
-            &[],
-        )
-        .await?;
-    let ms: f64 = row.try_get(0)?;
-    Ok(ms.max(0.0))
+    let (calls, ms): (i64, f64) = (row.try_get(0)?, row.try_get(1)?);
+    Ok((calls.max(0) as u64, ms.max(0.0)))
 }
 
 /// Median (mean of the middle two for an even count) and minimum, in ms.

@@ -55,20 +55,26 @@ pub(crate) fn find_binaries() -> Option<Binaries> {
         .find_map(|dir| binaries_in(&dir))
 }
 
-/// Starts a cluster and registers its watchdog; cleans up again on failure.
-pub(crate) fn start(binaries: Binaries) -> Result<Started, TestkitError> {
+/// A cluster's temporary directory, as its user, and the watchdog that removes it.
+fn prepare(binaries: Binaries, extras: Extras) -> Result<(Setup, Child), TestkitError> {
     let user = RunAs::detect()?;
     let dir = create_temp_dir(user)?;
     let setup = Setup {
         bin_dir: binaries.bin_dir,
         user,
         dir,
-        extras: Extras::default(),
+        extras,
     };
     let watchdog = setup.spawn_watchdog().map_err(|err| {
         let _ = fs::remove_dir_all(&setup.dir);
         TestkitError::throwaway("starting the clean-up watchdog", err)
     })?;
+    Ok((setup, watchdog))
+}
+
+/// Starts a cluster and registers its watchdog; cleans up again on failure.
+pub(crate) fn start(binaries: Binaries) -> Result<Started, TestkitError> {
+    let (setup, watchdog) = prepare(binaries, Extras::default())?;
     register(watchdog);
     let started = setup.init_and_start();
     if started.is_err() {
@@ -142,18 +148,7 @@ fn own_setup(service: &str, extras: Extras) -> Result<(Setup, OwnedCluster), Tes
             "no initdb, pg_ctl and postgres on PATH or under /usr/lib/postgresql",
         )
     })?;
-    let user = RunAs::detect()?;
-    let dir = create_temp_dir(user)?;
-    let setup = Setup {
-        bin_dir: binaries.bin_dir,
-        user,
-        dir,
-        extras,
-    };
-    let watchdog = setup.spawn_watchdog().map_err(|err| {
-        let _ = fs::remove_dir_all(&setup.dir);
-        TestkitError::throwaway("starting the clean-up watchdog", err)
-    })?;
+    let (setup, watchdog) = prepare(binaries, extras)?;
     let owned = OwnedCluster {
         watchdog: Some(watchdog),
         port: 0,

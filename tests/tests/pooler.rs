@@ -266,42 +266,38 @@ async fn loads(db: &Db, from: i64, balanced_count: u64) {
     let n = 12;
     let want: Vec<Shape> = (from..from + n as i64).map(expected).collect();
 
-    let s = db.session();
-    let got = window(from, n)
-        .prefetch(Order::CUSTOMER)
-        .prefetch(Order::ITEMS.with(OrderItem::PRODUCT))
-        .prefetch(Order::TAGS)
-        .all(&s)
-        .await
-        .unwrap();
-    assert_eq!(got.iter().map(shape).collect::<Vec<_>>(), want);
-    assert_eq!(s.query_count(), 5, "prefetch: the root and one per edge");
-
-    let s = db.session();
-    let got = window(from, n)
-        .select_related(Order::CUSTOMER)
-        .select_related(Order::ITEMS.with(OrderItem::PRODUCT))
-        .select_related(Order::TAGS)
-        .all(&s)
-        .await
-        .unwrap();
-    assert_eq!(got.iter().map(shape).collect::<Vec<_>>(), want);
-    assert_eq!(s.query_count(), 1, "select_related: one statement");
-
-    let s = db.session();
-    let got = window(from, n)
-        .balanced(Order::CUSTOMER)
-        .balanced(Order::ITEMS.with(OrderItem::PRODUCT))
-        .balanced(Order::TAGS)
-        .all(&s)
-        .await
-        .unwrap();
-    assert_eq!(got.iter().map(shape).collect::<Vec<_>>(), want);
-    assert_eq!(
-        s.query_count(),
-        balanced_count,
-        "balanced: as on a direct connection"
-    );
+    let trees = [
+        (
+            window(from, n)
+                .prefetch(Order::CUSTOMER)
+                .prefetch(Order::ITEMS.with(OrderItem::PRODUCT))
+                .prefetch(Order::TAGS),
+            5,
+            "prefetch: the root and one per edge",
+        ),
+        (
+            window(from, n)
+                .select_related(Order::CUSTOMER)
+                .select_related(Order::ITEMS.with(OrderItem::PRODUCT))
+                .select_related(Order::TAGS),
+            1,
+            "select_related: one statement",
+        ),
+        (
+            window(from, n)
+                .balanced(Order::CUSTOMER)
+                .balanced(Order::ITEMS.with(OrderItem::PRODUCT))
+                .balanced(Order::TAGS),
+            balanced_count,
+            "balanced: as on a direct connection",
+        ),
+    ];
+    for (tree, statements, what) in trees {
+        let s = db.session();
+        let got = tree.all(&s).await.unwrap();
+        assert_eq!(got.iter().map(shape).collect::<Vec<_>>(), want, "{what}");
+        assert_eq!(s.query_count(), statements, "{what}");
+    }
 
     // Lazy, per object, concurrently: the session batches each wave.
     let s = db.session();
