@@ -26,6 +26,7 @@
 //! at least one: a counter that Redis dropped (memory pressure) comes back as a newer
 //! value, never as one a reader could still hold.
 
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -158,7 +159,7 @@ impl RedisStore {
                 key.push(',');
             }
             for byte in part {
-                key.push_str(&format!("{byte:02x}"));
+                let _ = write!(key, "{byte:02x}");
             }
         }
         key
