@@ -6,7 +6,6 @@
 
 use std::any::Any;
 use std::borrow::Cow;
-use std::collections::HashSet;
 use std::fmt::Debug;
 use std::hash::Hash;
 
@@ -15,6 +14,7 @@ use tokio_postgres::Row;
 
 use crate::base::decode::decode_column;
 use crate::base::error::{Error, Result};
+use crate::base::hash::key_set;
 use crate::base::value::{Param, SqlType};
 
 /// One column of a key: a scalar type that can be hashed and sent as an array.
@@ -182,8 +182,7 @@ tuple_keys!(4: A 0, B 1, C 2, D 3);
 
 /// Removes duplicates, keeping first occurrences in order.
 pub(crate) fn dedup_keys<K: Key>(keys: impl IntoIterator<Item = K>) -> Vec<K> {
-    let mut seen = HashSet::new();
-    keys.into_iter()
-        .filter(|k| seen.insert(k.clone()))
-        .collect()
+    let keys = keys.into_iter();
+    let mut seen = key_set(keys.size_hint().0);
+    keys.filter(|k| seen.insert(k.clone())).collect()
 }

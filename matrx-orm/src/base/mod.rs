@@ -3,6 +3,7 @@
 
 pub mod decode;
 pub mod error;
+pub(crate) mod hash;
 pub mod key;
 pub mod meta;
 pub mod sql;

@@ -25,21 +25,72 @@
 //! never held after it.
 
 use std::any::{Any, TypeId};
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::base::hash::KeyMap;
 use crate::base::meta::ModelMeta;
 use crate::schema::model::{Model, Relation};
 
 /// One model's instances by primary key.
-struct Instances<M: Model>(HashMap<M::Key, Arc<M>>);
+struct Instances<M: Model>(KeyMap<M::Key, Arc<M>>);
 
 /// One relation's loaded targets by parent key.
-struct Entries<R: Relation>(HashMap<R::Key, Vec<Arc<R::Target>>>);
+struct Entries<R: Relation>(KeyMap<R::Key, Targets<R::Target>>);
+
+/// The targets held for one parent key. Most keys of a to-one relation have exactly
+/// one, held without a vector of its own.
+pub(crate) enum Targets<T> {
+    /// Exactly one target.
+    One(Arc<T>),
+    /// None, or more than one.
+    Many(Vec<Arc<T>>),
+}
+
+impl<T> Targets<T> {
+    /// The targets of `targets`, in order.
+    pub(crate) fn from_slice(targets: &[Arc<T>]) -> Self {
+        match targets {
+            [one] => Targets::One(one.clone()),
+            many => Targets::Many(many.to_vec()),
+        }
+    }
+
+    /// The targets, in order.
+    pub(crate) fn as_slice(&self) -> &[Arc<T>] {
+        match self {
+            Targets::One(one) => std::slice::from_ref(one),
+            Targets::Many(many) => many,
+        }
+    }
+}
+
+impl<T> From<Vec<Arc<T>>> for Targets<T> {
+    fn from(mut targets: Vec<Arc<T>>) -> Self {
+        match targets.pop() {
+            Some(one) if targets.is_empty() => Targets::One(one),
+            Some(last) => {
+                targets.push(last);
+                Targets::Many(targets)
+            }
+            None => Targets::Many(targets),
+        }
+    }
+}
+
+impl<T> Clone for Targets<T> {
+    fn clone(&self) -> Self {
+        match self {
+            Targets::One(one) => Targets::One(one.clone()),
+            Targets::Many(many) => Targets::Many(many.clone()),
+        }
+    }
+}
 
 /// Keys answered from the cache (with their targets), and keys still to load.
 pub(crate) type Split<R> = (
-    Vec<(<R as Relation>::Key, Vec<Arc<<R as Relation>::Target>>)>,
+    Vec<(<R as Relation>::Key, Targets<<R as Relation>::Target>)>,
     Vec<<R as Relation>::Key>,
 );
 
@@ -69,8 +120,8 @@ fn table_of(meta: &ModelMeta) -> Table {
 
 #[derive(Default)]
 struct Inner {
-    models: HashMap<TypeId, ModelSlot>,
-    relations: HashMap<TypeId, RelationSlot>,
+    models: KeyMap<TypeId, ModelSlot>,
+    relations: KeyMap<TypeId, RelationSlot>,
     /// Bumped by every eviction.
     generation: u64,
 }
@@ -116,19 +167,30 @@ impl SessionCache {
             .entry(TypeId::of::<M>())
             .or_insert_with(|| ModelSlot {
                 meta: M::META,
-                instances: Box::new(Instances::<M>(HashMap::new())),
+                instances: Box::new(Instances::<M>(KeyMap::default())),
             });
         let Some(held) = slot.instances.downcast_mut::<Instances<M>>() else {
             return;
         };
+        held.0.reserve(rows.len());
         for row in rows {
-            match held.0.get(&row.key()) {
-                Some(existing) => *row = existing.clone(),
-                None => {
-                    held.0.insert(row.key(), row.clone());
+            match held.0.entry(row.key()) {
+                Entry::Occupied(existing) => *row = existing.get().clone(),
+                Entry::Vacant(vacant) => {
+                    vacant.insert(row.clone());
                 }
             }
         }
+    }
+
+    /// The targets held for one key of `R`, if the session holds them.
+    pub(crate) fn lookup<R: Relation>(&self, key: &R::Key) -> Option<Targets<R::Target>> {
+        let inner = self.lock();
+        inner
+            .relations
+            .get(&TypeId::of::<R>())
+            .and_then(|slot| slot.entries.downcast_ref::<Entries<R>>())
+            .and_then(|entries| entries.0.get(key).cloned())
     }
 
     /// Splits `keys` into those with cached targets (returned with them) and the rest.
@@ -157,7 +219,7 @@ impl SessionCache {
     pub(crate) fn store<R: Relation>(
         &self,
         generation: u64,
-        loaded: impl IntoIterator<Item = (R::Key, Vec<Arc<R::Target>>)>,
+        loaded: impl IntoIterator<Item = (R::Key, Targets<R::Target>)>,
     ) {
         let mut inner = self.lock();
         if inner.generation != generation {
@@ -172,7 +234,7 @@ impl SessionCache {
                     .through
                     .as_ref()
                     .map(|t| (t.schema.or(<R::Source as Model>::META.schema), t.table)),
-                entries: Box::new(Entries::<R>(HashMap::new())),
+                entries: Box::new(Entries::<R>(KeyMap::default())),
             });
         if let Some(entries) = slot.entries.downcast_mut::<Entries<R>>() {
             entries.0.extend(loaded);

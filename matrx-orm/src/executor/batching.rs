@@ -3,32 +3,42 @@
 //! model, for gets by primary key).
 //!
 //! How a batch closes without a timer: the first caller of a batch leads it. It yields
-//! to the scheduler (`tokio::task::yield_now`) and looks again; while a yield round
-//! still brings new keys (the other futures of the same `join_all`, or tasks queued
-//! on the runtime, taking their turn), it yields once more. When a round adds nothing
-//! (three rounds in a row on a multi-thread runtime, where tasks woken on other workers
-//! need a moment), or the batch holds the maximum of distinct keys, the batch closes:
-//! later callers start a new one. Rounds only count as quiet once every waiter of the
-//! session's earlier batches has resumed: a wave of waiters woken by one batch's result
-//! (the items of every order, say) is still being polled — a `join_all` polls a few
-//! futures per turn when some yield — and each of them may be about to ask for the
-//! next edge (their products). The leader
-//! then runs the batch through the batch primitive and publishes the shared result to
-//! every waiter. No fixed sleep is added to latency.
+//! to the scheduler (`tokio::task::yield_now`) and looks again.
+//!
+//! - While only one task has loaded through the session (a request's futures joined
+//!   with `join_all`, `try_join_all`, `join!`), one yield is enough: when the leader
+//!   runs again its task has been polled through, and every other future of the task
+//!   that could ask has asked.
+//! - Once a second task has used the session (spawned tasks sharing it), the leader
+//!   yields while a round still brings new keys, and closes after a round that adds
+//!   nothing (three in a row on a multi-thread runtime, where tasks woken on other
+//!   workers need a moment; one on a current-thread runtime).
+//!
+//! Either way, rounds only count once every waiter of the session's earlier batches
+//! has resumed: a wave of waiters woken by one batch's result (the items of every
+//! order, say) is still being polled — a `join_all` polls a few futures per turn when
+//! some yield — and each of them may be about to ask for the next edge (their
+//! products). A batch also closes when it holds the maximum of distinct keys; later
+//! callers start a new one. The leader then runs the batch through the batch primitive
+//! and publishes the shared result to every waiter. No fixed sleep is added to latency.
+//!
+//! Waiting is cheap, because every poll of a task polls all its pending futures: a
+//! waiter registers its task's waker once (the waiters of one task share it, so a
+//! published batch wakes each task once) and is polled again without a lock.
 //!
 //! Cancellation: if the leader is dropped before publishing, the batch is published as
 //! abandoned and each waiter retries on its own, so one cancelled caller never blocks
 //! or fails the others. An error reaches every waiter of that batch and no other.
 
 use std::any::{Any, TypeId};
-use std::collections::{HashMap, HashSet};
+use std::future::poll_fn;
 use std::hash::Hash;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-
-use tokio::sync::watch;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::task::{Poll, Waker};
 
 use crate::base::error::Result;
+use crate::base::hash::{key_set, KeyMap, KeySet};
 
 /// How many yield rounds a leader waits at most for a batch to stop growing.
 const MAX_ROUNDS: usize = 16;
@@ -39,23 +49,59 @@ pub const DEFAULT_MAX_BATCH: usize = 10_000;
 /// The open batches of one session (or one transaction of a session).
 #[derive(Debug)]
 pub(crate) struct Loaders {
-    open: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
+    open: Mutex<KeyMap<TypeId, Arc<dyn Any + Send + Sync>>>,
     max_batch: usize,
     /// Waiters of published batches that have not resumed yet (nor been dropped).
     resuming: AtomicUsize,
+    /// The task that first loaded through these batches (`None` inside: outside any
+    /// task, as under `block_on`).
+    first_task: OnceLock<Option<tokio::task::Id>>,
+    /// Whether a second task has loaded through them: its calls may come a scheduler
+    /// round later, so batches wait for more quiet rounds.
+    shared: AtomicBool,
 }
 
 impl Loaders {
     pub(crate) fn new(max_batch: usize) -> Self {
         Loaders {
-            open: Mutex::new(HashMap::new()),
+            open: Mutex::new(KeyMap::default()),
             max_batch: max_batch.max(1),
             resuming: AtomicUsize::new(0),
+            first_task: OnceLock::new(),
+            shared: AtomicBool::new(false),
         }
     }
 
     pub(crate) fn max_batch(&self) -> usize {
         self.max_batch
+    }
+
+    /// Notes which task is calling; once two different tasks have called, the
+    /// batches are shared between tasks for good.
+    fn note_task(&self) {
+        if self.shared.load(Ordering::Relaxed) {
+            return;
+        }
+        let current = tokio::task::try_id();
+        if *self.first_task.get_or_init(|| current) != current {
+            self.shared.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether only one task has loaded through these batches so far.
+    fn single_task(&self) -> bool {
+        !self.shared.load(Ordering::Relaxed)
+    }
+
+    /// How many consecutive yield rounds without a new key close a batch shared by
+    /// several tasks: one on a current-thread runtime (every other task has had its
+    /// turn), a few on a multi-thread runtime, where tasks woken on other workers need
+    /// a moment to run.
+    fn quiet_rounds(&self) -> usize {
+        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::CurrentThread) => 1,
+            _ => 3,
+        }
     }
 }
 
@@ -75,33 +121,68 @@ impl<O: Clone> Clone for Outcome<O> {
 }
 
 struct Batch<K, O> {
-    /// The distinct keys of the batch, in arrival order.
-    keys: Mutex<Distinct<K>>,
-    outcome: watch::Sender<Option<Outcome<O>>>,
-    /// Its waiters, for the session's count of waiters still to resume.
-    wave: Mutex<Wave>,
+    /// Its keys and waiters.
+    wave: Mutex<Wave<K>>,
+    /// Set once, by [`Batch::publish`] (under the `wave` lock).
+    outcome: OnceLock<Outcome<O>>,
 }
 
-/// The waiters of one batch (callers that joined it; the leader is not one).
-#[derive(Default)]
-struct Wave {
+/// The keys of one batch and its waiters (callers that joined it; the leader is not
+/// one): for the session's count of waiters still to resume, and the wakers to call
+/// when it publishes.
+struct Wave<K> {
+    /// The distinct keys of the batch, in arrival order.
+    keys: Distinct<K>,
     joined: usize,
     /// Waiters dropped before the batch published.
     left: usize,
     published: bool,
+    /// One waker per waiting task: the waiters of one task share its waker, so a
+    /// published batch wakes each task once.
+    wakers: Vec<Waker>,
 }
 
 impl<K, O> Batch<K, O> {
     /// Publishes `outcome`; the waiters still there now have to resume.
     fn publish(&self, loaders: &Loaders, outcome: Outcome<O>) {
-        {
+        let wakers = {
             let mut wave = self.wave.lock().unwrap_or_else(PoisonError::into_inner);
             wave.published = true;
             loaders
                 .resuming
                 .fetch_add(wave.joined - wave.left, Ordering::AcqRel);
+            // Set under the lock, so a waiter that finds no outcome there has its
+            // waker in the list this takes.
+            let _ = self.outcome.set(outcome);
+            std::mem::take(&mut wave.wakers)
+        };
+        for waker in wakers {
+            waker.wake();
         }
-        self.outcome.send_replace(Some(outcome));
+    }
+
+    /// Waits for the published outcome. Polled again with the waker it registered
+    /// (every poll of a task polls all its pending futures), it takes no lock.
+    async fn outcome(&self) -> &Outcome<O> {
+        let mut registered: Option<Waker> = None;
+        poll_fn(|cx| {
+            if let Some(outcome) = self.outcome.get() {
+                return Poll::Ready(outcome);
+            }
+            if registered.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                return Poll::Pending;
+            }
+            let mut wave = self.wave.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(outcome) = self.outcome.get() {
+                return Poll::Ready(outcome);
+            }
+            if !wave.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                wave.wakers.push(cx.waker().clone());
+            }
+            registered = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
     }
 }
 
@@ -144,14 +225,18 @@ impl<K, O> Drop for Waiter<'_, K, O> {
 /// Keys in arrival order, each once (the batch size counts distinct keys).
 struct Distinct<K> {
     order: Vec<K>,
-    seen: HashSet<K>,
+    seen: KeySet<K>,
 }
 
 impl<K: Clone + Eq + Hash> Distinct<K> {
     fn new(first: K) -> Self {
         Distinct {
             order: vec![first.clone()],
-            seen: HashSet::from([first]),
+            seen: {
+                let mut seen = key_set(1);
+                seen.insert(first);
+                seen
+            },
         }
     }
 
@@ -164,9 +249,10 @@ impl<K: Clone + Eq + Hash> Distinct<K> {
 
 impl<K, O> Batch<K, O> {
     fn len(&self) -> usize {
-        self.keys
+        self.wave
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .keys
             .order
             .len()
     }
@@ -215,23 +301,20 @@ where
     F: Fn(Vec<K>) -> Fut,
     Fut: std::future::Future<Output = Result<O>>,
 {
+    loaders.note_task();
     loop {
         let (batch, leader) = join_or_open::<K, O>(loaders, kind, key.clone());
         if !leader {
-            let mut rx = batch.outcome.subscribe();
             let mut waiter = Waiter {
                 loaders,
                 batch,
                 resumed: false,
             };
-            let outcome = match rx.wait_for(Option::is_some).await {
-                Ok(seen) => (*seen).clone(),
-                Err(_) => Some(Outcome::Abandoned),
-            };
+            let outcome = waiter.batch.outcome().await.clone();
             waiter.resume();
             match outcome {
-                Some(Outcome::Done(result)) => return result,
-                _ => continue,
+                Outcome::Done(result) => return result,
+                Outcome::Abandoned => continue,
             }
         }
         let mut guard = LeaderGuard {
@@ -240,7 +323,6 @@ where
             batch,
             published: false,
         };
-        let quiet_needed = quiet_rounds();
         let mut seen = guard.batch.len();
         let mut quiet = 0;
         for _ in 0..MAX_ROUNDS {
@@ -253,9 +335,14 @@ where
                 // Earlier waiters are still resuming: this round proves nothing.
                 quiet = 0;
                 seen = now;
+            } else if loaders.single_task() {
+                // The task was polled through since this batch opened: each of its
+                // futures that could ask has asked.
+                break;
             } else if now == seen {
                 quiet += 1;
-                if quiet >= quiet_needed {
+                // Read each round: a second task may have joined meanwhile.
+                if quiet >= loaders.quiet_rounds() {
                     break;
                 }
             } else {
@@ -267,25 +354,16 @@ where
         let keys = std::mem::take(
             &mut guard
                 .batch
-                .keys
+                .wave
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
+                .keys
                 .order,
         );
         let result = run(keys).await;
         guard.published = true;
         guard.batch.publish(loaders, Outcome::Done(result.clone()));
         return result;
-    }
-}
-
-/// How many consecutive yield rounds without a new key close a batch: one on a
-/// current-thread runtime (every other future of the task has had its turn); a few on a
-/// multi-thread runtime, where tasks woken on other workers need a moment to run.
-fn quiet_rounds() -> usize {
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::CurrentThread) => 1,
-        _ => 3,
     }
 }
 
@@ -301,25 +379,25 @@ where
         .and_then(|b| b.clone().downcast::<Batch<K, O>>().ok())
     {
         let full = {
-            let mut keys = batch.keys.lock().unwrap_or_else(PoisonError::into_inner);
-            keys.add(key);
-            keys.order.len() >= loaders.max_batch
+            let mut wave = batch.wave.lock().unwrap_or_else(PoisonError::into_inner);
+            wave.keys.add(key);
+            wave.joined += 1;
+            wave.keys.order.len() >= loaders.max_batch
         };
-        batch
-            .wave
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .joined += 1;
         if full {
             open.remove(&kind);
         }
         return (batch, false);
     }
-    let (outcome, _) = watch::channel(None);
     let batch = Arc::new(Batch {
-        keys: Mutex::new(Distinct::new(key)),
-        outcome,
-        wave: Mutex::new(Wave::default()),
+        wave: Mutex::new(Wave {
+            keys: Distinct::new(key),
+            joined: 0,
+            left: 0,
+            published: false,
+            wakers: Vec::new(),
+        }),
+        outcome: OnceLock::new(),
     });
     if loaders.max_batch > 1 {
         open.insert(kind, batch.clone());

@@ -3,14 +3,15 @@
 //! prefetch once per edge, the request-scoped loader once per batch.
 
 use std::any::Any;
-use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
 
 use crate::base::error::{Error, Result};
+use crate::base::hash::{key_map, KeyMap};
 use crate::base::key::{dedup_keys, Key};
 use crate::base::meta::{RelationKind, RelationMeta};
 use crate::base::value::as_sql_refs;
+use crate::cache::session::Targets;
 use crate::cache::shared::{CachedRow, Generation, SharedCache};
 use crate::executor::{DynExecutor, Scope};
 use crate::relation::sql::{edge_statement, keys_statement};
@@ -26,7 +27,7 @@ pub struct Groups<K, T> {
     /// Every (parent key, target) pair, sorted by parent key.
     rows: Vec<Arc<T>>,
     /// Parent key -> the range of `rows` holding its targets.
-    index: HashMap<K, Range<usize>>,
+    index: KeyMap<K, Range<usize>>,
     /// Every distinct target row, each held once.
     targets: Vec<Arc<T>>,
 }
@@ -35,7 +36,7 @@ impl<K, T> Default for Groups<K, T> {
     fn default() -> Self {
         Groups {
             rows: Vec::new(),
-            index: HashMap::new(),
+            index: KeyMap::default(),
             targets: Vec::new(),
         }
     }
@@ -47,7 +48,7 @@ impl<K: Key, T> Groups<K, T> {
         if !pairs.is_sorted_by(|a, b| a.0 <= b.0) {
             pairs.sort_by(|a, b| a.0.cmp(&b.0));
         }
-        let mut index = HashMap::new();
+        let mut index = key_map(pairs.len().min(1024));
         let mut rows = Vec::with_capacity(pairs.len());
         let mut start = 0;
         let mut current: Option<K> = None;
@@ -102,7 +103,15 @@ pub async fn load_edge<R: Relation>(
     keys: impl IntoIterator<Item = R::Key>,
     related: &Related<R::Target>,
 ) -> Result<Groups<R::Key, R::Target>> {
-    let keys = dedup_keys(keys);
+    load_distinct_edge::<R>(ex, dedup_keys(keys), related).await
+}
+
+/// [`load_edge`] for keys known to be distinct.
+pub(crate) async fn load_distinct_edge<R: Relation>(
+    ex: &dyn DynExecutor,
+    keys: Vec<R::Key>,
+    related: &Related<R::Target>,
+) -> Result<Groups<R::Key, R::Target>> {
     if keys.is_empty() {
         return Ok(Groups::default());
     }
@@ -155,15 +164,15 @@ pub async fn load_edge<R: Relation>(
         .collect();
     let mut targets = fresh.targets;
     for (key, cached) in &hits {
-        targets.extend(cached.iter().cloned());
-        pairs.extend(cached.iter().map(|t| (key.clone(), t.clone())));
+        targets.extend(cached.as_slice().iter().cloned());
+        pairs.extend(cached.as_slice().iter().map(|t| (key.clone(), t.clone())));
     }
     let groups = group::<R>(pairs, targets, related)?;
     if let (Some(cache), Some(generation)) = (cache, generation) {
         cache.store::<R>(
             generation,
             keys.into_iter().map(|key| {
-                let targets = groups.get(&key).to_vec();
+                let targets = Targets::from_slice(groups.get(&key));
                 (key, targets)
             }),
         );
@@ -199,7 +208,7 @@ fn decode_rows<R: Relation>(
         // Each link row repeats its target: decode a target once, share it.
         let arity = R::Key::ARITY;
         let target_arity = <<R::Target as Model>::Key as Key>::ARITY;
-        let mut seen: HashMap<<R::Target as Model>::Key, usize> = HashMap::new();
+        let mut seen: KeyMap<<R::Target as Model>::Key, usize> = key_map(rows.len());
         for row in &rows {
             let key = R::Key::decode(row, 0, target_name)?;
             let target_key = <R::Target as Model>::Key::decode(row, arity, target_name)?;
@@ -343,7 +352,7 @@ pub(crate) fn sort_by_key<T: Model>(group: &mut [Arc<T>]) {
 /// Rows of `M` fetched by primary key, indexed by key.
 pub struct Keyed<M: Model> {
     rows: Vec<Arc<tokio_postgres::Row>>,
-    index: HashMap<M::Key, usize>,
+    index: KeyMap<M::Key, usize>,
 }
 
 impl<M: Model> Keyed<M> {
@@ -372,7 +381,7 @@ pub async fn load_by_keys<M: Model>(
     if keys.is_empty() {
         return Ok(Keyed {
             rows: Vec::new(),
-            index: HashMap::new(),
+            index: KeyMap::default(),
         });
     }
     let sql = keys_statement(
@@ -383,7 +392,7 @@ pub async fn load_by_keys<M: Model>(
     let rows = ex
         .query_read_dyn(&sql.text, &as_sql_refs(&sql.params))
         .await?;
-    let mut index = HashMap::with_capacity(rows.len());
+    let mut index = key_map(rows.len());
     for (i, row) in rows.iter().enumerate() {
         index.insert(M::Key::decode(row, 0, M::META.name)?, i);
     }

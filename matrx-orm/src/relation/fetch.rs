@@ -10,7 +10,7 @@ use crate::base::error::{Error, Result};
 use crate::base::key::Key;
 use crate::executor::batching;
 use crate::executor::DynExecutor;
-use crate::relation::batch::{load_by_keys, load_edge};
+use crate::relation::batch::{load_by_keys, load_distinct_edge, load_edge};
 use crate::relation::stitch::attach;
 use crate::schema::model::{Model, Relation, RelationVisitor};
 use crate::schema::related::Related;
@@ -28,31 +28,38 @@ pub async fn fetch<R: Relation>(ex: &dyn DynExecutor, source: &R::Source) -> Res
     if let Some(value) = slot.loaded_value() {
         return Ok(value);
     }
-    if let (Some(cache), Some(key)) = (&ex.scope_dyn().cache, R::source_key(source)) {
+    let scope = ex.scope_dyn();
+    let key = R::source_key(source);
+    if let (Some(cache), Some(key)) = (&scope.cache, &key) {
         // The session holds this relation's targets for that key: no query.
-        let (mut hits, missing) = cache.split::<R>(vec![key]);
-        if let (Some((_, targets)), true) = (hits.pop(), missing.is_empty()) {
-            slot.fill(<R::Slot as Slot<R::Target>>::value_from(targets));
+        if let Some(targets) = cache.lookup::<R>(key) {
+            slot.fill(<R::Slot as Slot<R::Target>>::value_from_slice(
+                targets.as_slice(),
+            ));
             return slot.loaded_value().ok_or(Error::NotFound {
                 model: <R::Target as Model>::META.name,
             });
         }
     }
-    if R::source_key(source).is_some() && ex.scope_dyn().strict() {
-        return Err(Error::StrictLoad {
-            model: <R::Source as Model>::META.name,
-            relation: R::META.name,
-        });
-    }
-    if let Some(key) = R::source_key(source) {
+    if let Some(key) = &key {
+        if scope.strict() {
+            return Err(Error::StrictLoad {
+                model: <R::Source as Model>::META.name,
+                relation: R::META.name,
+            });
+        }
         key.validate()?;
     }
-    let groups = match (&ex.scope_dyn().loaders, R::source_key(source)) {
+    let groups = match (&scope.loaders, key) {
         (Some(loaders), Some(key)) => {
-            let run = |keys: Vec<R::Key>| async move {
-                load_edge::<R>(ex, keys, &Related::default())
-                    .await
-                    .map(Arc::new)
+            // A batch's keys are distinct already. The statement's future is boxed:
+            // only the batch's leader runs it, and every waiting call stays small.
+            let run = |keys: Vec<R::Key>| -> BoxFuture<'_, Result<Arc<_>>> {
+                Box::pin(async move {
+                    load_distinct_edge::<R>(ex, keys, &Related::default())
+                        .await
+                        .map(Arc::new)
+                })
             };
             batching::load(loaders, TypeId::of::<R>(), key, run).await?
         }
@@ -119,8 +126,9 @@ pub(crate) async fn get<M: Model>(ex: &dyn DynExecutor, key: &M::Key) -> Result<
     };
     let rows = match &scope.loaders {
         Some(loaders) => {
-            let run =
-                |keys: Vec<M::Key>| async move { load_by_keys::<M>(ex, keys).await.map(Arc::new) };
+            let run = |keys: Vec<M::Key>| -> BoxFuture<'_, Result<Arc<_>>> {
+                Box::pin(async move { load_by_keys::<M>(ex, keys).await.map(Arc::new) })
+            };
             batching::load(loaders, TypeId::of::<GetByKey<M>>(), key.clone(), run).await?
         }
         None => Arc::new(load_by_keys::<M>(ex, [key.clone()]).await?),

@@ -18,10 +18,10 @@ pub(crate) fn attach<'p, R: Relation>(
             continue;
         }
         let targets = match R::source_key(parent) {
-            Some(key) => groups.get(&key).to_vec(),
-            None => Vec::new(),
+            Some(key) => groups.get(&key),
+            None => &[],
         };
-        slot.fill(<R::Slot as Slot<R::Target>>::value_from(targets));
+        slot.fill(<R::Slot as Slot<R::Target>>::value_from_slice(targets));
     }
 }
 

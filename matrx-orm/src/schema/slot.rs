@@ -20,6 +20,12 @@ pub trait Slot<T>: Default + Send + Sync {
     /// Builds the value from the target rows that belong to one parent, in order.
     fn value_from(targets: Vec<Arc<T>>) -> Self::Value;
 
+    /// Builds the value from borrowed target rows: what [`value_from`](Slot::value_from)
+    /// builds, without a vector when the value needs none (a to-one slot).
+    fn value_from_slice(targets: &[Arc<T>]) -> Self::Value {
+        Self::value_from(targets.to_vec())
+    }
+
     /// The loaded value, if any.
     fn loaded_value(&self) -> Option<Self::Value>;
 
@@ -73,6 +79,10 @@ impl<T: Send + Sync> Slot<T> for One<T> {
 
     fn value_from(targets: Vec<Arc<T>>) -> Self::Value {
         targets.into_iter().next()
+    }
+
+    fn value_from_slice(targets: &[Arc<T>]) -> Self::Value {
+        targets.first().cloned()
     }
 
     fn loaded_value(&self) -> Option<Self::Value> {

@@ -16,7 +16,7 @@ use crate::base::key::{dedup_keys, Key};
 use crate::base::meta::{ModelMeta, RelationKind, RelationMeta};
 use crate::base::sql::SqlBuf;
 use crate::base::value::as_sql_refs;
-use crate::cache::session::SessionCache;
+use crate::cache::session::{SessionCache, Targets};
 use crate::executor::DynExecutor;
 use crate::relation::batch::{counts_matches, group, load_edge};
 use crate::relation::joined::policy::{
@@ -503,8 +503,12 @@ impl<R: Relation> JoinEdge<R::Source> for JoinedEdge<R> {
 
     fn record(&mut self) {
         if let Some(held) = &self.held {
-            held.cache
-                .store::<R>(held.generation, std::mem::take(&mut self.loaded));
+            held.cache.store::<R>(
+                held.generation,
+                std::mem::take(&mut self.loaded)
+                    .into_iter()
+                    .map(|(key, targets)| (key, Targets::from(targets))),
+            );
         }
         self.plan.record();
     }
@@ -636,7 +640,7 @@ impl<R: Relation> BatchedEdge<R> {
         attach::<R>(fresh.iter().copied(), &groups);
         if let Some(held) = &held {
             let entries = keys.into_iter().map(|key| {
-                let targets = groups.get(&key).to_vec();
+                let targets = Targets::from_slice(groups.get(&key));
                 (key, targets)
             });
             held.cache.store::<R>(held.generation, entries);
