@@ -468,6 +468,36 @@ async fn w5_nested_waves_cost_one_query_per_level_and_edge() {
     }
 }
 
+/// A request joining more futures than `try_join_all` polls in order (over 30: it then
+/// polls through `FuturesUnordered`), run as one task on a multi-thread runtime whose
+/// other workers are busy with requests of their own: each wave still meets in one
+/// batch per edge, every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_wide_join_in_one_task_on_many_workers_costs_one_query_per_wave_and_edge() {
+    let (db, data) = shop("dl_wide").await;
+    let ids = order_ids(1..=ORDERS);
+    for _ in 0..5 {
+        let requests = (0..4).map(|_| {
+            let (db, ids) = (db.clone(), ids.clone());
+            tokio::spawn(async move {
+                let session = db.session();
+                let got = w5(&session, &ids).await;
+                (got, session.query_count())
+            })
+        });
+        for request in try_join_all(requests).await.unwrap() {
+            let (got, statements) = request;
+            assert_eq!(
+                statements, 5,
+                "orders; customers + items; referrers + products"
+            );
+            for (id, o) in ids.iter().zip(&got.unwrap()) {
+                data.check_w5(*id, o);
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_wave_with_only_null_keys_costs_no_query() {
     let (db, data) = shop("dl_null").await;
