@@ -14,7 +14,7 @@ use crate::base::value::as_sql_refs;
 use crate::cache::session::Targets;
 use crate::cache::shared::{CachedRow, Generation, SharedCache};
 use crate::executor::{DynExecutor, Scope};
-use crate::relation::sql::{edge_statement, keys_statement};
+use crate::relation::sql::{default_edge_statement, edge_statement, model_keys_statement};
 use crate::schema::model::{Model, Relation};
 use crate::schema::related::Related;
 
@@ -134,16 +134,19 @@ pub(crate) async fn load_distinct_edge<R: Relation>(
         None => (keys, None),
     };
     if !keys.is_empty() {
-        let sql = edge_statement(
-            <R::Source as Model>::META,
-            R::META,
-            R::Key::array_params(&keys),
-            &R::Key::column_types(),
-            related,
-        )?;
-        let rows = ex
-            .query_read_dyn(&sql.text, &as_sql_refs(&sql.params))
-            .await?;
+        let (text, params) = if related.is_default() {
+            default_edge_statement::<R>(&keys)?
+        } else {
+            let sql = edge_statement(
+                <R::Source as Model>::META,
+                R::META,
+                R::Key::array_params(&keys),
+                &R::Key::column_types(),
+                related,
+            )?;
+            (sql.text.into(), sql.params)
+        };
+        let rows = ex.query_read_dyn(&text, &as_sql_refs(&params)).await?;
         match shared.filter(|_| scope.fills_shared_cache()) {
             Some((shared, generation)) => {
                 let stored = decode_rows::<R>(rows, &mut fresh, true)?;
@@ -384,14 +387,8 @@ pub async fn load_by_keys<M: Model>(
             index: KeyMap::default(),
         });
     }
-    let sql = keys_statement(
-        M::META,
-        M::Key::array_params(&keys),
-        &M::Key::column_types(),
-    )?;
-    let rows = ex
-        .query_read_dyn(&sql.text, &as_sql_refs(&sql.params))
-        .await?;
+    let (text, params) = model_keys_statement::<M>(&keys)?;
+    let rows = ex.query_read_dyn(&text, &as_sql_refs(&params)).await?;
     let mut index = key_map(rows.len());
     for (i, row) in rows.iter().enumerate() {
         index.insert(M::Key::decode(row, 0, M::META.name)?, i);

@@ -17,9 +17,13 @@
 //! The text depends only on the relation and its customisation, never on how many keys
 //! are sent, so each statement is prepared once per connection.
 
+use std::any::TypeId;
 use std::borrow::Cow;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use crate::base::error::{Error, Result};
+use crate::base::hash::KeyMap;
+use crate::base::key::Key;
 use crate::base::meta::{ModelMeta, RelationKind, RelationMeta};
 use crate::base::sql::{qualified, SqlBuf};
 use crate::base::value::Param;
@@ -241,6 +245,63 @@ pub(crate) fn keys_statement(
         .table_as(meta, TARGET);
     push_key_match(&mut sql, TARGET, &pk, key_params, key_types);
     Ok(sql)
+}
+
+/// Statement texts that depend only on a type, by the type and the statement's kind.
+type Texts = Mutex<KeyMap<(TypeId, &'static str), Arc<str>>>;
+
+/// The text `build` writes for type `T` and statement kind `kind`, written once per
+/// process. Only for statements whose text is the same for any number of keys and
+/// whose only parameters are the key arrays.
+///
+/// Writing a statement costs about 7,000 instructions: 3.5% of a request workload's
+/// load, where every batch is a statement (docs/BENCHMARKS.md, "Session batching").
+fn cached_text<T: 'static>(
+    kind: &'static str,
+    build: impl FnOnce() -> Result<SqlBuf>,
+) -> Result<Arc<str>> {
+    static TEXTS: OnceLock<Texts> = OnceLock::new();
+    let texts = TEXTS.get_or_init(Texts::default);
+    let id = (TypeId::of::<T>(), kind);
+    if let Some(text) = texts
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&id)
+    {
+        return Ok(text.clone());
+    }
+    let text: Arc<str> = build()?.text.into();
+    texts
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(id, text.clone());
+    Ok(text)
+}
+
+/// [`edge_statement`] for `R` without customisation, for `keys`: the text (written
+/// once per process) and its parameters, one array per key column.
+pub(crate) fn default_edge_statement<R: Relation>(
+    keys: &[R::Key],
+) -> Result<(Arc<str>, Vec<Param>)> {
+    let text = cached_text::<R>("edge", || {
+        edge_statement(
+            <R::Source as Model>::META,
+            R::META,
+            R::Key::array_params(&[]),
+            &R::Key::column_types(),
+            &Related::<R::Target>::default(),
+        )
+    })?;
+    Ok((text, R::Key::array_params(keys)))
+}
+
+/// [`keys_statement`] for `M` and `keys`: the text (written once per process) and its
+/// parameters, one array per key column.
+pub(crate) fn model_keys_statement<M: Model>(keys: &[M::Key]) -> Result<(Arc<str>, Vec<Param>)> {
+    let text = cached_text::<M>("keys", || {
+        keys_statement(M::META, M::Key::array_params(&[]), &M::Key::column_types())
+    })?;
+    Ok((text, M::Key::array_params(keys)))
 }
 
 /// Where the keys of `rel` are matched, checked against the key values sent (one
