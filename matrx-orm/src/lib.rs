@@ -46,7 +46,7 @@ pub use query::triggers::CoherenceTriggers;
 pub use query::values::{GroupKey, Values};
 pub use query::write::{Create, InsertRows};
 #[doc(hidden)]
-pub use relation::AggregateEncoding;
+pub use relation::{AggregateEncoding, JoinedShape};
 pub use relation::{balanced_strategy, EdgeStrategy, LoadStrategy, Planned, BALANCED_JOIN_LIMIT};
 pub use relation::{
     fetch, fetch_all_related, load_edge, prefetch_related, Groups, IntoPrefetch, Loaded, Path,

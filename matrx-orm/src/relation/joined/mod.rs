@@ -120,6 +120,7 @@ pub(crate) mod plan;
 pub(crate) mod policy;
 mod records;
 mod render;
+mod union;
 
 use crate::base::error::Result;
 use crate::base::sql::SqlBuf;
@@ -131,7 +132,7 @@ use crate::schema::model::Model;
 
 pub(crate) use plan::has_choice;
 use plan::{Held, Ids, Plan};
-use policy::{AggregateEncoding, Policy};
+use policy::{AggregateEncoding, JoinedShape, Policy};
 use records::Src;
 use render::root_statement;
 
@@ -151,9 +152,13 @@ pub(crate) fn statement<M: Model>(
     rows: &Criteria<M>,
     trees: &[(&Prefetch<M>, Policy)],
     enc: AggregateEncoding,
+    shape: JoinedShape,
 ) -> Result<SqlBuf> {
     let mut plan = build_plan(trees)?;
     plan.settle(rows.bound());
+    if enc == AggregateEncoding::Records && plan.choose_union(shape) {
+        return union::prepare_statement(rows, &mut plan).map(|(sql, _)| sql);
+    }
     root_statement(rows, &plan, enc)
 }
 
@@ -164,25 +169,35 @@ pub(crate) async fn load_root<M: Model>(
     ex: &dyn DynExecutor,
     rows: &Criteria<M>,
     trees: &[(&Prefetch<M>, Policy)],
+    shape: JoinedShape,
 ) -> Result<Vec<M>> {
     let pinned = ex.for_load_dyn();
     let ex = pinned.as_deref().unwrap_or(ex);
     let mut plan = build_plan(trees)?;
     plan.settle(rows.bound());
+    let union = plan.choose_union(shape);
     plan.prepare(Held::now(ex.scope_dyn().cache.as_ref()).as_ref());
-    let sql = root_statement(rows, &plan, AggregateEncoding::Records)?;
-    let found = ex
-        .query_read_dyn(&sql.text, &as_sql_refs(&sql.params))
-        .await?;
-    let width = M::META.columns.len();
-    let mut out = Vec::with_capacity(found.len());
-    for row in &found {
-        let src = Src::Row(row);
-        let model = M::decode_fields(&src, 0)?;
-        plan.decode(&model, &src, width)?;
-        out.push(model);
-    }
-    drop(found);
+    let out = if union {
+        let (sql, _) = union::prepare_statement(rows, &mut plan)?;
+        let found = ex
+            .query_read_dyn(&sql.text, &as_sql_refs(&sql.params))
+            .await?;
+        union::decode_rows(&mut plan, &found)?
+    } else {
+        let sql = root_statement(rows, &plan, AggregateEncoding::Records)?;
+        let found = ex
+            .query_read_dyn(&sql.text, &as_sql_refs(&sql.params))
+            .await?;
+        let width = M::META.columns.len();
+        let mut out = Vec::with_capacity(found.len());
+        for row in &found {
+            let src = Src::Row(row);
+            let model = M::decode_fields(&src, 0)?;
+            plan.decode(&model, &src, width)?;
+            out.push(model);
+        }
+        out
+    };
     plan.record();
     if plan.batched_edges() > 0 && !out.is_empty() {
         let parents: Vec<&M> = out.iter().collect();

@@ -134,3 +134,43 @@ pub enum AggregateEncoding {
     /// `json_agg(json_build_array(...))`.
     Json,
 }
+
+/// Which statement shape `select_related` writes. Loads use [`JoinedShape::Auto`];
+/// the others exist so the benchmark can measure the shapes against each other in
+/// one build (docs/BENCHMARKS.md, "The union shape").
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum JoinedShape {
+    /// The measured choice per edge ([`union_branch`]).
+    #[default]
+    Auto,
+    /// `UNION ALL` branches for the to-many edges that fit; to-one edges joined into
+    /// their parent's branch.
+    UnionToOneJoined,
+    /// `UNION ALL` branches for every edge that fits, to-one edges included.
+    UnionToOneBranched,
+    /// No union: every edge in its parent's row (to-one joins, `record[]` aggregates).
+    Aggregates,
+}
+
+/// Whether a joined edge of kind `kind` customised by `related`, whose parent rows are
+/// a branch of the union statement (the root's or another edge's), is a branch of its
+/// own (its plain rows, stitched as prefetch stitches them) rather than joined into
+/// its parent's row (see `joined::union`).
+///
+/// - An edge with a limit per parent or an ordering of its own needs its rows ordered
+///   per parent: it keeps the aggregate shapes (`LATERAL` for a limit, an ordered
+///   aggregate otherwise), inside its parent's branch.
+/// - Every other to-many edge is a branch: each child is a plain row instead of a
+///   record built, encoded and parsed, and no aggregate per parent is computed.
+/// - A to-one edge is a branch too (its distinct targets sent once, not repeated on
+///   every parent row): measured in docs/BENCHMARKS.md ("The union shape").
+pub(crate) fn union_branch<T>(kind: RelationKind, related: &Related<T>, shape: JoinedShape) -> bool {
+    let fits = related.limit_per_parent.is_none() && related.order.is_empty();
+    let to_one_branched = match shape {
+        JoinedShape::Aggregates => return false,
+        JoinedShape::UnionToOneJoined => false,
+        JoinedShape::UnionToOneBranched | JoinedShape::Auto => true,
+    };
+    fits && (!kind.is_to_one() || to_one_branched)
+}
