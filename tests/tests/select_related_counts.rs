@@ -13,7 +13,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use common::shop::*;
 use common::{count_queries, test_db, TestDb};
 use matrx_orm::prelude::*;
-use matrx_orm::{AggregateEncoding, Error, Select};
+use matrx_orm::{AggregateEncoding, Error, JoinedShape, Select};
 use workload_checks::*;
 
 fn ts(secs: i64) -> DateTime<Utc> {
@@ -719,8 +719,92 @@ async fn transactions_sessions_and_existing_collections() {
 }
 
 #[tokio::test]
-async fn the_statement_is_one_select_with_grouped_aggregates() {
+async fn the_union_statement_is_one_branch_per_edge() {
     let query = w1(joined).filter(Order::STATUS.eq("paid")).limit(10);
+    let sql = query.joined_statement(AggregateEncoding::Records).unwrap();
+    let text = &sql.text;
+    // The page once, in a materialized CTE; the items' rows in a CTE of their own
+    // (their products' branch reads them).
+    assert!(
+        text.starts_with("WITH \"__root\" AS MATERIALIZED (SELECT \"t\".\"id\", "),
+        "{text}"
+    );
+    assert!(
+        text.contains("WHERE \"t\".\"status\" = $1 ORDER BY \"t\".\"id\" ASC LIMIT $2), \"e2\" AS (SELECT \"r2\".\"id\", "),
+        "{text}"
+    );
+    // The root branch first, its position in the query's order, typed NULLs.
+    assert!(
+        text.contains(
+            ") SELECT 0 AS \"__edge\", row_number() OVER ( ORDER BY \"t\".\"id\" ASC) AS \"__pos\", \"t\".\"id\", "
+        ),
+        "{text}"
+    );
+    assert!(text.contains("(NULL::\"customers\").\"email\""), "{text}");
+    // One branch per edge, each restricted by its parent branch's rows.
+    assert_eq!(text.matches(" UNION ALL SELECT ").count(), 4, "{text}");
+    assert!(
+        text.contains("FROM \"customers\" AS \"r1\" WHERE \"r1\".\"id\" = ANY(ARRAY(SELECT \"p1\".\"customer_id\" FROM \"__root\" AS \"p1\"))"),
+        "{text}"
+    );
+    assert!(text.contains("FROM \"e2\" AS \"r2\" UNION ALL SELECT 3, "), "{text}");
+    assert!(
+        text.contains("FROM \"products\" AS \"r3\" WHERE \"r3\".\"id\" = ANY(ARRAY(SELECT \"p3\".\"product_id\" FROM \"e2\" AS \"p3\"))"),
+        "{text}"
+    );
+    // Many-to-many: the junction's parent key leads the branch's fields.
+    assert!(
+        text.contains("\"j4\".\"order_id\", \"r4\".\"id\", \"r4\".\"name\" FROM \"order_tags\" AS \"j4\" JOIN \"tags\" AS \"r4\""),
+        "{text}"
+    );
+    assert!(!text.contains("array_agg"), "{text}");
+    assert_eq!(sql.params.len(), 2);
+
+    // Unpaged: the root inlined, keys as a semi-join.
+    let all = w1(joined)
+        .joined_statement(AggregateEncoding::Records)
+        .unwrap();
+    assert!(all.text.starts_with("WITH \"__root\" AS NOT MATERIALIZED"), "{}", all.text);
+    assert!(
+        all.text.contains("WHERE (\"r1\".\"id\") IN (SELECT \"p1\".\"customer_id\" FROM \"__root\" AS \"p1\")"),
+        "{}",
+        all.text
+    );
+
+    // An edge with a limit per parent stays an aggregate, inside its parent's branch.
+    let limited = Order::query()
+        .order_by(Order::ID.asc())
+        .select_related(Order::ITEMS.limit_per_parent(2).with(OrderItem::PRODUCT))
+        .select_related(Order::TAGS)
+        .joined_statement(AggregateEncoding::Records)
+        .unwrap();
+    let text = &limited.text;
+    assert_eq!(text.matches(" UNION ALL SELECT ").count(), 1, "{text}");
+    assert_eq!(text.matches("LEFT JOIN LATERAL (SELECT array_agg(ROW(").count(), 1, "{text}");
+    // Below a branch, the aggregate is in that branch's rows (the root types it).
+    let below = Order::query()
+        .select_related(Order::ITEMS.with(OrderItem::PRODUCT.with(Product::STOCK.limit_per_parent(1))))
+        .joined_statement(AggregateEncoding::Records)
+        .unwrap();
+    let text = &below.text;
+    assert_eq!(text.matches(" UNION ALL SELECT ").count(), 2, "{text}");
+    assert_eq!(text.matches("NULL::record[]").count(), 1, "{text}");
+    assert!(text.contains("FROM \"products\" AS \"r2\" LEFT JOIN LATERAL (SELECT array_agg(ROW("), "{text}");
+
+    // Only to-one edges: no union, the root's own statement with joins.
+    let to_one = Order::query()
+        .select_related(Order::CUSTOMER)
+        .joined_statement(AggregateEncoding::Records)
+        .unwrap();
+    assert!(to_one.text.starts_with("SELECT "), "{}", to_one.text);
+}
+
+#[tokio::test]
+async fn the_statement_is_one_select_with_grouped_aggregates() {
+    let query = w1(joined)
+        .filter(Order::STATUS.eq("paid"))
+        .limit(10)
+        .joined_shape(JoinedShape::Aggregates);
     let sql = query.joined_statement(AggregateEncoding::Records).unwrap();
     let text = &sql.text;
     // The root rows, filtered and paged, in a common table expression the to-many
@@ -764,6 +848,7 @@ async fn the_statement_is_one_select_with_grouped_aggregates() {
 
     // Unpaged: the keys as a semi-join on the root rows.
     let all = w1(joined)
+        .joined_shape(JoinedShape::Aggregates)
         .joined_statement(AggregateEncoding::Records)
         .unwrap();
     assert!(
@@ -778,6 +863,7 @@ async fn the_statement_is_one_select_with_grouped_aggregates() {
     // aggregate (here under a to-one edge).
     let nested = Order::query()
         .select_related(Order::ITEMS.with(OrderItem::PRODUCT.with(Product::STOCK)))
+        .joined_shape(JoinedShape::Aggregates)
         .joined_statement(AggregateEncoding::Records)
         .unwrap();
     let text = &nested.text;
@@ -792,6 +878,7 @@ async fn the_statement_is_one_select_with_grouped_aggregates() {
         .order_by(Order::ID.asc())
         .select_related(Order::ITEMS.limit_per_parent(2).with(OrderItem::PRODUCT))
         .select_related(Order::TAGS)
+        .joined_shape(JoinedShape::Aggregates)
         .joined_statement(AggregateEncoding::Records)
         .unwrap();
     let text = &limited.text;
