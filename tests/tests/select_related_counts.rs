@@ -720,28 +720,44 @@ async fn transactions_sessions_and_existing_collections() {
 
 #[tokio::test]
 async fn the_union_statement_is_one_branch_per_edge() {
+    // A page of at most 1,000 rows: to-one edges joined into their parent's branch.
     let query = w1(joined).filter(Order::STATUS.eq("paid")).limit(10);
     let sql = query.joined_statement(AggregateEncoding::Records).unwrap();
     let text = &sql.text;
-    // The page once, in a materialized CTE; the items' rows in a CTE of their own
-    // (their products' branch reads them).
     assert!(
         text.starts_with("WITH \"__root\" AS MATERIALIZED (SELECT \"t\".\"id\", "),
         "{text}"
     );
     assert!(
-        text.contains("WHERE \"t\".\"status\" = $1 ORDER BY \"t\".\"id\" ASC LIMIT $2), \"e2\" AS (SELECT \"r2\".\"id\", "),
-        "{text}"
-    );
-    // The root branch first, its position in the query's order, typed NULLs.
-    assert!(
         text.contains(
             ") SELECT 0 AS \"__edge\", row_number() OVER ( ORDER BY \"t\".\"id\" ASC) AS \"__pos\", \"t\".\"id\", "
         ),
+        "the root branch first, with its position in the query's order: {text}"
+    );
+    assert_eq!(text.matches(" UNION ALL SELECT ").count(), 2, "{text}");
+    assert!(
+        text.contains("FROM \"__root\" AS \"t\" LEFT JOIN \"customers\" AS \"r1\" ON \"r1\".\"id\" = \"t\".\"customer_id\" UNION ALL SELECT 2, "),
         "{text}"
     );
-    assert!(text.contains("(NULL::\"customers\").\"email\""), "{text}");
-    // One branch per edge, each restricted by its parent branch's rows.
+    assert!(
+        text.contains("FROM \"order_items\" AS \"r2\" LEFT JOIN \"products\" AS \"r3\" ON \"r3\".\"id\" = \"r2\".\"product_id\" WHERE \"r2\".\"order_id\" = ANY(ARRAY(SELECT \"p2\".\"id\" FROM \"__root\" AS \"p2\"))"),
+        "{text}"
+    );
+    assert_eq!(sql.params.len(), 2);
+
+    // Every edge a branch: the page once, in a materialized CTE; the items' rows in a
+    // CTE of their own (their products' branch reads them).
+    let query = w1(joined)
+        .filter(Order::STATUS.eq("paid"))
+        .limit(10)
+        .joined_shape(JoinedShape::UnionToOneBranched);
+    let sql = query.joined_statement(AggregateEncoding::Records).unwrap();
+    let text = &sql.text;
+    assert!(
+        text.contains("WHERE \"t\".\"status\" = $1 ORDER BY \"t\".\"id\" ASC LIMIT $2), \"e2\" AS (SELECT \"r2\".\"id\", "),
+        "{text}"
+    );
+    assert!(text.contains("(NULL::\"customers\").\"email\""), "typed NULLs: {text}");
     assert_eq!(text.matches(" UNION ALL SELECT ").count(), 4, "{text}");
     assert!(
         text.contains("FROM \"customers\" AS \"r1\" WHERE \"r1\".\"id\" = ANY(ARRAY(SELECT \"p1\".\"customer_id\" FROM \"__root\" AS \"p1\"))"),
@@ -760,11 +776,12 @@ async fn the_union_statement_is_one_branch_per_edge() {
     assert!(!text.contains("array_agg"), "{text}");
     assert_eq!(sql.params.len(), 2);
 
-    // Unpaged: the root inlined, keys as a semi-join.
+    // Unpaged: the root inlined, keys as a semi-join, to-one edges as branches.
     let all = w1(joined)
         .joined_statement(AggregateEncoding::Records)
         .unwrap();
     assert!(all.text.starts_with("WITH \"__root\" AS NOT MATERIALIZED"), "{}", all.text);
+    assert_eq!(all.text.matches(" UNION ALL SELECT ").count(), 4, "{}", all.text);
     assert!(
         all.text.contains("WHERE (\"r1\".\"id\") IN (SELECT \"p1\".\"customer_id\" FROM \"__root\" AS \"p1\")"),
         "{}",

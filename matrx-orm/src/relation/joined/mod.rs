@@ -156,7 +156,7 @@ pub(crate) fn statement<M: Model>(
 ) -> Result<SqlBuf> {
     let mut plan = build_plan(trees)?;
     plan.settle(rows.bound());
-    if enc == AggregateEncoding::Records && plan.choose_union(shape) {
+    if enc == AggregateEncoding::Records && plan.choose_union(shape, rows.bound()) {
         return union::prepare_statement(rows, &mut plan).map(|(sql, _)| sql);
     }
     root_statement(rows, &plan, enc)
@@ -175,7 +175,7 @@ pub(crate) async fn load_root<M: Model>(
     let ex = pinned.as_deref().unwrap_or(ex);
     let mut plan = build_plan(trees)?;
     plan.settle(rows.bound());
-    let union = plan.choose_union(shape);
+    let union = plan.choose_union(shape, rows.bound());
     plan.prepare(Held::now(ex.scope_dyn().cache.as_ref()).as_ref());
     let out = if union {
         let (sql, _) = union::prepare_statement(rows, &mut plan)?;

@@ -345,7 +345,7 @@ pub(super) trait JoinEdge<S>: Send + Sync {
     /// Whether this edge is a branch of the union statement (see `union`).
     fn is_branch(&self) -> bool;
     /// Makes this edge, and the edges below it, union branches where they fit.
-    fn choose_branch(&mut self, shape: JoinedShape);
+    fn choose_branch(&mut self, shape: JoinedShape, parents: Option<usize>);
     /// Undoes `choose_branch` here and below.
     fn clear_branch(&mut self);
     /// Whether this branch is to-many or has a to-many branch below it.
@@ -581,8 +581,8 @@ impl<R: Relation> JoinEdge<R::Source> for JoinedEdge<R> {
         self.branch
     }
 
-    fn choose_branch(&mut self, shape: JoinedShape) {
-        JoinedEdge::choose_branch(self, shape);
+    fn choose_branch(&mut self, shape: JoinedShape, parents: Option<usize>) {
+        JoinedEdge::choose_branch(self, shape, parents);
     }
 
     fn clear_branch(&mut self) {

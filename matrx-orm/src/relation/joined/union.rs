@@ -60,9 +60,9 @@ impl<S: Model> Plan<S> {
     /// below them the edges that fit; returns whether the statement takes the union
     /// shape, which it does when a to-many edge is a branch (a tree of to-one edges
     /// keeps its joins: one row per parent already).
-    pub(crate) fn choose_union(&mut self, shape: JoinedShape) -> bool {
+    pub(crate) fn choose_union(&mut self, shape: JoinedShape, parents: Option<usize>) -> bool {
         for edge in &mut self.joined {
-            edge.choose_branch(shape);
+            edge.choose_branch(shape, parents);
         }
         if self.has_to_many_branch() {
             return true;
@@ -149,11 +149,11 @@ impl<S: Model> Plan<S> {
 }
 
 impl<R: Relation> JoinedEdge<R> {
-    pub(super) fn choose_branch(&mut self, shape: JoinedShape) {
-        self.branch = union_branch(R::META.kind, &self.related, shape);
+    pub(super) fn choose_branch(&mut self, shape: JoinedShape, parents: Option<usize>) {
+        self.branch = union_branch(R::META.kind, &self.related, shape, parents);
         if self.branch {
             for edge in &mut self.plan.joined {
-                edge.choose_branch(shape);
+                edge.choose_branch(shape, parents);
             }
         }
     }
