@@ -768,9 +768,19 @@ async fn the_union_statement_is_one_branch_per_edge() {
         text.contains("FROM \"products\" AS \"r3\" WHERE \"r3\".\"id\" = ANY(ARRAY(SELECT \"p3\".\"product_id\" FROM \"e2\" AS \"p3\"))"),
         "{text}"
     );
-    // Many-to-many: the junction's parent key leads the branch's fields.
+    // Many-to-many: the junction's parent key in fields of its own.
     assert!(
-        text.contains("\"j4\".\"order_id\", \"r4\".\"id\", \"r4\".\"name\" FROM \"order_tags\" AS \"j4\" JOIN \"tags\" AS \"r4\""),
+        text.contains("\"j4\".\"order_id\" FROM \"order_tags\" AS \"j4\" JOIN \"tags\" AS \"r4\""),
+        "{text}"
+    );
+    // Branches share fields of the same declared type: the products' id, sku and name
+    // in the customers' id, name and email; each row 16 fields, not 24.
+    assert!(
+        text.contains("UNION ALL SELECT 3, NULL, NULL, NULL, NULL, NULL, NULL, \"r3\".\"id\", \"r3\".\"sku\", \"r3\".\"name\", NULL, "),
+        "{text}"
+    );
+    assert!(
+        text.contains("UNION ALL SELECT 1, NULL, NULL, NULL, NULL, NULL, NULL, \"r1\".\"id\", \"r1\".\"name\", \"r1\".\"email\", \"r1\".\"created_at\", \"r1\".\"referred_by\", NULL, NULL, NULL, NULL FROM "),
         "{text}"
     );
     assert!(!text.contains("array_agg"), "{text}");

@@ -23,6 +23,7 @@ use crate::relation::joined::policy::{
     AggregateEncoding, JoinedShape, LoadStrategy, Policy, BALANCED_JOIN_LIMIT,
 };
 use crate::relation::joined::records::Src;
+use crate::relation::joined::union::Slots;
 use crate::relation::prefetch::{Path, Planned, Prefetch};
 use crate::relation::stitch::{attach, attached};
 use crate::schema::model::{Model, Relation};
@@ -350,10 +351,8 @@ pub(super) trait JoinEdge<S>: Send + Sync {
     fn clear_branch(&mut self);
     /// Whether this branch is to-many or has a to-many branch below it.
     fn has_to_many_branch(&self) -> bool;
-    /// Places this branch's fields at `at` and its branches' after; returns the end.
-    fn layout(&mut self, at: usize) -> usize;
-    /// Typed NULLs for this branch's fields and its branches'.
-    fn branch_nulls(&self, out: &mut Vec<String>);
+    /// Places this branch's fields in `slots`, then its branches'.
+    fn layout(&mut self, slots: &mut Slots);
     /// Typed NULLs for the fields this joined edge adds to its parent's row.
     fn null_selects(&self, out: &mut Vec<String>);
     fn union_cte(&self, parents: &Parents, sql: &mut SqlBuf) -> Result<()>;
@@ -417,8 +416,9 @@ pub(crate) struct JoinedEdge<R: Relation> {
     pub(super) loaded: Vec<Entry<R>>,
     /// A branch of the union statement rather than joined into its parent's row.
     pub(super) branch: bool,
-    /// As a branch: the first field of its range in the union's rows.
-    pub(super) union_at: usize,
+    /// As a branch: the field of the union's rows holding each of its own (the
+    /// junction's parent key, the target's columns, its joined edges').
+    pub(super) slots: Vec<usize>,
     /// As a branch: (parent key, target) for every row read, grouped once all are.
     pub(super) pairs: Vec<(<R as Relation>::Key, Arc<R::Target>)>,
 }
@@ -460,7 +460,7 @@ impl<R: Relation> JoinedEdge<R> {
             held: None,
             loaded: Vec::new(),
             branch: false,
-            union_at: 0,
+            slots: Vec::new(),
             pairs: Vec::new(),
         }
     }
@@ -593,12 +593,8 @@ impl<R: Relation> JoinEdge<R::Source> for JoinedEdge<R> {
         JoinedEdge::has_to_many_branch(self)
     }
 
-    fn layout(&mut self, at: usize) -> usize {
-        JoinedEdge::layout(self, at)
-    }
-
-    fn branch_nulls(&self, out: &mut Vec<String>) {
-        JoinedEdge::branch_nulls(self, out);
+    fn layout(&mut self, slots: &mut Slots) {
+        JoinedEdge::layout(self, slots);
     }
 
     fn null_selects(&self, out: &mut Vec<String>) {

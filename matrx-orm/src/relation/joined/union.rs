@@ -55,6 +55,59 @@ fn typed_null(schema: Option<&str>, table: &str, column: &str) -> String {
     )
 }
 
+/// The fields of the union's rows after the root's, shared between branches: a
+/// branch's column takes the first field holding a column of the same declared type
+/// (`ColumnMeta::sql_type`) that the branch does not use yet, else a new one. Rows
+/// stay about as narrow as the widest branch, not the sum of them. The fields a
+/// branch joins in (its to-one edges' columns, its aggregates) and a many-to-many
+/// junction's key (consecutive fields, read as one key) are never shared.
+pub(crate) struct Slots {
+    /// The first field after the root's.
+    first: usize,
+    /// Per field: the declared type shared on (`None`: not shared) and a NULL of it.
+    nulls: Vec<(Option<String>, String)>,
+}
+
+impl Slots {
+    fn new(first: usize) -> Slots {
+        Slots {
+            first,
+            nulls: Vec::new(),
+        }
+    }
+
+    /// The number of fields per row.
+    fn width(&self) -> usize {
+        self.first + self.nulls.len()
+    }
+
+    /// The fields of one branch's columns, given as (declared type if shared, typed
+    /// NULL): columns not shared get new fields, consecutive when they come first.
+    fn place(&mut self, fields: Vec<(Option<String>, String)>) -> Vec<usize> {
+        let mut taken = vec![false; self.nulls.len()];
+        let mut out = Vec::with_capacity(fields.len());
+        for (ty, null) in fields {
+            let found = ty.as_ref().and_then(|ty| {
+                self.nulls
+                    .iter()
+                    .zip(&taken)
+                    .position(|((t, _), used)| !used && t.as_ref() == Some(ty))
+            });
+            let at = match found {
+                Some(at) => at,
+                None => {
+                    self.nulls.push((ty, null));
+                    taken.push(false);
+                    self.nulls.len() - 1
+                }
+            };
+            taken[at] = true;
+            out.push(self.first + at);
+        }
+        out
+    }
+}
+
 impl<S: Model> Plan<S> {
     /// Makes the joined edges that fit union branches (`policy::union_branch`), and
     /// below them the edges that fit; returns whether the statement takes the union
@@ -85,18 +138,10 @@ impl<S: Model> Plan<S> {
         self.branches().any(|e| e.has_to_many_branch())
     }
 
-    /// Assigns each branch edge its first field, from `at` on; returns the end.
-    pub(super) fn layout(&mut self, mut at: usize) -> usize {
+    /// Places the fields of every branch edge, depth first.
+    pub(super) fn layout(&mut self, slots: &mut Slots) {
         for edge in self.joined.iter_mut().filter(|e| e.is_branch()) {
-            at = edge.layout(at);
-        }
-        at
-    }
-
-    /// Typed NULLs for the fields of the branch edges, in layout order.
-    pub(super) fn branch_nulls(&self, out: &mut Vec<String>) {
-        for edge in self.branches() {
-            edge.branch_nulls(out);
+            edge.layout(slots);
         }
     }
 
@@ -186,21 +231,25 @@ impl<R: Relation> JoinedEdge<R> {
         Self::junction_keys().len() + Self::target().columns.len() + self.plan.width()
     }
 
-    pub(super) fn layout(&mut self, at: usize) -> usize {
-        self.union_at = at;
-        self.plan.layout(at + self.branch_width())
-    }
-
-    pub(super) fn branch_nulls(&self, out: &mut Vec<String>) {
+    /// Places this branch's fields (see [`Slots`]), then its branches'.
+    pub(super) fn layout(&mut self, slots: &mut Slots) {
+        let mut fields: Vec<(Option<String>, String)> = Vec::with_capacity(self.branch_width());
         if let Some(through) = &R::META.through {
             let schema = through.schema.or(<R::Source as Model>::META.schema);
             for col in Self::junction_keys() {
-                out.push(typed_null(schema, through.table, col));
+                fields.push((None, typed_null(schema, through.table, col)));
             }
         }
-        self.target_nulls(out);
-        self.plan.null_selects(out);
-        self.plan.branch_nulls(out);
+        let target = Self::target();
+        for col in target.columns {
+            let ty = (col.sql_type)().into_owned();
+            fields.push((Some(ty), typed_null(target.schema, target.table, col.name)));
+        }
+        let mut joined = Vec::new();
+        self.plan.null_selects(&mut joined);
+        fields.extend(joined.into_iter().map(|null| (None, null)));
+        self.slots = slots.place(fields);
+        self.plan.layout(slots);
     }
 
     fn target_nulls(&self, out: &mut Vec<String>) {
@@ -316,13 +365,15 @@ impl<R: Relation> JoinedEdge<R> {
             own.push(s.text);
         }
         self.plan.selects(AggregateEncoding::Records, &mut own);
+        let mut cells: Vec<Option<&str>> = vec![None; width];
+        for (field, s) in self.slots.iter().zip(&own) {
+            if let Some(cell) = cells.get_mut(*field) {
+                *cell = Some(s);
+            }
+        }
         sql.push(" UNION ALL SELECT ").push(&self.id.to_string());
-        for i in 1..width {
-            sql.push(", ");
-            match i.checked_sub(self.union_at).and_then(|j| own.get(j)) {
-                Some(s) => sql.push(s),
-                None => sql.push("NULL"),
-            };
+        for cell in cells.iter().skip(1) {
+            sql.push(", ").push(cell.unwrap_or("NULL"));
         }
         sql.push(" FROM ");
         if from_cte {
@@ -343,9 +394,17 @@ impl<R: Relation> JoinedEdge<R> {
         if n != self.id {
             return self.plan.union_row(n, row);
         }
-        let src = Src::Row(row);
-        let at = self.union_at;
-        let target_at = at + Self::junction_keys().len();
+        // The map is read while the edge decodes into itself: held aside meanwhile.
+        let slots = take(&mut self.slots);
+        let read = self.branch_row(row, &slots);
+        self.slots = slots;
+        read.map(|()| true)
+    }
+
+    /// Decodes one row of this branch, whose fields are the row's `slots`.
+    fn branch_row(&mut self, row: &Row, slots: &[usize]) -> Result<()> {
+        let src = Src::Map(row, slots);
+        let target_at = Self::junction_keys().len();
         let t = if Self::m2m() {
             // A target linked to several parents arrives once per link.
             let tk = <R::Target as Model>::decode_key_fields(&src, target_at)?;
@@ -360,15 +419,15 @@ impl<R: Relation> JoinedEdge<R> {
         } else {
             self.branch_target(&src, target_at)?
         };
-        let key = if Self::m2m() {
-            Some(R::Key::decode(row, at, Self::target().name)?)
-        } else {
-            R::target_key(&t)
+        let key = match (Self::m2m(), slots.first()) {
+            // The junction's key fields are consecutive (see `Slots::place`).
+            (true, Some(&first)) => Some(R::Key::decode(row, first, Self::target().name)?),
+            _ => R::target_key(&t),
         };
         if let Some(key) = key {
             self.pairs.push((key, t));
         }
-        Ok(true)
+        Ok(())
     }
 
     /// Decodes one distinct target at `at` (joining the session's identity map) and
@@ -419,12 +478,13 @@ impl<R: Relation> JoinedEdge<R> {
 }
 
 /// The union statement for `rows` and the branches of `plan` (laid out by
-/// [`Plan::layout`]); `width` is the number of fields per row.
+/// [`Plan::layout`] in `slots`).
 pub(super) fn union_statement<M: Model>(
     rows: &Criteria<M>,
     plan: &Plan<M>,
-    width: usize,
+    slots: &Slots,
 ) -> Result<SqlBuf> {
+    let width = slots.width();
     rows.check()?;
     let paged = rows.is_paged();
     let mut sql = SqlBuf::new();
@@ -463,7 +523,7 @@ pub(super) fn union_statement<M: Model>(
         selects.push(s.text);
     }
     plan.selects(AggregateEncoding::Records, &mut selects);
-    plan.branch_nulls(&mut selects);
+    selects.extend(slots.nulls.iter().map(|(_, null)| null.clone()));
     if selects.len() + LEAD != width {
         return Err(Error::InvalidInput(format!(
             "{}: the union statement lays out {} fields but writes {}",
@@ -492,9 +552,10 @@ pub(super) fn prepare_statement<M: Model>(
     rows: &Criteria<M>,
     plan: &mut Plan<M>,
 ) -> Result<(SqlBuf, usize)> {
-    let width = plan.layout(LEAD + M::META.columns.len() + plan.width());
-    let sql = union_statement(rows, plan, width)?;
-    Ok((sql, width))
+    let mut slots = Slots::new(LEAD + M::META.columns.len() + plan.width());
+    plan.layout(&mut slots);
+    let sql = union_statement(rows, plan, &slots)?;
+    Ok((sql, slots.width()))
 }
 
 /// Decodes the union statement's rows: root rows in the query's order (their
