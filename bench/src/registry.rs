@@ -38,6 +38,7 @@ pub fn registry() -> Vec<StrategyDef> {
         joined::BALANCED,
         joined::SELECT_RELATED_AGGREGATES,
         joined::SELECT_RELATED_UNION_TO_ONE_JOINED,
+        joined::SELECT_RELATED_UNION_TO_ONE_BRANCHED,
     ]
 }
 

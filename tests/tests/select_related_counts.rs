@@ -757,13 +757,19 @@ async fn the_union_statement_is_one_branch_per_edge() {
         text.contains("WHERE \"t\".\"status\" = $1 ORDER BY \"t\".\"id\" ASC LIMIT $2), \"e2\" AS (SELECT \"r2\".\"id\", "),
         "{text}"
     );
-    assert!(text.contains("(NULL::\"customers\").\"email\""), "typed NULLs: {text}");
+    assert!(
+        text.contains("(NULL::\"customers\").\"email\""),
+        "typed NULLs: {text}"
+    );
     assert_eq!(text.matches(" UNION ALL SELECT ").count(), 4, "{text}");
     assert!(
         text.contains("FROM \"customers\" AS \"r1\" WHERE \"r1\".\"id\" = ANY(ARRAY(SELECT \"p1\".\"customer_id\" FROM \"__root\" AS \"p1\"))"),
         "{text}"
     );
-    assert!(text.contains("FROM \"e2\" AS \"r2\" UNION ALL SELECT 3, "), "{text}");
+    assert!(
+        text.contains("FROM \"e2\" AS \"r2\" UNION ALL SELECT 3, "),
+        "{text}"
+    );
     assert!(
         text.contains("FROM \"products\" AS \"r3\" WHERE \"r3\".\"id\" = ANY(ARRAY(SELECT \"p3\".\"product_id\" FROM \"e2\" AS \"p3\"))"),
         "{text}"
@@ -790,10 +796,21 @@ async fn the_union_statement_is_one_branch_per_edge() {
     let all = w1(joined)
         .joined_statement(AggregateEncoding::Records)
         .unwrap();
-    assert!(all.text.starts_with("WITH \"__root\" AS NOT MATERIALIZED"), "{}", all.text);
-    assert_eq!(all.text.matches(" UNION ALL SELECT ").count(), 4, "{}", all.text);
     assert!(
-        all.text.contains("WHERE (\"r1\".\"id\") IN (SELECT \"p1\".\"customer_id\" FROM \"__root\" AS \"p1\")"),
+        all.text.starts_with("WITH \"__root\" AS NOT MATERIALIZED"),
+        "{}",
+        all.text
+    );
+    assert_eq!(
+        all.text.matches(" UNION ALL SELECT ").count(),
+        4,
+        "{}",
+        all.text
+    );
+    assert!(
+        all.text.contains(
+            "WHERE (\"r1\".\"id\") IN (SELECT \"p1\".\"customer_id\" FROM \"__root\" AS \"p1\")"
+        ),
         "{}",
         all.text
     );
@@ -807,16 +824,26 @@ async fn the_union_statement_is_one_branch_per_edge() {
         .unwrap();
     let text = &limited.text;
     assert_eq!(text.matches(" UNION ALL SELECT ").count(), 1, "{text}");
-    assert_eq!(text.matches("LEFT JOIN LATERAL (SELECT array_agg(ROW(").count(), 1, "{text}");
+    assert_eq!(
+        text.matches("LEFT JOIN LATERAL (SELECT array_agg(ROW(")
+            .count(),
+        1,
+        "{text}"
+    );
     // Below a branch, the aggregate is in that branch's rows (the root types it).
     let below = Order::query()
-        .select_related(Order::ITEMS.with(OrderItem::PRODUCT.with(Product::STOCK.limit_per_parent(1))))
+        .select_related(
+            Order::ITEMS.with(OrderItem::PRODUCT.with(Product::STOCK.limit_per_parent(1))),
+        )
         .joined_statement(AggregateEncoding::Records)
         .unwrap();
     let text = &below.text;
     assert_eq!(text.matches(" UNION ALL SELECT ").count(), 2, "{text}");
     assert_eq!(text.matches("NULL::record[]").count(), 1, "{text}");
-    assert!(text.contains("FROM \"products\" AS \"r2\" LEFT JOIN LATERAL (SELECT array_agg(ROW("), "{text}");
+    assert!(
+        text.contains("FROM \"products\" AS \"r2\" LEFT JOIN LATERAL (SELECT array_agg(ROW("),
+        "{text}"
+    );
 
     // Only to-one edges: no union, the root's own statement with joins.
     let to_one = Order::query()

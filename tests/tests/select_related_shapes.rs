@@ -124,7 +124,12 @@ async fn check<M: Model + serde::Serialize>(
         .take(limit as usize)
         .cloned()
         .collect();
-    for how in [How::Union, How::UnionToOneJoined, How::Grouped, How::Lateral] {
+    for how in [
+        How::Union,
+        How::UnionToOneJoined,
+        How::Grouped,
+        How::Lateral,
+    ] {
         let sql = query(how)
             .joined_statement(AggregateEncoding::Records)
             .map_err(|e| fail("statement", e))?;

@@ -54,11 +54,9 @@ impl How {
 fn orders(how: How) -> Select<Order> {
     let q = how.add(
         Order::query(),
-        Order::CUSTOMER.with(Customer::REFERRER).with(
-            Customer::ORDERS
-                .with(Order::ITEMS)
-                .with(Order::TAGS),
-        ),
+        Order::CUSTOMER
+            .with(Customer::REFERRER)
+            .with(Customer::ORDERS.with(Order::ITEMS).with(Order::TAGS)),
     );
     let q = how.add(
         q,
@@ -81,7 +79,11 @@ fn customers(how: How) -> Select<Customer> {
     how.add(
         q,
         Customer::ORDERS
-            .with(Order::ITEMS.filter(OrderItem::QUANTITY.gte(2)).with(OrderItem::PRODUCT))
+            .with(
+                Order::ITEMS
+                    .filter(OrderItem::QUANTITY.gte(2))
+                    .with(OrderItem::PRODUCT),
+            )
             .with(Order::TAGS),
     )
 }
@@ -96,7 +98,12 @@ async fn one_union_load<M: Model>(
     let sql = query
         .joined_statement(AggregateEncoding::Records)
         .map_err(|e| fail("statement", e))?;
-    prop_assert!(sql.text.contains(" UNION ALL SELECT "), "{}: {}", label, sql.text);
+    prop_assert!(
+        sql.text.contains(" UNION ALL SELECT "),
+        "{}: {}",
+        label,
+        sql.text
+    );
     if label.starts_with("orders") && !sql.text.contains(" LEFT JOIN ") {
         prop_assert!(!sql.text.contains("array_agg"), "{}: {}", label, sql.text);
     }
@@ -160,11 +167,17 @@ async fn run_case(db: &Db, data: &Data, page: (u64, u64)) -> Result<(), TestCase
         let ids: BTreeSet<i64> = page.iter().map(|o| o.id).collect();
         prop_assert_eq!(ids.len(), page.len(), "each row of the page once");
         prop_assert!(
-            page.windows(2).all(|w| w[0].customer_id <= w[1].customer_id),
+            page.windows(2)
+                .all(|w| w[0].customer_id <= w[1].customer_id),
             "the page's order"
         );
         for o in &page {
-            prop_assert_eq!(&serde_json::to_value(o).unwrap(), &by_id[&o.id], "order {}", o.id);
+            prop_assert_eq!(
+                &serde_json::to_value(o).unwrap(),
+                &by_id[&o.id],
+                "order {}",
+                o.id
+            );
         }
     }
     Ok(())
@@ -211,7 +224,14 @@ fn a_session_holds_what_the_union_load_read() {
         assert_eq!(db.query_count() - before, 1, "only the root statement");
         assert_eq!(json(&again), json(&orders));
         // The same product row is one instance in the session.
-        let p = |o: &Order| o.items.get().unwrap()[0].product.state().unwrap().unwrap().clone();
+        let p = |o: &Order| {
+            o.items.get().unwrap()[0]
+                .product
+                .state()
+                .unwrap()
+                .unwrap()
+                .clone()
+        };
         assert!(std::sync::Arc::ptr_eq(&p(&orders[2]), &p(&again[2])));
     });
     drop(db);

@@ -64,6 +64,18 @@ pub const SELECT_RELATED_UNION_TO_ONE_JOINED: StrategyDef = StrategyDef {
     w5: None,
 };
 
+/// `select_related` in the union shape with every fitting edge a branch, to-one edges
+/// included whatever the root's size (hidden `Select::joined_shape`): the other half
+/// of the measurement behind `policy::union_branch`.
+pub const SELECT_RELATED_UNION_TO_ONE_BRANCHED: StrategyDef = StrategyDef {
+    name: "select_related_union_to_one_branched",
+    w1: Some(setups::<5>()[0]),
+    w2: Some(setups::<5>()[1]),
+    w3: Some(setups::<5>()[2]),
+    w4: None,
+    w5: None,
+};
+
 /// How a tree is loaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -77,6 +89,8 @@ pub enum Mode {
     JoinedAggregates,
     /// `.select_related(tree)`, union shape, to-one edges joined into their parent's branch.
     JoinedUnionToOneJoined,
+    /// `.select_related(tree)`, union shape, to-one edges as branches.
+    JoinedUnionToOneBranched,
 }
 
 impl Mode {
@@ -86,6 +100,7 @@ impl Mode {
             1 => Mode::Balanced,
             3 => Mode::JoinedAggregates,
             4 => Mode::JoinedUnionToOneJoined,
+            5 => Mode::JoinedUnionToOneBranched,
             _ => Mode::Prefetch,
         }
     }
@@ -95,6 +110,7 @@ impl Mode {
         match self {
             Mode::JoinedAggregates => JoinedShape::Aggregates,
             Mode::JoinedUnionToOneJoined => JoinedShape::UnionToOneJoined,
+            Mode::JoinedUnionToOneBranched => JoinedShape::UnionToOneBranched,
             _ => JoinedShape::Auto,
         }
     }
@@ -106,9 +122,10 @@ impl Mode {
         tree: impl matrx_orm::IntoPrefetch<M>,
     ) -> Select<M> {
         match self {
-            Mode::Joined | Mode::JoinedAggregates | Mode::JoinedUnionToOneJoined => {
-                query.select_related(tree)
-            }
+            Mode::Joined
+            | Mode::JoinedAggregates
+            | Mode::JoinedUnionToOneJoined
+            | Mode::JoinedUnionToOneBranched => query.select_related(tree),
             Mode::Balanced => query.balanced(tree),
             Mode::Prefetch => query.prefetch(tree),
         }

@@ -101,15 +101,18 @@ impl<M: Model> Select<M> {
         Ok(self)
     }
 
-    /// Loads a relation tree inside the query itself: to-one edges by `LEFT JOIN`,
-    /// to-many edges by a `LEFT JOIN LATERAL` aggregate, nested, so the whole tree is
-    /// one statement. Filters, ordering, limit and offset apply to the rows of `M`,
-    /// never to joined children. Edges marked [`batched`](crate::EdgeStrategy::batched)
-    /// run as statements of their own. The relations are attached exactly as
+    /// Loads a relation tree inside the query itself, so the whole tree is one
+    /// statement: the plain rows of each edge as one `UNION ALL` branch (the rows
+    /// prefetch would read), with edges ordered or limited per parent aggregated into
+    /// their parent's rows (and to-one edges joined there on pages of at most 1,000
+    /// rows). Filters, ordering, limit and offset apply to the rows of `M`, never to
+    /// joined children. Edges marked [`batched`](crate::EdgeStrategy::batched) run as
+    /// statements of their own. The relations are attached exactly as
     /// [`prefetch`](Self::prefetch) attaches them.
     ///
-    /// Joining to-many edges costs more than batching them once parents number in the
-    /// thousands (docs/BENCHMARKS.md); [`balanced`](Self::balanced) picks per edge.
+    /// Over a local socket, one statement is still slower than prefetch's batches once
+    /// parents number in the thousands (docs/BENCHMARKS.md, "The union shape");
+    /// [`balanced`](Self::balanced) picks per edge.
     ///
     /// ```no_run
     /// # use matrx_orm::prelude::*;

@@ -185,11 +185,9 @@ impl Fields for Src<'_> {
             Src::Row(row) => row.field(index, model, column),
             Src::Rec(rec) => rec.field(index, model, column),
             // Past the map: a field the row has not, refused by the row.
-            Src::Map(row, map) => row.field(
-                map.get(index).copied().unwrap_or(usize::MAX),
-                model,
-                column,
-            ),
+            Src::Map(row, map) => {
+                row.field(map.get(index).copied().unwrap_or(usize::MAX), model, column)
+            }
         }
     }
 

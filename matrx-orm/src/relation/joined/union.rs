@@ -432,11 +432,7 @@ impl<R: Relation> JoinedEdge<R> {
 
     /// Decodes one distinct target at `at` (joining the session's identity map) and
     /// the edges joined into its row.
-    fn branch_target(
-        &mut self,
-        src: &Src<'_>,
-        at: usize,
-    ) -> Result<std::sync::Arc<R::Target>> {
+    fn branch_target(&mut self, src: &Src<'_>, at: usize) -> Result<std::sync::Arc<R::Target>> {
         let t = interned(
             <R::Target as Model>::decode_fields(src, at)?,
             self.held.as_ref(),
