@@ -182,7 +182,7 @@ pub(crate) fn union_branch<T>(
         JoinedShape::Aggregates => return false,
         JoinedShape::UnionToOneJoined => false,
         JoinedShape::UnionToOneBranched => true,
-        JoinedShape::Auto => !parents.is_some_and(|n| n <= BALANCED_JOIN_LIMIT),
+        JoinedShape::Auto => parents.is_none_or(|n| n > BALANCED_JOIN_LIMIT),
     };
     fits && (!kind.is_to_one() || to_one_branched)
 }
