@@ -185,6 +185,7 @@ pub(crate) mod plan;
 pub(crate) mod policy;
 mod records;
 mod render;
+mod slots;
 mod union;
 
 use crate::base::error::Result;

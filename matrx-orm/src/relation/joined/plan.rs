@@ -23,7 +23,7 @@ use crate::relation::joined::policy::{
     AggregateEncoding, JoinedShape, LoadStrategy, Policy, BALANCED_JOIN_LIMIT,
 };
 use crate::relation::joined::records::Src;
-use crate::relation::joined::union::Slots;
+use crate::relation::joined::slots::Slots;
 use crate::relation::prefetch::{Path, Planned, Prefetch};
 use crate::relation::stitch::{attach, attached};
 use crate::schema::model::{Model, Relation};

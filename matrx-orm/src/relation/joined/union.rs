@@ -34,6 +34,7 @@ use crate::relation::joined::policy::{
 };
 use crate::relation::joined::records::Src;
 use crate::relation::joined::render::{root_rows, ROOT_ROWS};
+use crate::relation::joined::slots::Slots;
 use crate::relation::stitch::attach;
 use crate::schema::criteria::Criteria;
 use crate::schema::model::{Model, Relation};
@@ -53,59 +54,6 @@ fn typed_null(schema: Option<&str>, table: &str, column: &str) -> String {
         qualified(schema, table),
         quote_ident(column)
     )
-}
-
-/// The fields of the union's rows after the root's, shared between branches: a
-/// branch's column takes the first field holding a column of the same declared type
-/// (`ColumnMeta::sql_type`) that the branch does not use yet, else a new one. Rows
-/// stay about as narrow as the widest branch, not the sum of them. The fields a
-/// branch joins in (its to-one edges' columns, its aggregates) and a many-to-many
-/// junction's key (consecutive fields, read as one key) are never shared.
-pub(crate) struct Slots {
-    /// The first field after the root's.
-    first: usize,
-    /// Per field: the declared type shared on (`None`: not shared) and a NULL of it.
-    nulls: Vec<(Option<String>, String)>,
-}
-
-impl Slots {
-    fn new(first: usize) -> Slots {
-        Slots {
-            first,
-            nulls: Vec::new(),
-        }
-    }
-
-    /// The number of fields per row.
-    fn width(&self) -> usize {
-        self.first + self.nulls.len()
-    }
-
-    /// The fields of one branch's columns, given as (declared type if shared, typed
-    /// NULL): columns not shared get new fields, consecutive when they come first.
-    fn place(&mut self, fields: Vec<(Option<String>, String)>) -> Vec<usize> {
-        let mut taken = vec![false; self.nulls.len()];
-        let mut out = Vec::with_capacity(fields.len());
-        for (ty, null) in fields {
-            let found = ty.as_ref().and_then(|ty| {
-                self.nulls
-                    .iter()
-                    .zip(&taken)
-                    .position(|((t, _), used)| !used && t.as_ref() == Some(ty))
-            });
-            let at = match found {
-                Some(at) => at,
-                None => {
-                    self.nulls.push((ty, null));
-                    taken.push(false);
-                    self.nulls.len() - 1
-                }
-            };
-            taken[at] = true;
-            out.push(self.first + at);
-        }
-        out
-    }
 }
 
 impl<S: Model> Plan<S> {
@@ -519,7 +467,7 @@ pub(super) fn union_statement<M: Model>(
         selects.push(s.text);
     }
     plan.selects(AggregateEncoding::Records, &mut selects);
-    selects.extend(slots.nulls.iter().map(|(_, null)| null.clone()));
+    selects.extend(slots.nulls().map(str::to_owned));
     if selects.len() + LEAD != width {
         return Err(Error::InvalidInput(format!(
             "{}: the union statement lays out {} fields but writes {}",
