@@ -31,14 +31,16 @@
 //!   WHERE ("j4"."order_id") IN (SELECT "p4"."id" FROM "__root" AS "p4")
 //! ```
 //!
-//! - **One column range per branch.** A row starts with its branch (`"__edge"`: 0 for
-//!   the root, else the edge's number) and, for a root row, its position in the
-//!   query's order (`"__pos"`); then the root's columns (and the edges joined into the
-//!   root's rows), then each branch edge's range: a many-to-many edge's junction
-//!   parent key, the target's columns, the edges joined into the target's rows. A
-//!   branch fills its range, NULL elsewhere. The root branch comes first and types its
-//!   NULLs as a field of a NULL of the table's row type (`(NULL::"customers")."email"`):
-//!   the `UNION`'s column types resolve to the columns' own (resolved pairwise, left to
+//! - **Fields.** A row starts with its branch (`"__edge"`: 0 for the root, else the
+//!   edge's number) and, for a root row, its position in the query's order
+//!   (`"__pos"`); then the root's columns (and the edges joined into the root's
+//!   rows), then the branch edges' fields: a many-to-many edge's junction parent key,
+//!   the target's columns, the edges joined into the target's rows. Branches share
+//!   fields where their columns have the same declared type (`slots.rs`: a row is
+//!   about as wide as the widest branch, not the sum of them); a branch fills its own
+//!   fields, NULL elsewhere. The root branch comes first and types its NULLs as a
+//!   field of a NULL of the table's row type (`(NULL::"customers")."email"`): the
+//!   `UNION`'s column types resolve to the columns' own (resolved pairwise, left to
 //!   right, untyped NULLs in the first two branches would resolve to `text`), and no
 //!   type name is spelled.
 //! - **Parents restrict children** by a semi-join on their rows: the root's common
