@@ -36,6 +36,9 @@ pub fn registry() -> Vec<StrategyDef> {
         dataloader::STRATEGY,
         joined::SELECT_RELATED,
         joined::BALANCED,
+        joined::SELECT_RELATED_AGGREGATES,
+        joined::SELECT_RELATED_UNION_TO_ONE_JOINED,
+        joined::SELECT_RELATED_UNION_TO_ONE_BRANCHED,
     ]
 }
 

@@ -45,13 +45,13 @@ pub use query::select::{Select, Update};
 pub use query::triggers::CoherenceTriggers;
 pub use query::values::{GroupKey, Values};
 pub use query::write::{Create, InsertRows};
-#[doc(hidden)]
-pub use relation::AggregateEncoding;
 pub use relation::{balanced_strategy, EdgeStrategy, LoadStrategy, Planned, BALANCED_JOIN_LIMIT};
 pub use relation::{
     fetch, fetch_all_related, load_edge, prefetch_related, Groups, IntoPrefetch, Loaded, Path,
     PerParent, Prefetch, RelationExt,
 };
+#[doc(hidden)]
+pub use relation::{AggregateEncoding, JoinedShape};
 pub use schema::aggregate::{
     count, Aggregate, ColumnAggregate, Compared, GroupOrder, Having, Numeric, RelationAggregates,
 };

@@ -13,7 +13,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use common::shop::*;
 use common::{count_queries, test_db, TestDb};
 use matrx_orm::prelude::*;
-use matrx_orm::{AggregateEncoding, Error, Select};
+use matrx_orm::{AggregateEncoding, Error, JoinedShape, Select};
 use workload_checks::*;
 
 fn ts(secs: i64) -> DateTime<Utc> {
@@ -719,8 +719,146 @@ async fn transactions_sessions_and_existing_collections() {
 }
 
 #[tokio::test]
-async fn the_statement_is_one_select_with_grouped_aggregates() {
+async fn the_union_statement_is_one_branch_per_edge() {
+    // A page of at most 1,000 rows: to-one edges joined into their parent's branch.
     let query = w1(joined).filter(Order::STATUS.eq("paid")).limit(10);
+    let sql = query.joined_statement(AggregateEncoding::Records).unwrap();
+    let text = &sql.text;
+    assert!(
+        text.starts_with("WITH \"__root\" AS MATERIALIZED (SELECT \"t\".\"id\", "),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            ") SELECT 0 AS \"__edge\", row_number() OVER ( ORDER BY \"t\".\"id\" ASC) AS \"__pos\", \"t\".\"id\", "
+        ),
+        "the root branch first, with its position in the query's order: {text}"
+    );
+    assert_eq!(text.matches(" UNION ALL SELECT ").count(), 2, "{text}");
+    assert!(
+        text.contains("FROM \"__root\" AS \"t\" LEFT JOIN \"customers\" AS \"r1\" ON \"r1\".\"id\" = \"t\".\"customer_id\" UNION ALL SELECT 2, "),
+        "{text}"
+    );
+    assert!(
+        text.contains("FROM \"order_items\" AS \"r2\" LEFT JOIN \"products\" AS \"r3\" ON \"r3\".\"id\" = \"r2\".\"product_id\" WHERE \"r2\".\"order_id\" = ANY(ARRAY(SELECT \"p2\".\"id\" FROM \"__root\" AS \"p2\"))"),
+        "{text}"
+    );
+    assert_eq!(sql.params.len(), 2);
+
+    // Every edge a branch: the page once, in a materialized CTE; the items' rows in a
+    // CTE of their own (their products' branch reads them).
+    let query = w1(joined)
+        .filter(Order::STATUS.eq("paid"))
+        .limit(10)
+        .joined_shape(JoinedShape::UnionToOneBranched);
+    let sql = query.joined_statement(AggregateEncoding::Records).unwrap();
+    let text = &sql.text;
+    assert!(
+        text.contains("WHERE \"t\".\"status\" = $1 ORDER BY \"t\".\"id\" ASC LIMIT $2), \"e2\" AS (SELECT \"r2\".\"id\", "),
+        "{text}"
+    );
+    assert!(
+        text.contains("(NULL::\"customers\").\"email\""),
+        "typed NULLs: {text}"
+    );
+    assert_eq!(text.matches(" UNION ALL SELECT ").count(), 4, "{text}");
+    assert!(
+        text.contains("FROM \"customers\" AS \"r1\" WHERE \"r1\".\"id\" = ANY(ARRAY(SELECT \"p1\".\"customer_id\" FROM \"__root\" AS \"p1\"))"),
+        "{text}"
+    );
+    assert!(
+        text.contains("FROM \"e2\" AS \"r2\" UNION ALL SELECT 3, "),
+        "{text}"
+    );
+    assert!(
+        text.contains("FROM \"products\" AS \"r3\" WHERE \"r3\".\"id\" = ANY(ARRAY(SELECT \"p3\".\"product_id\" FROM \"e2\" AS \"p3\"))"),
+        "{text}"
+    );
+    // Many-to-many: the junction's parent key in fields of its own.
+    assert!(
+        text.contains("\"j4\".\"order_id\" FROM \"order_tags\" AS \"j4\" JOIN \"tags\" AS \"r4\""),
+        "{text}"
+    );
+    // Branches share fields of the same declared type: the products' id, sku and name
+    // in the customers' id, name and email; each row 16 fields, not 24.
+    assert!(
+        text.contains("UNION ALL SELECT 3, NULL, NULL, NULL, NULL, NULL, NULL, \"r3\".\"id\", \"r3\".\"sku\", \"r3\".\"name\", NULL, "),
+        "{text}"
+    );
+    assert!(
+        text.contains("UNION ALL SELECT 1, NULL, NULL, NULL, NULL, NULL, NULL, \"r1\".\"id\", \"r1\".\"name\", \"r1\".\"email\", \"r1\".\"created_at\", \"r1\".\"referred_by\", NULL, NULL, NULL, NULL FROM "),
+        "{text}"
+    );
+    assert!(!text.contains("array_agg"), "{text}");
+    assert_eq!(sql.params.len(), 2);
+
+    // Unpaged: the root inlined, keys as a semi-join, to-one edges as branches.
+    let all = w1(joined)
+        .joined_statement(AggregateEncoding::Records)
+        .unwrap();
+    assert!(
+        all.text.starts_with("WITH \"__root\" AS NOT MATERIALIZED"),
+        "{}",
+        all.text
+    );
+    assert_eq!(
+        all.text.matches(" UNION ALL SELECT ").count(),
+        4,
+        "{}",
+        all.text
+    );
+    assert!(
+        all.text.contains(
+            "WHERE (\"r1\".\"id\") IN (SELECT \"p1\".\"customer_id\" FROM \"__root\" AS \"p1\")"
+        ),
+        "{}",
+        all.text
+    );
+
+    // An edge with a limit per parent stays an aggregate, inside its parent's branch.
+    let limited = Order::query()
+        .order_by(Order::ID.asc())
+        .select_related(Order::ITEMS.limit_per_parent(2).with(OrderItem::PRODUCT))
+        .select_related(Order::TAGS)
+        .joined_statement(AggregateEncoding::Records)
+        .unwrap();
+    let text = &limited.text;
+    assert_eq!(text.matches(" UNION ALL SELECT ").count(), 1, "{text}");
+    assert_eq!(
+        text.matches("LEFT JOIN LATERAL (SELECT array_agg(ROW(")
+            .count(),
+        1,
+        "{text}"
+    );
+    // Below a branch, the aggregate is in that branch's rows (the root types it).
+    let below = Order::query()
+        .select_related(
+            Order::ITEMS.with(OrderItem::PRODUCT.with(Product::STOCK.limit_per_parent(1))),
+        )
+        .joined_statement(AggregateEncoding::Records)
+        .unwrap();
+    let text = &below.text;
+    assert_eq!(text.matches(" UNION ALL SELECT ").count(), 2, "{text}");
+    assert_eq!(text.matches("NULL::record[]").count(), 1, "{text}");
+    assert!(
+        text.contains("FROM \"products\" AS \"r2\" LEFT JOIN LATERAL (SELECT array_agg(ROW("),
+        "{text}"
+    );
+
+    // Only to-one edges: no union, the root's own statement with joins.
+    let to_one = Order::query()
+        .select_related(Order::CUSTOMER)
+        .joined_statement(AggregateEncoding::Records)
+        .unwrap();
+    assert!(to_one.text.starts_with("SELECT "), "{}", to_one.text);
+}
+
+#[tokio::test]
+async fn the_statement_is_one_select_with_grouped_aggregates() {
+    let query = w1(joined)
+        .filter(Order::STATUS.eq("paid"))
+        .limit(10)
+        .joined_shape(JoinedShape::Aggregates);
     let sql = query.joined_statement(AggregateEncoding::Records).unwrap();
     let text = &sql.text;
     // The root rows, filtered and paged, in a common table expression the to-many
@@ -764,6 +902,7 @@ async fn the_statement_is_one_select_with_grouped_aggregates() {
 
     // Unpaged: the keys as a semi-join on the root rows.
     let all = w1(joined)
+        .joined_shape(JoinedShape::Aggregates)
         .joined_statement(AggregateEncoding::Records)
         .unwrap();
     assert!(
@@ -778,6 +917,7 @@ async fn the_statement_is_one_select_with_grouped_aggregates() {
     // aggregate (here under a to-one edge).
     let nested = Order::query()
         .select_related(Order::ITEMS.with(OrderItem::PRODUCT.with(Product::STOCK)))
+        .joined_shape(JoinedShape::Aggregates)
         .joined_statement(AggregateEncoding::Records)
         .unwrap();
     let text = &nested.text;
@@ -792,6 +932,7 @@ async fn the_statement_is_one_select_with_grouped_aggregates() {
         .order_by(Order::ID.asc())
         .select_related(Order::ITEMS.limit_per_parent(2).with(OrderItem::PRODUCT))
         .select_related(Order::TAGS)
+        .joined_shape(JoinedShape::Aggregates)
         .joined_statement(AggregateEncoding::Records)
         .unwrap();
     let text = &limited.text;

@@ -1,10 +1,14 @@
-//! Differential property test for the two statement shapes of a joined to-many edge:
-//! the set-oriented one (the children of every parent aggregated once, `GROUP BY` the
-//! parent key, joined back by key) and the `LATERAL` subquery per parent, which an
-//! edge with a limit per parent keeps, as do the to-many edges below a grouped one. On random shop data (NULL foreign keys, empty
-//! child lists, composite keys) and customised trees, the graph loaded
+//! Differential property test for the statement shapes of `select_related`: the union
+//! shape (one `UNION ALL` branch of plain rows per edge, with to-one edges as branches
+//! or joined into their parent's branch; customised edges joined into their parent's
+//! branch as aggregates), the set-oriented aggregate (the children of every parent
+//! aggregated once, `GROUP BY` the parent key, joined back by key) and the `LATERAL`
+//! subquery per parent, which an edge with a limit per parent keeps, as do the to-many
+//! edges below a grouped one. On random shop data (NULL foreign keys, empty child
+//! lists, composite keys) and customised trees, the graph loaded
 //!
-//! * by `select_related` (the grouped shape: exactly ONE query),
+//! * by `select_related` (the union shape, exactly ONE query, in both to-one choices),
+//! * by `select_related` in the aggregate shape (grouped: exactly ONE query),
 //! * by `select_related` with a limit per parent too large to cut anything on every
 //!   to-many edge (the `LATERAL` shape, also ONE query), and
 //! * by prefetch
@@ -26,7 +30,7 @@ mod differential;
 use common::shop::*;
 use differential::*;
 use matrx_orm::prelude::*;
-use matrx_orm::{AggregateEncoding, IntoPrefetch, Path, Relation, Select};
+use matrx_orm::{AggregateEncoding, IntoPrefetch, JoinedShape, Path, Relation, Select};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
@@ -58,7 +62,12 @@ const UNCUT: u64 = 1_000_000;
 enum How {
     /// `prefetch`: the reference.
     Prefetch,
-    /// `select_related`, every to-many edge in the grouped shape.
+    /// `select_related`, the union shape (the default).
+    Union,
+    /// `select_related`, the union shape with to-one edges joined into their
+    /// parent's branch.
+    UnionToOneJoined,
+    /// `select_related` in the aggregate shape, every to-many edge grouped.
     Grouped,
     /// `select_related`, every to-many edge limited by [`UNCUT`]: the `LATERAL` shape.
     Lateral,
@@ -68,7 +77,13 @@ impl How {
     fn add<M: Model>(self, query: Select<M>, tree: impl IntoPrefetch<M>) -> Select<M> {
         match self {
             How::Prefetch => query.prefetch(tree),
-            How::Grouped | How::Lateral => query.select_related(tree),
+            How::Union => query.select_related(tree),
+            How::UnionToOneJoined => query
+                .select_related(tree)
+                .joined_shape(JoinedShape::UnionToOneJoined),
+            How::Grouped | How::Lateral => query
+                .select_related(tree)
+                .joined_shape(JoinedShape::Aggregates),
         }
     }
 
@@ -109,7 +124,12 @@ async fn check<M: Model + serde::Serialize>(
         .take(limit as usize)
         .cloned()
         .collect();
-    for how in [How::Grouped, How::Lateral] {
+    for how in [
+        How::Union,
+        How::UnionToOneJoined,
+        How::Grouped,
+        How::Lateral,
+    ] {
         let sql = query(how)
             .joined_statement(AggregateEncoding::Records)
             .map_err(|e| fail("statement", e))?;
@@ -117,6 +137,20 @@ async fn check<M: Model + serde::Serialize>(
             How::Lateral => {
                 prop_assert!(!sql.text.contains(" GROUP BY "), "{}: {}", label, sql.text)
             }
+            // The depots' top edges are ordered per parent: no branch fits there; the
+            // customers' only unordered to-many edge is below a to-one edge, a branch
+            // only when to-one edges are.
+            How::Union | How::UnionToOneJoined => prop_assert!(
+                sql.text.starts_with("WITH \"__root\" AS ")
+                    && sql.text.contains(" UNION ALL ")
+                        == match how {
+                            How::Union => label != "depots",
+                            _ => label == "orders",
+                        },
+                "{}: {}",
+                label,
+                sql.text
+            ),
             _ => prop_assert!(
                 sql.text.starts_with("WITH \"__root\" AS ") && sql.text.contains(" GROUP BY "),
                 "{}: {}",
@@ -247,7 +281,7 @@ async fn run_case(db: &Db, data: &Data, page: (u64, u64)) -> Result<(), TestCase
 }
 
 #[test]
-fn grouped_and_lateral_shapes_equal_prefetch() {
+fn union_grouped_and_lateral_shapes_equal_prefetch() {
     let (rt, db, mut runner) = shop_runner("sr_shapes");
     let strategy = (raw(), (0..6u64, 0..3u64));
     let result = runner.run(&strategy, |(raw, page)| {

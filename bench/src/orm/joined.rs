@@ -12,7 +12,7 @@
 //!     .all(&db)
 //! ```
 
-use matrx_orm::{Db, Model, ModelExt, RelationExt, Select};
+use matrx_orm::{Db, JoinedShape, Model, ModelExt, RelationExt, Select};
 
 use crate::error::Result;
 use crate::orm::graph::{Orders, Products};
@@ -39,6 +39,43 @@ pub const BALANCED: StrategyDef = StrategyDef {
     w5: None,
 };
 
+/// `select_related` in the shape it had before the union shape (every edge in its
+/// parent's row, to-many edges as `record[]` aggregates), through the hidden
+/// `Select::joined_shape`: to measure the two shapes in one build. Not a strategy of
+/// its own for users.
+pub const SELECT_RELATED_AGGREGATES: StrategyDef = StrategyDef {
+    name: "select_related_aggregates",
+    w1: Some(setups::<3>()[0]),
+    w2: Some(setups::<3>()[1]),
+    w3: Some(setups::<3>()[2]),
+    w4: None,
+    w5: None,
+};
+
+/// `select_related` in the union shape with to-one edges joined into their parent's
+/// branch instead of branches of their own (hidden `Select::joined_shape`): the
+/// measurement behind `policy::union_branch`.
+pub const SELECT_RELATED_UNION_TO_ONE_JOINED: StrategyDef = StrategyDef {
+    name: "select_related_union_to_one_joined",
+    w1: Some(setups::<4>()[0]),
+    w2: Some(setups::<4>()[1]),
+    w3: Some(setups::<4>()[2]),
+    w4: None,
+    w5: None,
+};
+
+/// `select_related` in the union shape with every fitting edge a branch, to-one edges
+/// included whatever the root's size (hidden `Select::joined_shape`): the other half
+/// of the measurement behind `policy::union_branch`.
+pub const SELECT_RELATED_UNION_TO_ONE_BRANCHED: StrategyDef = StrategyDef {
+    name: "select_related_union_to_one_branched",
+    w1: Some(setups::<5>()[0]),
+    w2: Some(setups::<5>()[1]),
+    w3: Some(setups::<5>()[2]),
+    w4: None,
+    w5: None,
+};
+
 /// How a tree is loaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -48,6 +85,12 @@ pub enum Mode {
     Balanced,
     /// `.prefetch(tree)`.
     Prefetch,
+    /// `.select_related(tree)` in the aggregate shape (before the union shape).
+    JoinedAggregates,
+    /// `.select_related(tree)`, union shape, to-one edges joined into their parent's branch.
+    JoinedUnionToOneJoined,
+    /// `.select_related(tree)`, union shape, to-one edges as branches.
+    JoinedUnionToOneBranched,
 }
 
 impl Mode {
@@ -55,7 +98,20 @@ impl Mode {
         match n {
             0 => Mode::Joined,
             1 => Mode::Balanced,
+            3 => Mode::JoinedAggregates,
+            4 => Mode::JoinedUnionToOneJoined,
+            5 => Mode::JoinedUnionToOneBranched,
             _ => Mode::Prefetch,
+        }
+    }
+
+    /// The statement shape this mode asks `select_related` for.
+    fn shape(self) -> JoinedShape {
+        match self {
+            Mode::JoinedAggregates => JoinedShape::Aggregates,
+            Mode::JoinedUnionToOneJoined => JoinedShape::UnionToOneJoined,
+            Mode::JoinedUnionToOneBranched => JoinedShape::UnionToOneBranched,
+            _ => JoinedShape::Auto,
         }
     }
 
@@ -66,7 +122,10 @@ impl Mode {
         tree: impl matrx_orm::IntoPrefetch<M>,
     ) -> Select<M> {
         match self {
-            Mode::Joined => query.select_related(tree),
+            Mode::Joined
+            | Mode::JoinedAggregates
+            | Mode::JoinedUnionToOneJoined
+            | Mode::JoinedUnionToOneBranched => query.select_related(tree),
             Mode::Balanced => query.balanced(tree),
             Mode::Prefetch => query.prefetch(tree),
         }
@@ -75,7 +134,9 @@ impl Mode {
 
 /// W1 (with a limit) or W2 (without).
 pub fn orders_query(mode: Mode, limit: Option<u64>) -> Select<Order> {
-    let mut query = Order::query().order_by(Order::ID.asc());
+    let mut query = Order::query()
+        .order_by(Order::ID.asc())
+        .joined_shape(mode.shape());
     query = mode.add(query, Order::CUSTOMER);
     query = mode.add(query, Order::ITEMS.with(OrderItem::PRODUCT));
     query = mode.add(query, Order::TAGS);
@@ -87,7 +148,9 @@ pub fn orders_query(mode: Mode, limit: Option<u64>) -> Select<Order> {
 
 /// W3.
 pub fn products_query(mode: Mode) -> Select<Product> {
-    let query = Product::query().order_by(Product::ID.asc());
+    let query = Product::query()
+        .order_by(Product::ID.asc())
+        .joined_shape(mode.shape());
     let query = mode.add(query, Product::STOCK.with(Stock::WAREHOUSE));
     mode.add(query, Product::WAREHOUSES)
 }

@@ -11,7 +11,7 @@ use crate::query::announce::{wrap_model, Names, Output};
 use crate::query::evict::evicting;
 use crate::query::rows::{exactly_one, fetch_models, read_models};
 use crate::relation::joined;
-use crate::relation::joined::policy::{AggregateEncoding, Policy};
+use crate::relation::joined::policy::{AggregateEncoding, JoinedShape, Policy};
 use crate::relation::prefetch::{IntoPrefetch, Prefetch};
 use crate::schema::column::{Column, OrderBy};
 use crate::schema::criteria::Criteria;
@@ -40,6 +40,7 @@ pub struct Select<M> {
     pub(crate) select_related: Prefetch<M>,
     pub(crate) balanced: Prefetch<M>,
     pub(crate) criteria: Criteria<M>,
+    pub(crate) shape: JoinedShape,
     _marker: PhantomData<fn() -> M>,
 }
 
@@ -50,6 +51,7 @@ impl<M> Clone for Select<M> {
             select_related: self.select_related.clone(),
             balanced: self.balanced.clone(),
             criteria: self.criteria.clone(),
+            shape: self.shape,
             _marker: PhantomData,
         }
     }
@@ -80,6 +82,7 @@ impl<M: Model> Select<M> {
             select_related: Prefetch::default(),
             balanced: Prefetch::default(),
             criteria: Criteria::default(),
+            shape: JoinedShape::default(),
             _marker: PhantomData,
         }
     }
@@ -98,15 +101,18 @@ impl<M: Model> Select<M> {
         Ok(self)
     }
 
-    /// Loads a relation tree inside the query itself: to-one edges by `LEFT JOIN`,
-    /// to-many edges by a `LEFT JOIN LATERAL` aggregate, nested, so the whole tree is
-    /// one statement. Filters, ordering, limit and offset apply to the rows of `M`,
-    /// never to joined children. Edges marked [`batched`](crate::EdgeStrategy::batched)
-    /// run as statements of their own. The relations are attached exactly as
+    /// Loads a relation tree inside the query itself, so the whole tree is one
+    /// statement: the plain rows of each edge as one `UNION ALL` branch (the rows
+    /// prefetch would read), with edges ordered or limited per parent aggregated into
+    /// their parent's rows (and to-one edges joined there on pages of at most 1,000
+    /// rows). Filters, ordering, limit and offset apply to the rows of `M`, never to
+    /// joined children. Edges marked [`batched`](crate::EdgeStrategy::batched) run as
+    /// statements of their own. The relations are attached exactly as
     /// [`prefetch`](Self::prefetch) attaches them.
     ///
-    /// Joining to-many edges costs more than batching them once parents number in the
-    /// thousands (docs/BENCHMARKS.md); [`balanced`](Self::balanced) picks per edge.
+    /// Over a local socket, one statement is still slower than prefetch's batches once
+    /// parents number in the thousands (docs/BENCHMARKS.md, "The union shape");
+    /// [`balanced`](Self::balanced) picks per edge.
     ///
     /// ```no_run
     /// # use matrx_orm::prelude::*;
@@ -202,7 +208,15 @@ impl<M: Model> Select<M> {
     /// batched edges run after it). For inspection and benchmarks.
     #[doc(hidden)]
     pub fn joined_statement(&self, encoding: AggregateEncoding) -> Result<SqlBuf> {
-        joined::statement(&self.criteria, &self.trees(), encoding)
+        joined::statement(&self.criteria, &self.trees(), encoding, self.shape)
+    }
+
+    /// Writes the joined statement in `shape` instead of the measured choice. For
+    /// the benchmark and the tests that compare the shapes.
+    #[doc(hidden)]
+    pub fn joined_shape(mut self, shape: JoinedShape) -> Self {
+        self.shape = shape;
+        self
     }
 
     /// Keeps rows matching `filter` (combined with earlier filters by AND).
@@ -304,7 +318,7 @@ impl<M: Model> Select<M> {
     /// Runs the query, decodes every row, and loads the prefetched relations.
     pub async fn all<E: Executor>(&self, ex: &E) -> Result<Vec<M>> {
         if self.has_joined_trees() {
-            let rows = joined::load_root(ex, &self.criteria, &self.trees()).await;
+            let rows = joined::load_root(ex, &self.criteria, &self.trees(), self.shape).await;
             for (tree, _) in self.trees() {
                 tree.settle_cache(ex);
             }

@@ -21,9 +21,9 @@ pub(crate) mod stitch;
 pub use aggregate::PerParent;
 pub use batch::{load_by_keys, load_edge, Groups, Keyed};
 pub use fetch::{fetch, fetch_all_related, Loaded};
-#[doc(hidden)]
-pub use joined::policy::AggregateEncoding;
 pub use joined::policy::{balanced_strategy, LoadStrategy, BALANCED_JOIN_LIMIT};
+#[doc(hidden)]
+pub use joined::policy::{AggregateEncoding, JoinedShape};
 pub use prefetch::{
     prefetch_related, EdgeStrategy, IntoPrefetch, Path, Planned, Prefetch, RelationExt,
 };

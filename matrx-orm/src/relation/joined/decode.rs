@@ -18,7 +18,7 @@ impl<S: Model> Plan<S> {
     /// Decodes the joined edges of `parent` from `src`, whose field `at` is the first
     /// one after the parent's columns, and fills their slots.
     pub(crate) fn decode(&mut self, parent: &S, src: &Src<'_>, mut at: usize) -> Result<()> {
-        for edge in &mut self.joined {
+        for edge in self.joined.iter_mut().filter(|e| !e.is_branch()) {
             edge.decode(parent, src, at)?;
             at += edge.width();
         }
@@ -133,7 +133,7 @@ impl<R: Relation> BatchedEdge<R> {
 /// `row` as the session's instance of it: the one already held for its key, or `row`
 /// now held. Its joined edges are decoded after, onto whichever instance this is
 /// (relation fields are set once, so an instance's earlier loads are kept).
-fn interned<T: Model>(row: T, held: Option<&Held>) -> Arc<T> {
+pub(super) fn interned<T: Model>(row: T, held: Option<&Held>) -> Arc<T> {
     let mut row = Arc::new(row);
     if let Some(held) = held {
         held.cache

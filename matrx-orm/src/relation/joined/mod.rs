@@ -1,12 +1,79 @@
-//! `select_related`: relation trees loaded inside the root query — to-one edges by
-//! `LEFT JOIN`, to-many edges aggregated into one `record[]` value per parent (once for
-//! the whole set of parents, `GROUP BY` the parent key, joined back by key; or by a
-//! `LEFT JOIN LATERAL` subquery per parent where an edge has a limit per parent) — and
-//! `balanced`, which picks per edge between that and the batch statement of prefetch.
+//! `select_related`: relation trees loaded inside the root query — in one statement
+//! whose result is the plain rows prefetch would read, one `UNION ALL` branch per edge
+//! (the union shape), with the edges that need their rows ordered or limited per
+//! parent (and, under a page of at most 1,000 rows, to-one edges) joined into their
+//! parent's branch: to-one edges by `LEFT JOIN`, to-many edges aggregated into one
+//! `record[]` value per parent (once for the whole set of parents, `GROUP BY` the
+//! parent key, joined back by key; or by a `LEFT JOIN LATERAL` subquery per parent
+//! where an edge has a limit per parent) — and `balanced`, which picks per edge between
+//! that and the batch statement of prefetch.
 //!
-//! # The SQL shape
+//! # The union shape
 //!
-//! Every joined edge gets an alias numbered in plan order (`r1`, `r2`, ...; `l2` for
+//! For `Order::query().select_related(Order::CUSTOMER).select_related(Order::ITEMS.with(OrderItem::PRODUCT)).select_related(Order::TAGS)`
+//! (all orders; `r<n>` is edge *n*'s target, `j<n>` its junction, `e<n>` its rows when
+//! branches below read them):
+//!
+//! ```text
+//! WITH "__root" AS NOT MATERIALIZED (SELECT "t"."id", ... FROM "orders" AS "t" WHERE TRUE),
+//!   "e2" AS (SELECT "r2"."id", ... FROM "order_items" AS "r2"
+//!     WHERE ("r2"."order_id") IN (SELECT "p2"."id" FROM "__root" AS "p2"))
+//! SELECT 0 AS "__edge", row_number() OVER ( ORDER BY "t"."id" ASC) AS "__pos", "t"."id", ...,
+//!     (NULL::"customers")."id", ..., (NULL::"order_tags")."order_id", (NULL::"tags")."id", ...
+//!   FROM "__root" AS "t"
+//! UNION ALL SELECT 1, NULL, NULL, ..., "r1"."id", ..., NULL FROM "customers" AS "r1"
+//!   WHERE ("r1"."id") IN (SELECT "p1"."customer_id" FROM "__root" AS "p1")
+//! UNION ALL SELECT 2, NULL, ..., "r2"."id", ..., NULL FROM "e2" AS "r2"
+//! UNION ALL SELECT 3, NULL, ..., "r3"."id", ..., NULL FROM "products" AS "r3"
+//!   WHERE ("r3"."id") IN (SELECT "p3"."product_id" FROM "e2" AS "p3")
+//! UNION ALL SELECT 4, NULL, ..., "j4"."order_id", "r4"."id", "r4"."name" FROM "order_tags" AS "j4"
+//!   JOIN "tags" AS "r4" ON "r4"."id" = "j4"."tag_id"
+//!   WHERE ("j4"."order_id") IN (SELECT "p4"."id" FROM "__root" AS "p4")
+//! ```
+//!
+//! - **Fields.** A row starts with its branch (`"__edge"`: 0 for the root, else the
+//!   edge's number) and, for a root row, its position in the query's order
+//!   (`"__pos"`); then the root's columns (and the edges joined into the root's
+//!   rows), then the branch edges' fields: a many-to-many edge's junction parent key,
+//!   the target's columns, the edges joined into the target's rows. Branches share
+//!   fields where their columns have the same declared type (`slots.rs`: a row is
+//!   about as wide as the widest branch, not the sum of them); a branch fills its own
+//!   fields, NULL elsewhere. The root branch comes first and types its NULLs as a
+//!   field of a NULL of the table's row type (`(NULL::"customers")."email"`): the
+//!   `UNION`'s column types resolve to the columns' own (resolved pairwise, left to
+//!   right, untyped NULLs in the first two branches would resolve to `text`), and no
+//!   type name is spelled.
+//! - **Parents restrict children** by a semi-join on their rows: the root's common
+//!   table expression (a page `MATERIALIZED`, so every branch reads the page's rows
+//!   even when its order has ties; unpaged, inlined, as in the aggregate shape below),
+//!   or the parent branch's rows, a common table expression of their own when a branch
+//!   below reads them (referenced twice, PostgreSQL materializes it). Keys are matched
+//!   as in the grouped aggregate (`policy::parent_keys_as_array`): one array below a
+//!   page, a semi-join otherwise, composite keys row-valued (`("r1"."region",
+//!   "r1"."code") IN (SELECT ...)`). An edge's filter goes into its branch's `WHERE`
+//!   (and its common table expression's), so the branches below read its filtered rows.
+//! - **Decoded as prefetch decodes.** Each row is read at its branch's offset with
+//!   the model's decoder; root rows are put back in `"__pos"` order (rows of a
+//!   `UNION ALL` come in no promised order); each edge's rows are grouped by parent key
+//!   and attached by the one stitcher (`relation::stitch::attach`), level by level,
+//!   children in primary-key order (in memory, as the batch loader); a many-to-many
+//!   target linked to several parents is decoded once.
+//! - **Which edges are branches** (`policy::union_branch`): every to-many edge
+//!   without a limit or an ordering of its own, reached from the root through branch
+//!   edges; to-one edges too, except under a root of at most
+//!   `BALANCED_JOIN_LIMIT` (1,000) rows, where they are joined
+//!   into their parent's branch (measured, docs/BENCHMARKS.md "The union shape"). An
+//!   edge that is not a branch is joined into its parent's branch in the aggregate
+//!   shape below, with everything under it. A tree with no to-many branch keeps the
+//!   aggregate shape (a tree of to-one joins is one row per parent already).
+//!
+//! `Select::joined_shape` (hidden) forces a shape, for the benchmark and the tests that
+//! compare them.
+//!
+//! # The aggregate shape
+//!
+//! Edges joined into their parent's row (every edge, in a tree the union shape does not
+//! take). Every joined edge gets an alias numbered in plan order (`r1`, `r2`, ...; `l2` for
 //! the derived table holding edge 2's aggregate, `j2` for its junction, `p2` for its
 //! parents' rows). Columns are always qualified, values always bound. For
 //! `Order::query().select_related(Order::CUSTOMER).select_related(Order::ITEMS.with(OrderItem::PRODUCT)).select_related(Order::TAGS).limit(10)`:
@@ -112,7 +179,7 @@
 //!
 //! # Query counts
 //!
-//! `select_related` alone: one statement, whatever the tree. Each batched edge adds one
+//! `select_related` alone: one statement, whatever the tree and the shape. Each batched edge adds one
 //! statement when its parents have a non-NULL key, none otherwise.
 
 mod decode;
@@ -120,6 +187,8 @@ pub(crate) mod plan;
 pub(crate) mod policy;
 mod records;
 mod render;
+mod slots;
+mod union;
 
 use crate::base::error::Result;
 use crate::base::sql::SqlBuf;
@@ -131,7 +200,7 @@ use crate::schema::model::Model;
 
 pub(crate) use plan::has_choice;
 use plan::{Held, Ids, Plan};
-use policy::{AggregateEncoding, Policy};
+use policy::{AggregateEncoding, JoinedShape, Policy};
 use records::Src;
 use render::root_statement;
 
@@ -151,9 +220,13 @@ pub(crate) fn statement<M: Model>(
     rows: &Criteria<M>,
     trees: &[(&Prefetch<M>, Policy)],
     enc: AggregateEncoding,
+    shape: JoinedShape,
 ) -> Result<SqlBuf> {
     let mut plan = build_plan(trees)?;
     plan.settle(rows.bound());
+    if enc == AggregateEncoding::Records && plan.choose_union(shape, rows.bound()) {
+        return union::prepare_statement(rows, &mut plan).map(|(sql, _)| sql);
+    }
     root_statement(rows, &plan, enc)
 }
 
@@ -164,25 +237,35 @@ pub(crate) async fn load_root<M: Model>(
     ex: &dyn DynExecutor,
     rows: &Criteria<M>,
     trees: &[(&Prefetch<M>, Policy)],
+    shape: JoinedShape,
 ) -> Result<Vec<M>> {
     let pinned = ex.for_load_dyn();
     let ex = pinned.as_deref().unwrap_or(ex);
     let mut plan = build_plan(trees)?;
     plan.settle(rows.bound());
+    let union = plan.choose_union(shape, rows.bound());
     plan.prepare(Held::now(ex.scope_dyn().cache.as_ref()).as_ref());
-    let sql = root_statement(rows, &plan, AggregateEncoding::Records)?;
-    let found = ex
-        .query_read_dyn(&sql.text, &as_sql_refs(&sql.params))
-        .await?;
-    let width = M::META.columns.len();
-    let mut out = Vec::with_capacity(found.len());
-    for row in &found {
-        let src = Src::Row(row);
-        let model = M::decode_fields(&src, 0)?;
-        plan.decode(&model, &src, width)?;
-        out.push(model);
-    }
-    drop(found);
+    let out = if union {
+        let (sql, _) = union::prepare_statement(rows, &mut plan)?;
+        let found = ex
+            .query_read_dyn(&sql.text, &as_sql_refs(&sql.params))
+            .await?;
+        union::decode_rows(&mut plan, &found)?
+    } else {
+        let sql = root_statement(rows, &plan, AggregateEncoding::Records)?;
+        let found = ex
+            .query_read_dyn(&sql.text, &as_sql_refs(&sql.params))
+            .await?;
+        let width = M::META.columns.len();
+        let mut out = Vec::with_capacity(found.len());
+        for row in &found {
+            let src = Src::Row(row);
+            let model = M::decode_fields(&src, 0)?;
+            plan.decode(&model, &src, width)?;
+            out.push(model);
+        }
+        out
+    };
     plan.record();
     if plan.batched_edges() > 0 && !out.is_empty() {
         let parents: Vec<&M> = out.iter().collect();

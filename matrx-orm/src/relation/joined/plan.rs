@@ -20,9 +20,10 @@ use crate::cache::session::{SessionCache, Targets};
 use crate::executor::DynExecutor;
 use crate::relation::batch::{counts_matches, group, load_edge};
 use crate::relation::joined::policy::{
-    AggregateEncoding, LoadStrategy, Policy, BALANCED_JOIN_LIMIT,
+    AggregateEncoding, JoinedShape, LoadStrategy, Policy, BALANCED_JOIN_LIMIT,
 };
 use crate::relation::joined::records::Src;
+use crate::relation::joined::slots::Slots;
 use crate::relation::prefetch::{Path, Planned, Prefetch};
 use crate::relation::stitch::{attach, attached};
 use crate::schema::model::{Model, Relation};
@@ -280,7 +281,11 @@ impl<S: Model> Plan<S> {
 
     /// The number of fields the joined edges add to a parent's row.
     pub(super) fn width(&self) -> usize {
-        self.joined.iter().map(|e| e.width()).sum()
+        self.joined
+            .iter()
+            .filter(|e| !e.is_branch())
+            .map(|e| e.width())
+            .sum()
     }
 
     /// Runs the statements left once `parents` are decoded: the batched edges of this
@@ -338,6 +343,24 @@ pub(super) trait JoinEdge<S>: Send + Sync {
     fn batched_edges(&self) -> usize;
     /// Runs the batched edges below this one on the rows it decoded.
     fn load_batched<'a>(&'a mut self, ex: &'a dyn DynExecutor) -> BoxFuture<'a, Result<()>>;
+    /// Whether this edge is a branch of the union statement (see `union`).
+    fn is_branch(&self) -> bool;
+    /// Makes this edge, and the edges below it, union branches where they fit.
+    fn choose_branch(&mut self, shape: JoinedShape, parents: Option<usize>);
+    /// Undoes `choose_branch` here and below.
+    fn clear_branch(&mut self);
+    /// Whether this branch is to-many or has a to-many branch below it.
+    fn has_to_many_branch(&self) -> bool;
+    /// Places this branch's fields in `slots`, then its branches'.
+    fn layout(&mut self, slots: &mut Slots);
+    /// Typed NULLs for the fields this joined edge adds to its parent's row.
+    fn null_selects(&self, out: &mut Vec<String>);
+    fn union_cte(&self, parents: &Parents, sql: &mut SqlBuf) -> Result<()>;
+    fn union_branch(&self, parents: &Parents, width: usize, sql: &mut SqlBuf) -> Result<()>;
+    /// Decodes a row of branch `n` if it is this edge's or one below it.
+    fn union_row(&mut self, n: usize, row: &tokio_postgres::Row) -> Result<bool>;
+    /// Attaches this branch's rows to `parents`, then its branches' to its targets.
+    fn union_attach(&mut self, parents: &[&S]) -> Result<()>;
 }
 
 /// A type-erased edge loaded with a statement of its own.
@@ -391,6 +414,13 @@ pub(crate) struct JoinedEdge<R: Relation> {
     pub(super) held: Option<Held>,
     /// Each parent's key and targets, to record in the session's cache.
     pub(super) loaded: Vec<Entry<R>>,
+    /// A branch of the union statement rather than joined into its parent's row.
+    pub(super) branch: bool,
+    /// As a branch: the field of the union's rows holding each of its own (the
+    /// junction's parent key, the target's columns, its joined edges').
+    pub(super) slots: Vec<usize>,
+    /// As a branch: (parent key, target) for every row read, grouped once all are.
+    pub(super) pairs: Vec<(<R as Relation>::Key, Arc<R::Target>)>,
 }
 
 /// The session cache a load fills, with its generation when the load began (so rows
@@ -429,6 +459,9 @@ impl<R: Relation> JoinedEdge<R> {
             auto: false,
             held: None,
             loaded: Vec::new(),
+            branch: false,
+            slots: Vec::new(),
+            pairs: Vec::new(),
         }
     }
 
@@ -496,7 +529,8 @@ impl<R: Relation> JoinEdge<R::Source> for JoinedEdge<R> {
     }
 
     fn prepare(&mut self, held: Option<&Held>) {
-        self.keep = self.plan.batched_edges() > 0;
+        // A branch keeps its distinct targets: the parents of its own branches.
+        self.keep = self.branch || self.plan.batched_edges() > 0;
         self.held = held.filter(|_| self.related.is_default()).cloned();
         self.plan.prepare(held);
     }
@@ -545,6 +579,46 @@ impl<R: Relation> JoinEdge<R::Source> for JoinedEdge<R> {
 
     fn batched_edges(&self) -> usize {
         self.plan.batched_edges()
+    }
+
+    fn is_branch(&self) -> bool {
+        self.branch
+    }
+
+    fn choose_branch(&mut self, shape: JoinedShape, parents: Option<usize>) {
+        JoinedEdge::choose_branch(self, shape, parents);
+    }
+
+    fn clear_branch(&mut self) {
+        JoinedEdge::clear_branch(self);
+    }
+
+    fn has_to_many_branch(&self) -> bool {
+        JoinedEdge::has_to_many_branch(self)
+    }
+
+    fn layout(&mut self, slots: &mut Slots) {
+        JoinedEdge::layout(self, slots);
+    }
+
+    fn null_selects(&self, out: &mut Vec<String>) {
+        JoinedEdge::null_selects(self, out);
+    }
+
+    fn union_cte(&self, parents: &Parents, sql: &mut SqlBuf) -> Result<()> {
+        JoinedEdge::union_cte(self, parents, sql)
+    }
+
+    fn union_branch(&self, parents: &Parents, width: usize, sql: &mut SqlBuf) -> Result<()> {
+        JoinedEdge::union_branch(self, parents, width, sql)
+    }
+
+    fn union_row(&mut self, n: usize, row: &tokio_postgres::Row) -> Result<bool> {
+        JoinedEdge::union_row(self, n, row)
+    }
+
+    fn union_attach(&mut self, parents: &[&R::Source]) -> Result<()> {
+        JoinedEdge::union_attach(self, parents)
     }
 
     fn load_batched<'a>(&'a mut self, ex: &'a dyn DynExecutor) -> BoxFuture<'a, Result<()>> {

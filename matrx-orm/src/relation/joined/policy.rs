@@ -134,3 +134,55 @@ pub enum AggregateEncoding {
     /// `json_agg(json_build_array(...))`.
     Json,
 }
+
+/// Which statement shape `select_related` writes. Loads use [`JoinedShape::Auto`];
+/// the others exist so the benchmark can measure the shapes against each other in
+/// one build (docs/BENCHMARKS.md, "The union shape").
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum JoinedShape {
+    /// The measured choice per edge (`policy::union_branch`).
+    #[default]
+    Auto,
+    /// `UNION ALL` branches for the to-many edges that fit; to-one edges joined into
+    /// their parent's branch.
+    UnionToOneJoined,
+    /// `UNION ALL` branches for every edge that fits, to-one edges included.
+    UnionToOneBranched,
+    /// No union: every edge in its parent's row (to-one joins, `record[]` aggregates).
+    Aggregates,
+}
+
+/// Whether a joined edge of kind `kind` customised by `related`, whose parent rows are
+/// a branch of the union statement (the root's or another edge's), is a branch of its
+/// own (its plain rows, stitched as prefetch stitches them) rather than joined into
+/// its parent's row (see `joined::union`). `parents` bounds the root rows (the root's
+/// limit), if anything does.
+///
+/// - An edge with a limit per parent or an ordering of its own needs its rows ordered
+///   per parent: it keeps the aggregate shapes (`LATERAL` for a limit, an ordered
+///   aggregate otherwise), inside its parent's branch.
+/// - Every other to-many edge is a branch: each child is a plain row instead of a
+///   record built, encoded and parsed, and no aggregate per parent is computed.
+/// - A to-one edge is joined into its parent's branch under a root of at most
+///   [`BALANCED_JOIN_LIMIT`] rows, and a branch of its own otherwise (its distinct
+///   targets sent once instead of repeated on every parent row). Measured
+///   (docs/BENCHMARKS.md, "The union shape"): on W1's page of 1,000 orders, joined
+///   was 9.6-11.6 ms by minimum against 12.2-13.2 as branches (the items' rows
+///   become a common table expression their products' branch reads); on all 20,000
+///   orders (W2) and all 1,000 products (W3) branches were as fast or faster.
+pub(crate) fn union_branch<T>(
+    kind: RelationKind,
+    related: &Related<T>,
+    shape: JoinedShape,
+    parents: Option<usize>,
+) -> bool {
+    let fits = related.limit_per_parent.is_none() && related.order.is_empty();
+    let to_one_branched = match shape {
+        JoinedShape::Aggregates => return false,
+        JoinedShape::UnionToOneJoined => false,
+        JoinedShape::UnionToOneBranched => true,
+        JoinedShape::Auto => parents.is_none_or(|n| n > BALANCED_JOIN_LIMIT),
+    };
+    fits && (!kind.is_to_one() || to_one_branched)
+}

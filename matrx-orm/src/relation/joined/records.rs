@@ -168,6 +168,9 @@ impl Fields for Record<'_> {
 pub(crate) enum Src<'s> {
     Row(&'s Row),
     Rec(&'s Record<'s>),
+    /// A row whose field `i` is the row's field `map[i]` (a branch of the union
+    /// shape, whose fields share the row's with other branches).
+    Map(&'s Row, &'s [usize]),
 }
 
 impl Fields for Src<'_> {
@@ -181,6 +184,10 @@ impl Fields for Src<'_> {
         match self {
             Src::Row(row) => row.field(index, model, column),
             Src::Rec(rec) => rec.field(index, model, column),
+            // Past the map: a field the row has not, refused by the row.
+            Src::Map(row, map) => {
+                row.field(map.get(index).copied().unwrap_or(usize::MAX), model, column)
+            }
         }
     }
 
@@ -189,6 +196,7 @@ impl Fields for Src<'_> {
         match self {
             Src::Row(row) => row.is_null(index),
             Src::Rec(rec) => rec.is_null(index),
+            Src::Map(row, map) => map.get(index).is_none_or(|&i| row.is_null(i)),
         }
     }
 }

@@ -27,7 +27,7 @@ const BASE: &str = "b";
 
 /// The name of the common table expression holding the root rows when to-many edges
 /// are aggregated per set of parents (see [`Parents`]).
-const ROOT_ROWS: &str = "__root";
+pub(super) const ROOT_ROWS: &str = "__root";
 
 /// How the root rows' common table expression is evaluated, for a root `paged` or not.
 ///
@@ -39,7 +39,7 @@ const ROOT_ROWS: &str = "__root";
 ///   the same rows every time, and inlined the planner estimates from the table's
 ///   statistics: materialized, its guesses pushed the estimated cost of all 20,000
 ///   orders (W2) over the JIT threshold, 4x slower (docs/BENCHMARKS.md).
-fn root_rows(paged: bool) -> &'static str {
+pub(super) fn root_rows(paged: bool) -> &'static str {
     if paged {
         " AS MATERIALIZED"
     } else {
@@ -123,7 +123,7 @@ pub(super) fn root_statement<M: Model>(
 impl<S: Model> Plan<S> {
     /// Appends the select-list entries of the joined edges.
     pub(crate) fn selects(&self, enc: AggregateEncoding, out: &mut Vec<String>) {
-        for edge in &self.joined {
+        for edge in self.joined.iter().filter(|e| !e.is_branch()) {
             edge.selects(enc, out);
         }
     }
@@ -139,7 +139,7 @@ impl<S: Model> Plan<S> {
         parents: Option<&Parents>,
         sql: &mut SqlBuf,
     ) -> Result<()> {
-        for edge in &self.joined {
+        for edge in self.joined.iter().filter(|e| !e.is_branch()) {
             edge.joins(enc, parent, nested, parents, sql)?;
         }
         Ok(())
@@ -148,7 +148,9 @@ impl<S: Model> Plan<S> {
     /// Whether an edge of this level, or a to-one chain below it, is a to-many edge
     /// that takes the set-oriented shape (so the statement names its parents' rows).
     pub(crate) fn reads_parent_rows(&self) -> bool {
-        self.joined.iter().any(|e| e.reads_parent_rows())
+        self.joined
+            .iter()
+            .any(|e| !e.is_branch() && e.reads_parent_rows())
     }
 }
 
@@ -244,7 +246,7 @@ impl<R: Relation> JoinedEdge<R> {
     }
 
     /// How this edge's rows are reached from a parent row.
-    fn correlated() -> Result<Correlated> {
+    pub(super) fn correlated() -> Result<Correlated> {
         Correlated::new(<R::Source as Model>::META, R::META)
     }
 
