@@ -23,7 +23,9 @@ pub use batch::{load_by_keys, load_edge, Groups, Keyed};
 pub use fetch::{fetch, fetch_all_related, Loaded};
 #[doc(hidden)]
 pub use joined::policy::AggregateEncoding;
-pub use joined::policy::{balanced_strategy, LoadStrategy, BALANCED_JOIN_LIMIT};
+pub use joined::policy::{
+    balanced_strategy, LoadStrategy, BALANCED_JOIN_LIMIT, BALANCED_JOIN_LIMIT_TO_MANY,
+};
 pub use prefetch::{
     prefetch_related, EdgeStrategy, IntoPrefetch, Path, Planned, Prefetch, RelationExt,
 };
