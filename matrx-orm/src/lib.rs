@@ -45,7 +45,10 @@ pub use query::select::{Select, Update};
 pub use query::triggers::CoherenceTriggers;
 pub use query::values::{GroupKey, Values};
 pub use query::write::{Create, InsertRows};
-pub use relation::{balanced_strategy, EdgeStrategy, LoadStrategy, Planned, BALANCED_JOIN_LIMIT};
+pub use relation::{
+    balanced_strategy, EdgeStrategy, LoadStrategy, Planned, BALANCED_JOIN_LIMIT,
+    BALANCED_JOIN_LIMIT_TO_MANY,
+};
 pub use relation::{
     fetch, fetch_all_related, load_edge, prefetch_related, Groups, IntoPrefetch, Loaded, Path,
     PerParent, Prefetch, RelationExt,

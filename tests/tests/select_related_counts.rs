@@ -275,50 +275,56 @@ async fn w1_w2_and_w3_trees_are_one_query() {
 #[tokio::test]
 async fn balanced_joins_to_one_edges_and_batches_to_many_edges() {
     let db = shop("sr_counts_bal", W).await;
-    // Root + customer; items + their products; tags.
-    let (orders, queries) = count_queries(&db, w1(balanced).limit(1_000).all(&*db)).await;
+    // Root + customer; items + their products (20 order keys); tags.
+    let (orders, queries) = count_queries(&db, w1(balanced).limit(20).all(&*db)).await;
     assert_eq!(queries, 3);
-    assert_eq!(w1_walk(&orders.unwrap()), w1_sql(&db, 1_000).await);
-    // Root; stock + warehouses; warehouses.
+    assert_eq!(w1_walk(&orders.unwrap()), w1_sql(&db, 20).await);
+    // Root + customer; items; their products; tags.
+    let (orders, queries) = count_queries(&db, w1(balanced).limit(100).all(&*db)).await;
+    assert_eq!(queries, 4);
+    assert_eq!(w1_walk(&orders.unwrap()), w1_sql(&db, 100).await);
+    // Root; stock; their warehouses (100 product keys); warehouses.
     let (products, queries) = count_queries(&db, w3(false).all(&*db)).await;
-    assert_eq!(queries, 3);
+    assert_eq!(queries, 4);
     assert_eq!(w3_walk(&products.unwrap()), w3_sql(&db).await);
     // Unbounded or large parent sets: to-one edges are batched too. The root has no
     // limit (customer batched); items have 3,000 parents (products batched).
     let (orders, queries) = count_queries(&db, w1(balanced).all(&*db)).await;
     assert_eq!(queries, 5);
     assert_eq!(w1_walk(&orders.unwrap()), w1_sql(&db, W.orders).await);
-    // 1,001 parents is one too many for the root's customer; the items' products
-    // (1,001 order keys) are batched too.
-    let (orders, queries) = count_queries(&db, w1(balanced).limit(1_001).all(&*db)).await;
+    // 101 parents is one too many for the root's customer.
+    let (orders, queries) = count_queries(&db, w1(balanced).limit(101).all(&*db)).await;
     assert_eq!(queries, 5);
-    assert_eq!(w1_walk(&orders.unwrap()), w1_sql(&db, 1_001).await);
-    // A nested to-one edge under a batched edge is decided by that edge's key count:
-    // 200 orders -> their items join their products.
-    let (orders, queries) = count_queries(
-        &db,
-        Order::query()
-            .filter(Order::ID.lte(200))
-            .order_by(Order::ID.asc())
-            .balanced(Order::ITEMS.with(OrderItem::PRODUCT))
-            .all(&*db),
-    )
-    .await;
-    assert_eq!(queries, 2);
-    assert!(orders.unwrap().iter().all(|o| o
-        .items
-        .get()
-        .unwrap()
-        .iter()
-        .all(|i| i.product.get().is_some())));
-    assert_eq!(matrx_orm::BALANCED_JOIN_LIMIT, 1_000);
+    assert_eq!(w1_walk(&orders.unwrap()), w1_sql(&db, 101).await);
+    // A nested to-one edge under a batched to-many edge is decided by that edge's key
+    // count: the items of 20 orders join their products, those of 21 do not.
+    for (orders, expected) in [(20, 2), (21, 3)] {
+        let (loaded, queries) = count_queries(
+            &db,
+            Order::query()
+                .filter(Order::ID.lte(orders))
+                .order_by(Order::ID.asc())
+                .balanced(Order::ITEMS.with(OrderItem::PRODUCT))
+                .all(&*db),
+        )
+        .await;
+        assert_eq!(queries, expected, "{orders} orders");
+        assert!(loaded.unwrap().iter().all(|o| o
+            .items
+            .get()
+            .unwrap()
+            .iter()
+            .all(|i| i.product.get().is_some())));
+    }
+    assert_eq!(matrx_orm::BALANCED_JOIN_LIMIT, 100);
+    assert_eq!(matrx_orm::BALANCED_JOIN_LIMIT_TO_MANY, 20);
     use matrx_orm::{balanced_strategy, LoadStrategy, RelationKind};
     assert_eq!(
-        balanced_strategy(RelationKind::BelongsTo, Some(1_000)),
+        balanced_strategy(RelationKind::BelongsTo, Some(100)),
         LoadStrategy::Joined
     );
     assert_eq!(
-        balanced_strategy(RelationKind::HasOne, Some(1_001)),
+        balanced_strategy(RelationKind::HasOne, Some(101)),
         LoadStrategy::Batched
     );
     assert_eq!(
@@ -331,10 +337,63 @@ async fn balanced_joins_to_one_edges_and_batches_to_many_edges() {
     );
 }
 
+/// `balanced` on pages from 1 to 1,000 orders: the statement count of each page size
+/// (3 up to `BALANCED_JOIN_LIMIT_TO_MANY` orders, 4 up to `BALANCED_JOIN_LIMIT`, 5
+/// beyond) and the same graph as prefetch (5 statements) on the same page.
+#[tokio::test]
+async fn balanced_pages_small_and_large_load_the_prefetch_graph() {
+    let db = shop("sr_counts_bal_pages", W).await;
+    for (page, expected) in [
+        (1, 3),
+        (10, 3),
+        (20, 3),
+        (21, 4),
+        (100, 4),
+        (101, 5),
+        (1_000, 5),
+    ] {
+        let (orders, queries) = count_queries(&db, w1(balanced).limit(page).all(&*db)).await;
+        let orders = orders.unwrap();
+        assert_eq!(queries, expected, "balanced, {page} orders");
+        let (reference, queries) = count_queries(&db, w1(prefetched).limit(page).all(&*db)).await;
+        let reference = reference.unwrap();
+        assert_eq!(queries, 5, "prefetch, {page} orders");
+        assert_eq!(orders.len() as u64, page);
+        assert_eq!(json(&orders), json(&reference), "{page} orders");
+        assert_eq!(w1_walk(&orders), w1_sql(&db, page as i64).await);
+    }
+    // The root's customer is a probe per row under a small page (a plain join there
+    // was planned as a hash of the whole target table); select_related keeps the join.
+    let probe = "LEFT JOIN LATERAL (SELECT \"r1\".\"id\", ";
+    let small = w1(balanced)
+        .limit(10)
+        .joined_statement(AggregateEncoding::Records)
+        .unwrap();
+    assert!(small.text.contains(probe), "{}", small.text);
+    assert!(
+        small.text.contains(
+            "FROM \"customers\" AS \"r1\" WHERE \"r1\".\"id\" = \"t\".\"customer_id\" \
+             ORDER BY \"r1\".\"id\" LIMIT 1) AS \"r1\" ON TRUE"
+        ),
+        "{}",
+        small.text
+    );
+    let large = w1(balanced)
+        .limit(101)
+        .joined_statement(AggregateEncoding::Records)
+        .unwrap();
+    assert!(!large.text.contains("customers"), "{}", large.text);
+    let joined = w1(joined)
+        .limit(10)
+        .joined_statement(AggregateEncoding::Records)
+        .unwrap();
+    assert!(!joined.text.contains(probe), "{}", joined.text);
+}
+
 #[tokio::test]
 async fn each_edge_can_choose_its_strategy() {
-    let db = shop("sr_counts_edges", Shape { orders: 200, ..W }).await;
-    let expected = w1_sql(&db, W.orders.min(200)).await;
+    let db = shop("sr_counts_edges", Shape { orders: 100, ..W }).await;
+    let expected = w1_sql(&db, W.orders.min(100)).await;
     let cases: Vec<(&str, Select<Order>, u64)> = vec![
         (
             "items batched in a select_related tree (product joined into their statement)",
@@ -399,8 +458,8 @@ async fn each_edge_can_choose_its_strategy() {
         ),
     ];
     for (what, query, expected_queries) in cases {
-        // A page of 200 orders: few enough for balanced to join to-one edges.
-        let query = query.order_by(Order::ID.asc()).limit(200);
+        // A page of 100 orders: few enough for balanced to join the root's to-one edges.
+        let query = query.order_by(Order::ID.asc()).limit(100);
         let (orders, queries) = count_queries(&db, query.all(&*db)).await;
         let orders = orders.unwrap_or_else(|e| panic!("{what}: {e}"));
         assert_eq!(queries, expected_queries, "{what}");

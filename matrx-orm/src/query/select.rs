@@ -152,9 +152,12 @@ impl<M: Model> Select<M> {
 
     /// Loads a relation tree choosing per edge, by the measured default
     /// ([`balanced_strategy`](crate::balanced_strategy)): to-many edges batched (one
-    /// statement each); to-one edges joined into their parent's statement when it has
-    /// at most [`BALANCED_JOIN_LIMIT`](crate::BALANCED_JOIN_LIMIT) parents (the root
-    /// query's limit, or the number of keys a batched edge sends), batched otherwise.
+    /// statement each); to-one edges joined into their parent's statement, as a
+    /// per-row index probe, when it has at most
+    /// [`BALANCED_JOIN_LIMIT`](crate::BALANCED_JOIN_LIMIT) parents (the root query's
+    /// limit, or the number of keys a batched edge sends; under a batched to-many edge
+    /// at most [`BALANCED_JOIN_LIMIT_TO_MANY`](crate::BALANCED_JOIN_LIMIT_TO_MANY)
+    /// keys), batched otherwise.
     /// An edge can override the choice with [`joined`](crate::EdgeStrategy::joined) /
     /// [`batched`](crate::EdgeStrategy::batched). The relations are attached exactly as
     /// [`prefetch`](Self::prefetch) attaches them.

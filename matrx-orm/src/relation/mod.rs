@@ -21,7 +21,9 @@ pub(crate) mod stitch;
 pub use aggregate::PerParent;
 pub use batch::{load_by_keys, load_edge, Groups, Keyed};
 pub use fetch::{fetch, fetch_all_related, Loaded};
-pub use joined::policy::{balanced_strategy, LoadStrategy, BALANCED_JOIN_LIMIT};
+pub use joined::policy::{
+    balanced_strategy, LoadStrategy, BALANCED_JOIN_LIMIT, BALANCED_JOIN_LIMIT_TO_MANY,
+};
 #[doc(hidden)]
 pub use joined::policy::{AggregateEncoding, JoinedShape};
 pub use prefetch::{

@@ -108,12 +108,14 @@
 //!   otherwise.
 //! - **To-one** (`belongs_to` to the target's primary key): a plain `LEFT JOIN`; a
 //!   filter goes into its `ON`. Every other to-one (a `has_one`, a `belongs_to` to other
-//!   columns, one with an ordering or a limit, and any to-one inside a `LATERAL`
-//!   aggregate) is a `LEFT JOIN LATERAL (... LIMIT 1)`: at most one row whatever the
-//!   data, and inside a per-parent subquery it keeps PostgreSQL on one index lookup per
-//!   row (a plain join there was planned as a hash join rebuilt for every parent: 3x
-//!   slower on W2). Its columns are flattened into the parent's row (or record); a NULL
-//!   primary key means "no row".
+//!   columns, one with an ordering or a limit, any to-one inside a `LATERAL`
+//!   aggregate, and any to-one `balanced` joined) is a `LEFT JOIN LATERAL (... LIMIT
+//!   1)`: at most one row whatever the data, and one index lookup per row. Inside a
+//!   per-parent subquery a plain join was planned as a hash join rebuilt for every
+//!   parent (3x slower on W2); under the few rows `balanced` joins into, as a hash of
+//!   the whole target table (all 10,000 products for the 46 items of 10 orders: 1.2 ms
+//!   against 0.05 ms for the probes). Its columns are flattened into the parent's row
+//!   (or record); a NULL primary key means "no row".
 //! - **To-many** (`has_many`, `many_to_many`): `array_agg(ROW(<target columns>,
 //!   <its to-one columns>, <its own aggregates>))` over the target (joined to the
 //!   junction for many-to-many), nested to any depth. The shape is chosen per edge
@@ -158,10 +160,15 @@
 //! # Choosing per edge: `balanced`
 //!
 //! [`balanced_strategy`]: to-many edges batched; to-one edges joined into their
-//! parent's statement when it returns at most [`BALANCED_JOIN_LIMIT`] parents (the
-//! root's `LIMIT`, or the number of keys a batched edge sends), batched otherwise. The
-//! plan keeps such edges joined until the statement is built (`Plan::settle`), when
-//! the bound is known. Every edge can choose for itself ([`EdgeStrategy`]).
+//! parent's statement, as a per-row index probe (`LATERAL ... LIMIT 1`), when it has
+//! at most [`BALANCED_JOIN_LIMIT`] parents (the root's `LIMIT`; the number of keys a
+//! batched to-one edge sends; for a batched to-many edge, whose rows are known only
+//! once it runs, its keys when there are at most [`BALANCED_JOIN_LIMIT_TO_MANY`]),
+//! batched otherwise. The plan keeps such edges joined until the statement is built
+//! (`Plan::settle`), when the bound is known. Every edge can choose for itself
+//! ([`EdgeStrategy`]).
+//!
+//! [`BALANCED_JOIN_LIMIT_TO_MANY`]: crate::BALANCED_JOIN_LIMIT_TO_MANY
 //!
 //! # Batched edges in a joined tree
 //!
@@ -179,8 +186,10 @@
 //!
 //! # Query counts
 //!
-//! `select_related` alone: one statement, whatever the tree and the shape. Each batched edge adds one
-//! statement when its parents have a non-NULL key, none otherwise.
+//! `select_related` alone: one statement, whatever the tree and the shape. Each batched
+//! edge adds one statement when its parents have a non-NULL key, none otherwise.
+//! `balanced` on W1's tree (customer, items with their product, tags): 3 statements up
+//! to 20 orders, 4 up to 100 (the products batched), 5 beyond (the customers too).
 
 mod decode;
 pub(crate) mod plan;

@@ -20,7 +20,7 @@ use crate::cache::session::{SessionCache, Targets};
 use crate::executor::DynExecutor;
 use crate::relation::batch::{counts_matches, group, load_edge};
 use crate::relation::joined::policy::{
-    AggregateEncoding, JoinedShape, LoadStrategy, Policy, BALANCED_JOIN_LIMIT,
+    batched_parents, AggregateEncoding, JoinedShape, LoadStrategy, Policy, BALANCED_JOIN_LIMIT,
 };
 use crate::relation::joined::records::Src;
 use crate::relation::joined::slots::Slots;
@@ -242,9 +242,11 @@ impl<S: Model> Plan<S> {
     }
 
     /// Decides the balanced to-one edges of the statement this level joins into, which
-    /// returns at most `parents` parent rows (`None`: not known): they stay joined when
-    /// `parents` is at most [`BALANCED_JOIN_LIMIT`], else they become batched edges
-    /// (their own balanced children are decided when they load). Call before rendering.
+    /// has `parents` parents as `balanced` counts them (the root's limit, or
+    /// `batched_parents` of a batched edge's keys; `None`: not known): they stay
+    /// joined (as per-row probes) when `parents` is at most [`BALANCED_JOIN_LIMIT`],
+    /// else they become batched edges (their own balanced children are decided when
+    /// they load). Call before rendering.
     pub(crate) fn settle(&mut self, parents: Option<usize>) {
         let joins = parents.is_some_and(|n| n <= BALANCED_JOIN_LIMIT);
         let mut kept = Vec::with_capacity(self.joined.len());
@@ -748,7 +750,7 @@ impl<R: Relation> BatchEdge<R::Source> for BatchedEdge<R> {
                 .partition(|p| !R::slot(p).is_loaded());
             let preloaded = !before.is_empty();
             let keys = dedup_keys(fresh.iter().filter_map(|p| R::source_key(p)));
-            self.plan.settle(Some(keys.len()));
+            self.plan.settle(batched_parents(R::META.kind, keys.len()));
             if self.plan.joined.is_empty() {
                 // A prefetch edge: the batch primitive and the one stitcher.
                 let groups = load_edge::<R>(ex, keys, &self.related).await?;

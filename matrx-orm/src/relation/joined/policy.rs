@@ -40,11 +40,27 @@ impl Policy {
 
 /// The most parents a statement may have for `balanced` to join to-one edges into it.
 ///
-/// Chosen from the page-size sweep in docs/BENCHMARKS.md ("select_related"): with a
-/// 1 ms round trip per statement, joining W1's to-one edges (customer into the orders,
-/// product into the items) is 0.69-0.87x of batching them up to 1,000 orders and
-/// 1.04-1.68x from 3,000; on a local socket batching is as fast or faster at every size.
-pub const BALANCED_JOIN_LIMIT: usize = 1_000;
+/// A to-one edge `balanced` joins is a per-row index probe (`LEFT JOIN LATERAL (...
+/// LIMIT 1)`), so its cost grows with the rows it is joined to, while batching it
+/// costs one statement more (a round trip, when it is on the load's longest chain).
+/// Measured on W1's tree on the `full` and `x10` datasets (docs/BENCHMARKS.md,
+/// "balanced on small pages"): a probe costs 1-2 µs per row on the server, a
+/// round trip on a local socket 0.1-0.2 ms, so joining pays up to about 100 rows.
+/// It was 1,000 when joined edges were plain `LEFT JOIN`s, chosen with a 1 ms round
+/// trip per statement; on a local socket that join was 1.2-1.5x prefetch at 1,000
+/// orders, and PostgreSQL planned it as a hash of the whole target table (10,000
+/// products for the 46 items of 10 orders on `x10`: 4-10x prefetch on small pages).
+pub const BALANCED_JOIN_LIMIT: usize = 100;
+
+/// The most keys a batched to-many edge may send for `balanced` to join to-one edges
+/// into its statement.
+///
+/// Such a statement returns any number of rows per key, known only once it has run,
+/// while each joined to-one edge costs a probe per row. 20 keys were about 100 rows
+/// on W1 (4.6 items per order): joining the products into the items of 10 orders
+/// saves the round trip of their own statement (0.05 ms of probes on the server);
+/// for the 457 items of 100 orders the probes cost more than that statement.
+pub const BALANCED_JOIN_LIMIT_TO_MANY: usize = 20;
 
 /// The strategy `balanced` picks for an edge of kind `kind` whose parents come from a
 /// statement returning at most `parents` rows (`None`: unbounded, e.g. a root query
@@ -53,14 +69,14 @@ pub const BALANCED_JOIN_LIMIT: usize = 1_000;
 /// - to-many edges: batched, always. Joined as a `LATERAL` aggregate they cost one
 ///   subquery per parent and a record per child: 1.8-5.8x the hand-written batch
 ///   queries on W1, W2 and the wide shape.
-/// - to-one edges: joined when `parents` is at most [`BALANCED_JOIN_LIMIT`] (one round
-///   trip less, a few columns more per row), batched otherwise (a joined target's
-///   columns repeat on every parent row: products joined into W2's 100,261 items cost
-///   more than their own 1,000-row statement).
+/// - to-one edges: joined as a per-row index probe when `parents` is at most
+///   [`BALANCED_JOIN_LIMIT`] (one round trip less, a probe per row), batched
+///   otherwise (one index scan for the distinct keys, in a statement of its own).
 ///
 /// ```
 /// use matrx_orm::{balanced_strategy, LoadStrategy, RelationKind};
 /// assert_eq!(balanced_strategy(RelationKind::BelongsTo, Some(20)), LoadStrategy::Joined);
+/// assert_eq!(balanced_strategy(RelationKind::BelongsTo, Some(101)), LoadStrategy::Batched);
 /// assert_eq!(balanced_strategy(RelationKind::BelongsTo, None), LoadStrategy::Batched);
 /// assert_eq!(balanced_strategy(RelationKind::HasMany, Some(1)), LoadStrategy::Batched);
 /// ```
@@ -69,6 +85,15 @@ pub fn balanced_strategy(kind: RelationKind, parents: Option<usize>) -> LoadStra
         Some(n) if kind.is_to_one() && n <= BALANCED_JOIN_LIMIT => LoadStrategy::Joined,
         _ => LoadStrategy::Batched,
     }
+}
+
+/// The parent count `balanced` decides the to-one edges joined into the statement of
+/// a batched edge of kind `kind` by, for `keys` distinct parent keys (`None`: too many
+/// to join): the keys for a to-one edge (at most one row each); for a to-many edge the
+/// keys when they are at most [`BALANCED_JOIN_LIMIT_TO_MANY`], else none (its rows are
+/// not known before it runs).
+pub(crate) fn batched_parents(kind: RelationKind, keys: usize) -> Option<usize> {
+    (kind.is_to_one() || keys <= BALANCED_JOIN_LIMIT_TO_MANY).then_some(keys)
 }
 
 /// How a joined to-many edge is written into its parent's statement.

@@ -26,6 +26,7 @@ use crate::base::error::{Error, Result};
 use crate::base::key::{dedup_keys, Key};
 use crate::base::meta::RelationKind;
 use crate::base::sql::{qualified, quote_ident, SqlBuf, ROOT};
+use crate::cache::session::Targets;
 use crate::relation::batch::group;
 use crate::relation::joined::decode::interned;
 use crate::relation::joined::plan::{JoinedEdge, Parents, Plan};
@@ -407,7 +408,7 @@ impl<R: Relation> JoinedEdge<R> {
             held.cache.store::<R>(
                 held.generation,
                 keys.into_iter().map(|key| {
-                    let targets = groups.get(&key).to_vec();
+                    let targets = Targets::from_slice(groups.get(&key));
                     (key, targets)
                 }),
             );
