@@ -47,6 +47,27 @@ pub(super) fn root_rows(paged: bool) -> &'static str {
     }
 }
 
+/// Opens the statement with the root rows as a common table expression, up to its
+/// closing parenthesis: `WITH "__root" AS [NOT] MATERIALIZED (SELECT <M's columns>
+/// FROM <M> AS "t" WHERE .. [ORDER BY .. LIMIT ..]` (see [`root_rows`]).
+pub(super) fn push_root_rows<M: Model>(sql: &mut SqlBuf, rows: &Criteria<M>) -> Result<()> {
+    let paged = rows.is_paged();
+    sql.push("WITH ")
+        .ident(ROOT_ROWS)
+        .push(root_rows(paged))
+        .push(" (SELECT ")
+        .columns(ROOT, M::META)
+        .push(" FROM ")
+        .table_as(M::META, ROOT)
+        .push(" WHERE ");
+    rows.render_where(ROOT, sql);
+    if paged {
+        rows.render_order(ROOT, sql);
+        rows.render_paging(sql)?;
+    }
+    Ok(())
+}
+
 /// The root statement: `M`'s columns and the joined edges' (see the module docs).
 pub(super) fn root_statement<M: Model>(
     rows: &Criteria<M>,
@@ -65,20 +86,7 @@ pub(super) fn root_statement<M: Model>(
     if plan.reads_parent_rows() {
         // The root rows as a common table expression the to-many aggregates read their
         // parents' keys from (see `root_rows`).
-        let paged = rows.is_paged();
-        sql.push("WITH ")
-            .ident(ROOT_ROWS)
-            .push(root_rows(paged))
-            .push(" (SELECT ")
-            .columns(ROOT, M::META)
-            .push(" FROM ")
-            .table_as(M::META, ROOT)
-            .push(" WHERE ");
-        rows.render_where(ROOT, &mut sql);
-        if paged {
-            rows.render_order(ROOT, &mut sql);
-            rows.render_paging(&mut sql)?;
-        }
+        push_root_rows(&mut sql, rows)?;
         // The select list holds no placeholder: everything bound is in the CTE before
         // it or in the joins after it, in text order.
         sql.push(") SELECT ")
@@ -91,7 +99,7 @@ pub(super) fn root_statement<M: Model>(
         from.ident(ROOT_ROWS);
         let parents = Parents {
             from: from.text,
-            as_array: parent_keys_as_array(paged),
+            as_array: parent_keys_as_array(rows.is_paged()),
         };
         plan.joins(enc, ROOT, false, Some(&parents), &mut sql)?;
         rows.render_order(ROOT, &mut sql);

@@ -34,7 +34,7 @@ use crate::relation::joined::policy::{
     parent_keys_as_array, union_branch, AggregateEncoding, JoinedShape,
 };
 use crate::relation::joined::records::Src;
-use crate::relation::joined::render::{root_rows, ROOT_ROWS};
+use crate::relation::joined::render::{push_root_rows, ROOT_ROWS};
 use crate::relation::joined::slots::Slots;
 use crate::relation::stitch::attach;
 use crate::schema::criteria::Criteria;
@@ -431,27 +431,14 @@ pub(super) fn union_statement<M: Model>(
 ) -> Result<SqlBuf> {
     let width = slots.width();
     rows.check()?;
-    let paged = rows.is_paged();
     let mut sql = SqlBuf::new();
-    sql.push("WITH ")
-        .ident(ROOT_ROWS)
-        .push(root_rows(paged))
-        .push(" (SELECT ")
-        .columns(ROOT, M::META)
-        .push(" FROM ")
-        .table_as(M::META, ROOT)
-        .push(" WHERE ");
-    rows.render_where(ROOT, &mut sql);
-    if paged {
-        rows.render_order(ROOT, &mut sql);
-        rows.render_paging(&mut sql)?;
-    }
+    push_root_rows(&mut sql, rows)?;
     sql.push(")");
     let mut from = SqlBuf::new();
     from.ident(ROOT_ROWS);
     let parents = Parents {
         from: from.text,
-        as_array: parent_keys_as_array(paged),
+        as_array: parent_keys_as_array(rows.is_paged()),
     };
     plan.union_ctes(&parents, &mut sql)?;
     // The root branch: its position, its columns and joined edges, typed NULLs for
