@@ -112,6 +112,7 @@ pub fn run(args: &RunArgs) -> Result<i32> {
     let pooler_url = bouncer.as_ref().map(|b| b.url().to_owned());
 
     let mut out = std::io::stdout().lock();
+    let widths = table_widths(args);
     if !args.json {
         writeln!(
             out,
@@ -133,7 +134,11 @@ pub fn run(args: &RunArgs) -> Result<i32> {
                  the ORM in StatementMode::Unnamed"
             )?;
         }
-        writeln!(out, "{}", table_line(&TABLE_HEADER.map(String::from)))?;
+        writeln!(
+            out,
+            "{}",
+            table_line(&TABLE_HEADER.map(String::from), &widths)
+        )?;
         out.flush()?;
     }
 
@@ -171,7 +176,7 @@ pub fn run(args: &RunArgs) -> Result<i32> {
             if args.json {
                 writeln!(out, "{}", serde_json::to_string(&row)?)?;
             } else {
-                writeln!(out, "{}", table_line(&table_cells(&row)))?;
+                writeln!(out, "{}", table_line(&table_cells(&row), &widths))?;
             }
             out.flush()?;
         }
@@ -267,7 +272,8 @@ const TABLE_HEADER: [&str; 10] = [
     "query_count_source",
 ];
 
-/// Column widths; text columns are left-aligned, numbers right-aligned.
+/// Column widths (the strategy column widens to the longest name planned); text
+/// columns are left-aligned, numbers right-aligned.
 const TABLE_WIDTHS: [usize; 10] = [8, 16, 14, 11, 9, 7, 20, 11, 11, 18];
 const TABLE_LEFT: [bool; 10] = [
     true, true, false, false, false, false, false, false, false, true,
@@ -289,13 +295,24 @@ fn table_cells(row: &ResultRow) -> [String; 10] {
     ]
 }
 
-fn table_line(cells: &[String; 10]) -> String {
+/// The widths of the table's columns for the strategies planned in `args`.
+fn table_widths(args: &RunArgs) -> [usize; 10] {
+    let mut widths = TABLE_WIDTHS;
+    for (_, names) in plan(args) {
+        for name in names {
+            widths[1] = widths[1].max(name.len());
+        }
+    }
+    widths
+}
+
+fn table_line(cells: &[String; 10], widths: &[usize; 10]) -> String {
     let mut line = String::new();
     for (i, cell) in cells.iter().enumerate() {
         if i > 0 {
             line.push_str("  ");
         }
-        let w = TABLE_WIDTHS[i];
+        let w = widths[i];
         if TABLE_LEFT[i] {
             line.push_str(&format!("{cell:<w$}"));
         } else {
@@ -342,8 +359,8 @@ mod tests {
     #[test]
     fn table_is_aligned() {
         let row = ResultRow::from_report(report("handwritten", 19.123), Some(19.123));
-        let header = table_line(&TABLE_HEADER.map(String::from));
-        let line = table_line(&table_cells(&row));
+        let header = table_line(&TABLE_HEADER.map(String::from), &TABLE_WIDTHS);
+        let line = table_line(&table_cells(&row), &TABLE_WIDTHS);
         let col = |s: &str, what: &str| s.find(what).unwrap() + what.len();
         assert_eq!(col(&header, "wall_ms_median"), col(&line, "19.12"));
         assert_eq!(col(&header, "ratio_vs_handwritten"), col(&line, "1.00"));
