@@ -229,15 +229,16 @@ struct Distinct<K> {
 }
 
 impl<K: Clone + Eq + Hash> Distinct<K> {
+    /// Room for a typical wave (a request's per-object calls) from the start, so a
+    /// batch does not grow its set and list key by key.
+    const ROOM: usize = 32;
+
     fn new(first: K) -> Self {
-        Distinct {
-            order: vec![first.clone()],
-            seen: {
-                let mut seen = key_set(1);
-                seen.insert(first);
-                seen
-            },
-        }
+        let mut order = Vec::with_capacity(Self::ROOM);
+        order.push(first.clone());
+        let mut seen = key_set(Self::ROOM);
+        seen.insert(first);
+        Distinct { order, seen }
     }
 
     fn add(&mut self, key: K) {
