@@ -68,13 +68,12 @@ impl<T> Targets<T> {
 
 impl<T> From<Vec<Arc<T>>> for Targets<T> {
     fn from(mut targets: Vec<Arc<T>>) -> Self {
-        match targets.pop() {
-            Some(one) if targets.is_empty() => Targets::One(one),
-            Some(last) => {
-                targets.push(last);
-                Targets::Many(targets)
-            }
-            None => Targets::Many(targets),
+        match targets.len() {
+            1 => match targets.pop() {
+                Some(one) => Targets::One(one),
+                None => Targets::Many(targets),
+            },
+            _ => Targets::Many(targets),
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::base::hash::key_set;
 use crate::relation::batch::Groups;
 use crate::schema::model::Relation;
 use crate::schema::slot::Slot;
@@ -34,7 +35,7 @@ pub(crate) fn attached<'p, R: Relation>(
     for parent in parents {
         R::slot(parent).loaded_targets(&mut targets);
     }
-    let mut seen = std::collections::HashSet::with_capacity(targets.len());
+    let mut seen = key_set(targets.len());
     targets.retain(|t| seen.insert(Arc::as_ptr(t) as usize));
     targets
 }
